@@ -1,0 +1,80 @@
+//! Exit statuses and the classification of failures into them.
+
+use tchap_secure_core::Error;
+use tchap_secure_core::api::ApiError;
+
+/// Any failure not listed below.
+pub(crate) const OTHER: u8 = 1;
+/// Configuration or usage error.
+pub(crate) const CONFIG: u8 = 2;
+/// The TLS peer was rejected (anchor, pin, pin expiry, host name, protocol version).
+pub(crate) const TLS_REJECTED: u8 = 3;
+/// Any other network failure (refused, timeout, HTTP error, malformed answer).
+pub(crate) const NETWORK: u8 = 4;
+/// The homeserver refused the request (a Matrix error code).
+pub(crate) const SERVER_REFUSED: u8 = 5;
+/// Vault or token failure (PIN, token, vault.bin).
+pub(crate) const VAULT: u8 = 6;
+/// Local database failure.
+pub(crate) const STORE: u8 = 7;
+
+pub(crate) const HELP: &str = "Exit status: 0 success; 1 other failure; 2 configuration or usage error; \
+3 TLS peer rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure.
+Secrets: token PIN from $TCHAP_SECURE_TOKEN_PIN or --pin-stdin; password from $TCHAP_SECURE_PASSWORD or --password-stdin.";
+
+/// A failure on its way to the exit status.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    /// Stable snake_case reason.
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: CONFIG,
+            reason: "usage",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self {
+            code: CONFIG,
+            reason: "config",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        Self {
+            code: OTHER,
+            reason: "other",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Config(_) => CONFIG,
+            _ if e.tls_rejection().is_some() => TLS_REJECTED,
+            _ if e.is_network() => NETWORK,
+            Error::Api(
+                ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. },
+            ) => NETWORK,
+            Error::Api(_) => SERVER_REFUSED,
+            Error::Vault(_) => VAULT,
+            Error::Store(_) => STORE,
+            _ => OTHER,
+        };
+        Self {
+            code,
+            reason: e.code(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! `tchap-secure`: the command-line tool of MDM administrators and auditors.
+//!
+//! It drives the same core as the phone: the same configuration JSON, the same pinned
+//! transport, the same vault (on a PKCS#11 token here) and the same SQLCipher store.
+//!
+//! Secrets never come from the command line (visible in `ps` and shell history): the token PIN
+//! and the password are read from an environment variable or from standard input, into
+//! zeroizing buffers.
+//!
+//! Exit status: 0 success; 1 other failure; 2 configuration or usage error; 3 the TLS peer was
+//! rejected; 4 any other network failure (refused, timeout, HTTP error, malformed answer);
+//! 5 the homeserver refused the request (Matrix error); 6 vault or token failure; 7 local
+//! database failure.
+
+#![forbid(unsafe_code)]
+
+mod exit;
+mod output;
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tchap_secure_core::net::{Limits, Transport, spki_pin_of_certificate};
+use tchap_secure_core::{Client, Config};
+use tchap_secure_hsm::{DEFAULT_SOFTHSM_MODULE, Pkcs11Config, Pkcs11Vault};
+
+use exit::Failure;
+use output::Output;
+
+/// Tchap Secure command-line tool.
+#[derive(Debug, Parser)]
+#[command(name = "tchap-secure", version, about, after_help = exit::HELP)]
+struct Cli {
+    /// Configuration file (the MDM JSON).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (vault.bin and the encrypted database).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// PKCS#11 module holding the key-encryption key.
+    #[arg(long, global = true, default_value = DEFAULT_SOFTHSM_MODULE)]
+    pkcs11_module: PathBuf,
+    /// Label of the PKCS#11 token.
+    #[arg(long, global = true, default_value = "tchap-secure")]
+    token_label: String,
+    /// Read the token PIN from the first line of standard input (else $TCHAP_SECURE_TOKEN_PIN).
+    #[arg(long, global = true)]
+    pin_stdin: bool,
+    /// Total time allowed for one request, in seconds (connect and read timeouts are capped by it).
+    #[arg(long, global = true, default_value_t = 60)]
+    timeout_secs: u64,
+    /// Machine-readable output: one JSON object per result.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect over the pinned transport and fetch /_matrix/client/versions.
+    Probe,
+    /// Print the SPKI pin (base64 SHA-256) of each certificate of a PEM file.
+    Pin {
+        /// PEM file with one or more certificates.
+        cert: PathBuf,
+    },
+    /// Validate a configuration file.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Log in with a password ($TCHAP_SECURE_PASSWORD, or stdin with --password-stdin).
+    Login {
+        /// Localpart or full user id.
+        #[arg(long)]
+        user: String,
+        /// Device display name.
+        #[arg(long, default_value = "Tchap Secure CLI")]
+        device_name: String,
+        /// Read the password from standard input (after the PIN, if --pin-stdin).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Ask the server who we are.
+    Whoami,
+    /// Sync once (or forever with --loop) and store what changed.
+    Sync {
+        /// Long-poll timeout in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        timeout_ms: u64,
+        /// Keep syncing until interrupted.
+        #[arg(long = "loop")]
+        forever: bool,
+    },
+    /// Sync, then list rooms.
+    Rooms,
+    /// Sync, then list a room's members with their display names.
+    Members {
+        /// Room id.
+        room: String,
+    },
+    /// Create an encrypted room.
+    CreateRoom {
+        /// Room name.
+        #[arg(long)]
+        name: Option<String>,
+        /// User to invite (repeatable).
+        #[arg(long)]
+        invite: Vec<String>,
+        /// Mark as a direct chat.
+        #[arg(long)]
+        direct: bool,
+    },
+    /// Invite a user to a room.
+    Invite {
+        /// Room id.
+        room: String,
+        /// User id.
+        user: String,
+    },
+    /// Join a room.
+    Join {
+        /// Room id.
+        room: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// Room id.
+        room: String,
+    },
+    /// List the security journal (refused events, …).
+    SecurityEvents,
+    /// Log out and forget the session.
+    Logout,
+    /// Crypto-shred the data directory: destroy the KEK on the token, delete vault and database.
+    Wipe {
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::CONFIG } else { 0 });
+        }
+    };
+    init_logging();
+    let out = Output::new(cli.json);
+    match run(cli, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            out.failure(&failure);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TCHAP_SECURE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    let path = cli
+        .config
+        .as_ref()
+        .ok_or_else(|| Failure::usage("--config FILE is required"))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::config(format!("cannot read {}: {e}", path.display())))?;
+    Config::from_json(&bytes).map_err(|e| Failure::from(tchap_secure_core::Error::from(e)))
+}
+
+fn transport(cli: &Cli, config: &Config) -> Result<Transport, Failure> {
+    let total = Duration::from_secs(cli.timeout_secs.max(1));
+    let defaults = Limits::default();
+    let limits = Limits {
+        connect_timeout: defaults.connect_timeout.min(total),
+        read_timeout: defaults.read_timeout.min(total),
+        request_timeout: total,
+        ..defaults
+    };
+    Ok(Transport::with_limits(config, limits).map_err(tchap_secure_core::Error::from)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::other(format!("async runtime: {e}")))
+}
+
+fn open_token(cli: &Cli, stdin: &mut secrets::Stdin) -> Result<Pkcs11Vault, Failure> {
+    let pin = secrets::read_secret(stdin, cli.pin_stdin, "TCHAP_SECURE_TOKEN_PIN", "token PIN")?;
+    let config = Pkcs11Config {
+        module: cli.pkcs11_module.clone(),
+        token_label: cli.token_label.clone(),
+    };
+    Ok(Pkcs11Vault::open(&config, &pin).map_err(tchap_secure_core::Error::from)?)
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    cli.data_dir
+        .clone()
+        .ok_or_else(|| Failure::usage("--data-dir DIR is required"))
+}
+
+fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Pin { cert } => return pin(cert, out),
+        Command::CheckConfig { file } => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| Failure::config(format!("cannot read {}: {e}", file.display())))?;
+            let config = Config::from_json(&bytes).map_err(tchap_secure_core::Error::from)?;
+            out.config_ok(&config);
+            return Ok(());
+        }
+        Command::Probe => {
+            let config = load_config(&cli)?;
+            let transport = transport(&cli, &config)?;
+            let versions = runtime()?.block_on(Client::probe(&transport))?;
+            out.probe_ok(config.homeserver_url().as_str(), &versions.versions);
+            return Ok(());
+        }
+        _ => {}
+    }
+
+    let config = load_config(&cli)?;
+    let dir = data_dir(&cli)?;
+    let mut stdin = secrets::Stdin::new();
+    let token = open_token(&cli, &mut stdin)?;
+    if let Command::Wipe { yes } = &cli.command {
+        if !yes {
+            return Err(Failure::usage(
+                "wipe destroys every local secret: pass --yes",
+            ));
+        }
+        tchap_secure_core::wipe_data_dir(&dir, &token)?;
+        out.message(
+            "wiped",
+            "the KEK is destroyed and the data directory is erased",
+        );
+        return Ok(());
+    }
+    let rt = runtime()?;
+    let transport = transport(&cli, &config)?;
+    let mut client = Client::open_with_transport(config, &dir, &token, transport)?;
+    rt.block_on(async {
+        match &cli.command {
+            Command::Login {
+                user,
+                device_name,
+                password_stdin,
+            } => {
+                let password = secrets::read_secret(
+                    &mut stdin,
+                    *password_stdin,
+                    "TCHAP_SECURE_PASSWORD",
+                    "password",
+                )?;
+                let session = client.login(user, &password, device_name).await?;
+                out.session(&session);
+            }
+            Command::Whoami => out.whoami(&client.whoami().await?),
+            Command::Sync {
+                timeout_ms,
+                forever,
+            } => {
+                let timeout = Duration::from_millis(*timeout_ms);
+                if *forever {
+                    client
+                        .sync_loop(timeout, |s| {
+                            out.sync(s);
+                            std::ops::ControlFlow::Continue(())
+                        })
+                        .await?;
+                } else {
+                    out.sync(&client.sync_once(timeout).await?);
+                }
+            }
+            Command::Rooms => {
+                client.sync_once(Duration::ZERO).await?;
+                out.rooms(
+                    &client
+                        .store()
+                        .rooms()
+                        .map_err(tchap_secure_core::Error::from)?,
+                );
+            }
+            Command::Members { room } => {
+                client.sync_once(Duration::ZERO).await?;
+                let members = client
+                    .store()
+                    .members(room)
+                    .map_err(tchap_secure_core::Error::from)?;
+                out.members(room, &members);
+            }
+            Command::CreateRoom {
+                name,
+                invite,
+                direct,
+            } => {
+                let room = client.create_room(name.as_deref(), invite, *direct).await?;
+                out.message("room_id", &room);
+            }
+            Command::Invite { room, user } => {
+                client.invite(room, user).await?;
+                out.message("invited", user);
+            }
+            Command::Join { room } => {
+                client.join(room).await?;
+                out.message("joined", room);
+            }
+            Command::Leave { room } => {
+                client.leave(room).await?;
+                out.message("left", room);
+            }
+            Command::SecurityEvents => out.security_events(
+                &client
+                    .store()
+                    .security_events()
+                    .map_err(tchap_secure_core::Error::from)?,
+            ),
+            Command::Logout => {
+                client.logout().await?;
+                out.message("logged_out", "session removed");
+            }
+            Command::Probe
+            | Command::Pin { .. }
+            | Command::CheckConfig { .. }
+            | Command::Wipe { .. } => {}
+        }
+        Ok::<(), Failure>(())
+    })
+}
+
+fn pin(cert: &PathBuf, out: &Output) -> Result<(), Failure> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let bytes = std::fs::read(cert)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", cert.display())))?;
+    let mut pins = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&bytes) {
+        let der = der.map_err(|e| Failure::usage(format!("malformed PEM: {e}")))?;
+        let pin = spki_pin_of_certificate(&der)
+            .map_err(|e| Failure::usage(format!("not a usable certificate: {e}")))?;
+        pins.push(pin.to_base64());
+    }
+    if pins.is_empty() {
+        return Err(Failure::usage("no certificate in the file"));
+    }
+    out.pins(&pins);
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The Matrix client-server API: our own typed endpoints over the pinned transport.
+
+mod call;
+mod error;
+pub mod types;
+
+pub(crate) use call::{call, jitter};
+pub use error::ApiError;

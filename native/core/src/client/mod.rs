@@ -1,0 +1,365 @@
+//! The client: a data directory (vault + database), a pinned transport, and a Matrix session.
+//!
+//! Opening a client unwraps the root secret through the hardware KEK (creating the vault on
+//! first use), opens the SQLCipher database with the derived key and restores the saved session,
+//! if any: a restart never needs the password again.
+
+mod rooms;
+mod sync;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Method;
+use tchap_secure_hsm::{KeyVault, SecretBytes, Vault, VaultBinding};
+use zeroize::Zeroizing;
+
+use crate::api::types::{Empty, LoginResponse, SyncResponse, Versions, WhoAmI};
+use crate::api::{ApiError, call};
+use crate::config::Config;
+use crate::error::Error;
+use crate::net::{Request, Transport};
+use crate::secret::AccessToken;
+use crate::store::{Store, StoredSession};
+
+pub use sync::SyncSummary;
+
+/// The sync filter: a bounded timeline; members are not lazy-loaded, so the member list is
+/// complete.
+const SYNC_FILTER: &str = r#"{"room":{"timeline":{"limit":50}},"presence":{"not_types":["*"]}}"#;
+/// Cap on a sync response body.
+const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
+
+/// A logged-in identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    /// Our user id.
+    pub user_id: String,
+    /// Our device id.
+    pub device_id: String,
+}
+
+/// An open client.
+#[derive(Debug)]
+pub struct Client {
+    config: Config,
+    data_dir: PathBuf,
+    transport: Transport,
+    store: Store,
+    session: Option<StoredSession>,
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::DataDir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(Error::DataDir)
+}
+
+impl Client {
+    /// Opens the data directory `data_dir` with the hardware `backend`, creating the vault and
+    /// the database on first use, and restores the saved session.
+    pub fn open(config: Config, data_dir: &Path, backend: &dyn KeyVault) -> Result<Self, Error> {
+        Self::open_with_transport(config.clone(), data_dir, backend, Transport::new(&config)?)
+    }
+
+    /// As [`Client::open`], with a transport built by the caller (e.g. with short timeouts).
+    pub fn open_with_transport(
+        config: Config,
+        data_dir: &Path,
+        backend: &dyn KeyVault,
+        transport: Transport,
+    ) -> Result<Self, Error> {
+        prepare_data_dir(data_dir)?;
+        let binding = VaultBinding {
+            server_name: config.server_name().to_owned(),
+        };
+        let vault = if Vault::exists(data_dir) {
+            Vault::open(data_dir, backend, &binding)?
+        } else {
+            if data_dir.join(crate::store::DATABASE_FILE).exists() {
+                // A database without its vault can never be opened again; refuse to create a
+                // new vault next to it, so the old file is not silently orphaned.
+                return Err(Error::Vault(tchap_secure_hsm::VaultError::NotFound));
+            }
+            Vault::create(data_dir, backend, &binding)?
+        };
+        let store = Store::open(data_dir, &vault.database_key())?;
+        drop(vault);
+        let session = store.load_session()?;
+        tracing::info!(restored = session.is_some(), "client opened");
+        Ok(Self {
+            config,
+            data_dir: data_dir.to_owned(),
+            transport,
+            store,
+            session,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The local store (read-only queries: rooms, members, security events).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current session, if logged in.
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.session.as_ref().map(|s| SessionInfo {
+            user_id: s.user_id.clone(),
+            device_id: s.device_id.clone(),
+        })
+    }
+
+    fn token(&self) -> Result<&AccessToken, Error> {
+        self.session
+            .as_ref()
+            .map(|s| &s.access_token)
+            .ok_or(Error::NotLoggedIn)
+    }
+
+    /// `GET /_matrix/client/versions` over the pinned transport (no session needed).
+    pub async fn probe(transport: &Transport) -> Result<Versions, Error> {
+        Ok(call(transport, "/versions", || {
+            Request::new(Method::GET, vec!["_matrix", "client", "versions"])
+        })
+        .await?)
+    }
+
+    fn check_user_allowed(&self, user_id: &str) -> Result<(), Error> {
+        let Some(domain) = self.config.allowed_user_domain() else {
+            return Ok(());
+        };
+        let server = user_id.split_once(':').map(|(_, s)| s);
+        if server != Some(domain) {
+            return Err(Error::UserNotAllowed {
+                user_id: user_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Logs in with a password (UTF-8 bytes, never a `String`) and saves the session.
+    /// `user` is a localpart or a full user id.
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &SecretBytes,
+        device_name: &str,
+    ) -> Result<SessionInfo, Error> {
+        if let Some(s) = &self.session {
+            return Err(Error::AlreadyLoggedIn {
+                user_id: s.user_id.clone(),
+            });
+        }
+        if user.starts_with('@') {
+            self.check_user_allowed(user)?;
+        }
+        let password =
+            std::str::from_utf8(password.expose()).map_err(|_| Error::InvalidArgument {
+                what: "the password is not UTF-8".into(),
+            })?;
+        let body = login_body(user, password, device_name)?;
+        let response: LoginResponse = call(&self.transport, "/login", || {
+            let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "login"]);
+            r.body = Some(body.clone());
+            r
+        })
+        .await?;
+        let session = StoredSession {
+            user_id: response.user_id,
+            device_id: response.device_id,
+            access_token: AccessToken::new(response.access_token),
+        };
+        if let Err(e) = self.check_user_allowed(&session.user_id) {
+            // Do not keep a session the policy refuses: revoke it at once.
+            let _ = self.logout_token(&session.access_token).await;
+            return Err(e);
+        }
+        self.store.save_session(&session)?;
+        let info = SessionInfo {
+            user_id: session.user_id.clone(),
+            device_id: session.device_id.clone(),
+        };
+        self.session = Some(session);
+        tracing::info!(user_id = %info.user_id, device_id = %info.device_id, "logged in");
+        Ok(info)
+    }
+
+    /// `GET /account/whoami`.
+    pub async fn whoami(&self) -> Result<WhoAmI, Error> {
+        let token = self.token()?;
+        Ok(call(&self.transport, "/account/whoami", || {
+            let mut r = Request::new(
+                Method::GET,
+                vec!["_matrix", "client", "v3", "account", "whoami"],
+            );
+            r.access_token = Some(token);
+            r
+        })
+        .await?)
+    }
+
+    async fn logout_token(&self, token: &AccessToken) -> Result<(), Error> {
+        let _: Empty = call(&self.transport, "/logout", || {
+            let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "logout"]);
+            r.access_token = Some(token);
+            r.body = Some(Zeroizing::new(b"{}".to_vec()));
+            r
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Logs out on the server and forgets the session and its rooms locally. A token the
+    /// server already forgot (`M_UNKNOWN_TOKEN`) still clears the local session.
+    pub async fn logout(&mut self) -> Result<(), Error> {
+        let token = self.token()?;
+        match self.logout_token(token).await {
+            Ok(()) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}
+            Err(e) => return Err(e),
+        }
+        self.store.clear_session()?;
+        self.session = None;
+        tracing::info!("logged out");
+        Ok(())
+    }
+
+    /// One `/sync` request (long-polling up to `timeout`), applied atomically with its
+    /// `next_batch`.
+    pub async fn sync_once(&mut self, timeout: Duration) -> Result<SyncSummary, Error> {
+        let token = self.token()?;
+        let since = self.store.next_batch()?;
+        let timeout_ms = timeout.as_millis().to_string();
+        let response: SyncResponse = call(&self.transport, "/sync", || {
+            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
+            r.access_token = Some(token);
+            r.query.push(("timeout", timeout_ms.clone()));
+            r.query.push(("filter", SYNC_FILTER.to_owned()));
+            r.query.push(("set_presence", "offline".to_owned()));
+            if let Some(since) = &since {
+                r.query.push(("since", since.clone()));
+            }
+            r.timeout = Some(timeout + Duration::from_secs(30));
+            r.max_body_bytes = Some(MAX_SYNC_BYTES);
+            r
+        })
+        .await?;
+        let summary = self.store.transaction(|tx| sync::apply(tx, &response))?;
+        tracing::debug!(rooms = summary.rooms, "sync committed");
+        Ok(summary)
+    }
+
+    /// Syncs until `on_sync` breaks or a fatal error occurs. Network failures are retried with
+    /// exponential back-off and jitter (1 s … 60 s); a rejected TLS peer, a revoked token, an
+    /// expired account or a store failure end the loop with the error.
+    pub async fn sync_loop(
+        &mut self,
+        timeout: Duration,
+        mut on_sync: impl FnMut(&SyncSummary) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.sync_once(timeout).await {
+                Ok(summary) => {
+                    backoff = Duration::from_secs(1);
+                    if on_sync(&summary).is_break() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_network() => {
+                    tracing::warn!(error = %e, ?backoff, "sync failed; retrying");
+                    tokio::time::sleep(backoff + crate::api::jitter()).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Crypto-shreds this data directory: destroys the KEK in hardware, overwrites and deletes
+    /// `vault.bin`, deletes the database. Consumes the client.
+    pub fn wipe(self, backend: &dyn KeyVault) -> Result<(), Error> {
+        let Self {
+            data_dir, store, ..
+        } = self;
+        drop(store);
+        wipe_data_dir(&data_dir, backend)
+    }
+}
+
+/// Crypto-shreds a data directory without opening it (works when the vault no longer opens):
+/// KEK destroyed in hardware first, then `vault.bin` overwritten and deleted, then the database
+/// files deleted.
+pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Error> {
+    Vault::wipe(data_dir, backend)?;
+    Store::delete_files(data_dir)?;
+    tracing::warn!("data directory wiped");
+    Ok(())
+}
+
+/// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.
+fn login_body_capacity(user: &str, password: &str, device_name: &str) -> usize {
+    256 + 6 * (user.len() + password.len() + device_name.len())
+}
+
+/// The `m.login.password` body, written into a pre-sized zeroizing buffer (no reallocation, so
+/// no stray copy of the password).
+fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    #[derive(serde::Serialize)]
+    struct Identifier<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        user: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Login<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        identifier: Identifier<'a>,
+        password: &'a str,
+        initial_device_display_name: &'a str,
+    }
+    let body = Login {
+        kind: "m.login.password",
+        identifier: Identifier {
+            kind: "m.id.user",
+            user,
+        },
+        password,
+        initial_device_display_name: device_name,
+    };
+    let capacity = login_body_capacity(user, password, device_name);
+    let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *out, &body).map_err(|e| Error::InvalidArgument {
+        what: format!("login body: {e}"),
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_body_never_reallocates() {
+        let password = "p\u{1}\"\\".repeat(50);
+        let body = login_body("alice", &password, "phone").unwrap();
+        // The capacity is still the initial one: the buffer was never reallocated.
+        assert_eq!(
+            body.capacity(),
+            login_body_capacity("alice", &password, "phone")
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["password"], password);
+        assert_eq!(v["identifier"]["user"], "alice");
+    }
+}

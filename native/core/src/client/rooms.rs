@@ -1,0 +1,125 @@
+//! Room operations: create (always encrypted), invite, join, leave.
+
+use reqwest::Method;
+use zeroize::Zeroizing;
+
+use super::Client;
+use crate::api::call;
+use crate::api::types::{
+    CreateRoomRequest, Empty, EncryptionContent, InitialState, RoomIdResponse,
+};
+use crate::error::Error;
+use crate::net::Request;
+
+fn json_body(value: &impl serde::Serialize) -> Result<Zeroizing<Vec<u8>>, Error> {
+    serde_json::to_vec(value)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::InvalidArgument {
+            what: format!("request body: {e}"),
+        })
+}
+
+/// `!opaque:server` (room versions ≤ 11) or `!hash` (room version 12, MSC4291).
+fn check_room_id(room_id: &str) -> Result<(), Error> {
+    let body = room_id.strip_prefix('!').unwrap_or_default();
+    if !body.is_empty() && room_id.len() <= 255 && body.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: format!("not a room id: {room_id:?}"),
+        })
+    }
+}
+
+fn check_user_id(user_id: &str) -> Result<(), Error> {
+    if user_id.starts_with('@') && user_id.contains(':') && user_id.len() <= 255 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: format!("not a user id: {user_id:?}"),
+        })
+    }
+}
+
+impl Client {
+    /// Creates a private room with `m.room.encryption` (Megolm) in its initial state — the only
+    /// kind of room this client ever creates — and invites `invite`.
+    pub async fn create_room(
+        &mut self,
+        name: Option<&str>,
+        invite: &[String],
+        is_direct: bool,
+    ) -> Result<String, Error> {
+        for user in invite {
+            check_user_id(user)?;
+        }
+        let token = self.token()?;
+        let body = json_body(&CreateRoomRequest {
+            preset: if is_direct {
+                "trusted_private_chat"
+            } else {
+                "private_chat"
+            },
+            visibility: "private",
+            name,
+            invite,
+            is_direct,
+            initial_state: vec![InitialState {
+                event_type: "m.room.encryption",
+                state_key: "",
+                content: EncryptionContent::ours(),
+            }],
+        })?;
+        let response: RoomIdResponse = call(&self.transport, "/createRoom", || {
+            let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "createRoom"]);
+            r.access_token = Some(token);
+            r.body = Some(body.clone());
+            r
+        })
+        .await?;
+        check_room_id(&response.room_id)?;
+        tracing::info!(room_id = %response.room_id, "room created");
+        Ok(response.room_id)
+    }
+
+    async fn room_action(
+        &self,
+        room_id: &str,
+        action: &'static str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<(), Error> {
+        check_room_id(room_id)?;
+        let token = self.token()?;
+        let _: Empty = call(&self.transport, action, || {
+            let mut r = Request::new(
+                Method::POST,
+                vec!["_matrix", "client", "v3", "rooms", room_id, action],
+            );
+            r.access_token = Some(token);
+            r.body = Some(body.clone());
+            r
+        })
+        .await?;
+        tracing::info!(room_id, action, "room membership changed");
+        Ok(())
+    }
+
+    /// Invites `user_id` to `room_id`.
+    pub async fn invite(&self, room_id: &str, user_id: &str) -> Result<(), Error> {
+        check_user_id(user_id)?;
+        let body = json_body(&serde_json::json!({ "user_id": user_id }))?;
+        self.room_action(room_id, "invite", body).await
+    }
+
+    /// Joins `room_id` (after an invite).
+    pub async fn join(&self, room_id: &str) -> Result<(), Error> {
+        self.room_action(room_id, "join", Zeroizing::new(b"{}".to_vec()))
+            .await
+    }
+
+    /// Leaves `room_id`.
+    pub async fn leave(&self, room_id: &str) -> Result<(), Error> {
+        self.room_action(room_id, "leave", Zeroizing::new(b"{}".to_vec()))
+            .await
+    }
+}

@@ -1,0 +1,549 @@
+//! The client configuration: the same JSON document an MDM pushes to the phone (DESIGN §8) and
+//! the CLI reads from a file.
+//!
+//! Validation is strict and happens once, here: an unknown key, an `http://` URL, fewer than two
+//! SPKI pins, a malformed PEM certificate or pin is a [`ConfigError`] naming the key. A
+//! [`Config`] value therefore always holds a usable, fail-closed trust policy: the transport never
+//! has to second-guess it.
+//!
+//! ```json
+//! {
+//!   "homeserver_url": "https://matrix.secure.example.gouv.fr",
+//!   "server_name": "secure.example.gouv.fr",
+//!   "trust_anchors_pem": "-----BEGIN CERTIFICATE-----\n…",
+//!   "spki_pins_sha256": ["base64-sha256-of-spki", "base64-sha256-of-backup-spki"],
+//!   "pins_expire_at": "2027-06-30T00:00:00Z",
+//!   "allowed_user_domain": "secure.example.gouv.fr"
+//! }
+//! ```
+//!
+//! `trust_anchors_pem` is one string holding one or more PEM certificates (the natural form of
+//! an MDM string restriction); an array of such strings is accepted too.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Largest configuration document accepted (a handful of CA certificates fit easily).
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
+/// Minimum number of SPKI pins: the active key and at least one backup.
+pub const MIN_PINS: usize = 2;
+
+/// Every key the validator knows. `app_restrictions.xml` on Android must list exactly these.
+pub const KNOWN_KEYS: &[&str] = &[
+    "homeserver_url",
+    "server_name",
+    "trust_anchors_pem",
+    "spki_pins_sha256",
+    "pins_expire_at",
+    "allowed_user_domain",
+];
+
+/// A SHA-256 digest of a DER `SubjectPublicKeyInfo`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpkiPin(pub [u8; 32]);
+
+impl SpkiPin {
+    /// The pin of a DER-encoded `SubjectPublicKeyInfo` (with its outer SEQUENCE).
+    pub fn of_spki_der(spki: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+
+    /// The base64 form used in the configuration (`spki_pins_sha256`).
+    pub fn to_base64(&self) -> String {
+        BASE64.encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for SpkiPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpkiPin({})", self.to_base64())
+    }
+}
+
+impl std::fmt::Display for SpkiPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    homeserver_url: reqwest::Url,
+    server_name: String,
+    trust_anchors: Vec<CertificateDer<'static>>,
+    pins: Vec<SpkiPin>,
+    pins_expire_at: Option<OffsetDateTime>,
+    allowed_user_domain: Option<String>,
+}
+
+/// Why a configuration was refused. Every variant names the offending key.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The document is not a JSON object (or is too large).
+    #[error("configuration is not a valid JSON object: {detail}")]
+    NotJson {
+        /// What the parser said.
+        detail: String,
+    },
+    /// A key the validator does not know (a typo would otherwise silently drop a setting).
+    #[error("unknown configuration key `{key}`")]
+    UnknownKey {
+        /// The unknown key.
+        key: String,
+    },
+    /// A mandatory key is absent.
+    #[error("missing configuration key `{key}`")]
+    MissingKey {
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A key has a JSON value of the wrong type.
+    #[error("configuration key `{key}` must be {expected}")]
+    WrongType {
+        /// The key.
+        key: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The value of a key is malformed.
+    #[error("configuration key `{key}` is invalid: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `homeserver_url` is not `https://`.
+    #[error("configuration key `{key}` must be an https:// URL")]
+    NotHttps {
+        /// The key.
+        key: &'static str,
+    },
+    /// Fewer than [`MIN_PINS`] distinct SPKI pins.
+    #[error(
+        "configuration key `{key}` needs at least {MIN_PINS} distinct pins (a backup pin), found {found}"
+    )]
+    TooFewPins {
+        /// The key.
+        key: &'static str,
+        /// How many distinct pins were given.
+        found: usize,
+    },
+}
+
+impl ConfigError {
+    /// The configuration key this error is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::NotJson { .. } => None,
+            Self::UnknownKey { key } => Some(key),
+            Self::MissingKey { key }
+            | Self::WrongType { key, .. }
+            | Self::Invalid { key, .. }
+            | Self::NotHttps { key }
+            | Self::TooFewPins { key, .. } => Some(key),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::NotJson {
+                detail: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            });
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError::NotJson {
+            detail: e.to_string(),
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError::NotJson {
+                detail: "top level is not an object".into(),
+            });
+        };
+        Self::from_map(&map)
+    }
+
+    fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
+        if let Some(key) = map.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+            return Err(ConfigError::UnknownKey { key: key.clone() });
+        }
+        let homeserver_url =
+            parse_https_url("homeserver_url", required_str(map, "homeserver_url")?)?;
+        let server_name = parse_server_name("server_name", required_str(map, "server_name")?)?;
+        let trust_anchors = parse_anchors(map)?;
+        let pins = parse_pins(map)?;
+        let pins_expire_at = match optional_str(map, "pins_expire_at")? {
+            None => None,
+            Some(s) => {
+                Some(
+                    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| ConfigError::Invalid {
+                        key: "pins_expire_at",
+                        reason: format!("not an RFC 3339 date-time: {e}"),
+                    })?,
+                )
+            }
+        };
+        let allowed_user_domain = optional_str(map, "allowed_user_domain")?
+            .map(|s| parse_server_name("allowed_user_domain", s))
+            .transpose()?;
+        Ok(Self {
+            homeserver_url,
+            server_name,
+            trust_anchors,
+            pins,
+            pins_expire_at,
+            allowed_user_domain,
+        })
+    }
+
+    /// The homeserver base URL (always `https://`).
+    pub fn homeserver_url(&self) -> &reqwest::Url {
+        &self.homeserver_url
+    }
+
+    /// The Matrix server name (the part after `:` in user ids).
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// The only certificates trusted as roots.
+    pub fn trust_anchors(&self) -> &[CertificateDer<'static>] {
+        &self.trust_anchors
+    }
+
+    /// The SPKI pins; one must match a certificate of the verified path.
+    pub fn pins(&self) -> &[SpkiPin] {
+        &self.pins
+    }
+
+    /// After this instant every connection fails (fail closed).
+    pub fn pins_expire_at(&self) -> Option<OffsetDateTime> {
+        self.pins_expire_at
+    }
+
+    /// If set, only users of this server name may log in.
+    pub fn allowed_user_domain(&self) -> Option<&str> {
+        self.allowed_user_domain.as_deref()
+    }
+}
+
+fn required_str<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<&'a str, ConfigError> {
+    optional_str(map, key)?.ok_or(ConfigError::MissingKey { key })
+}
+
+fn optional_str<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<&'a str>, ConfigError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ConfigError::WrongType {
+            key,
+            expected: "a string",
+        }),
+    }
+}
+
+fn parse_https_url(key: &'static str, s: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(s).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: e.to_string(),
+    })?;
+    if url.scheme() != "https" {
+        return Err(ConfigError::NotHttps { key });
+    }
+    let invalid = |reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    if url.host().is_none() {
+        return Err(invalid("no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials in the URL are not allowed"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment is not allowed"));
+    }
+    if url.path() != "/" {
+        return Err(invalid("the URL must not have a path"));
+    }
+    Ok(url)
+}
+
+/// A Matrix server name: `hostname[:port]`, checked conservatively.
+fn parse_server_name(key: &'static str, s: &str) -> Result<String, ConfigError> {
+    let valid = !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !valid {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "not a valid server name".into(),
+        });
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+fn parse_anchors(map: &Map<String, Value>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    const KEY: &str = "trust_anchors_pem";
+    let bundles: Vec<&str> = match map.get(KEY) {
+        None => return Err(ConfigError::MissingKey { key: KEY }),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Option<Vec<_>>>()
+            .ok_or(ConfigError::WrongType {
+                key: KEY,
+                expected: "a PEM string or an array of PEM strings",
+            })?,
+        Some(_) => {
+            return Err(ConfigError::WrongType {
+                key: KEY,
+                expected: "a PEM string or an array of PEM strings",
+            });
+        }
+    };
+    let mut anchors = Vec::new();
+    for bundle in bundles {
+        let invalid = |reason: String| ConfigError::Invalid { key: KEY, reason };
+        if !bundle.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(invalid("no PEM CERTIFICATE block".into()));
+        }
+        for cert in CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+            let cert = cert.map_err(|e| invalid(format!("malformed PEM: {e}")))?;
+            // Parse it as webpki will: a certificate that cannot be a trust anchor is refused now,
+            // not at the first connection.
+            webpki::anchor_from_trusted_cert(&cert)
+                .map_err(|e| invalid(format!("not a usable X.509 certificate: {e}")))?;
+            anchors.push(cert);
+        }
+    }
+    if anchors.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: KEY,
+            reason: "no certificate".into(),
+        });
+    }
+    Ok(anchors)
+}
+
+fn parse_pins(map: &Map<String, Value>) -> Result<Vec<SpkiPin>, ConfigError> {
+    const KEY: &str = "spki_pins_sha256";
+    let wrong_type = ConfigError::WrongType {
+        key: KEY,
+        expected: "an array of base64 SHA-256 strings",
+    };
+    let items = match map.get(KEY) {
+        None => return Err(ConfigError::MissingKey { key: KEY }),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong_type),
+    };
+    let mut pins: Vec<SpkiPin> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(wrong_type);
+        };
+        let bytes = BASE64.decode(s.trim()).map_err(|_| ConfigError::Invalid {
+            key: KEY,
+            reason: format!("pin #{index} is not base64"),
+        })?;
+        let digest: [u8; 32] = bytes.try_into().map_err(|_| ConfigError::Invalid {
+            key: KEY,
+            reason: format!("pin #{index} is not a 32-byte SHA-256 digest"),
+        })?;
+        let pin = SpkiPin(digest);
+        if !pins.contains(&pin) {
+            pins.push(pin);
+        }
+    }
+    if pins.len() < MIN_PINS {
+        return Err(ConfigError::TooFewPins {
+            key: KEY,
+            found: pins.len(),
+        });
+    }
+    Ok(pins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // A real self-signed certificate (P-256) made with openssl for these unit tests only.
+    const CERT_PEM: &str = include_str!("../testdata/anchor.pem");
+    const PIN_A: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    const PIN_B: &str = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+
+    fn good() -> Value {
+        json!({
+            "homeserver_url": "https://localhost:8448",
+            "server_name": "secure.tchap.test",
+            "trust_anchors_pem": CERT_PEM,
+            "spki_pins_sha256": [PIN_A, PIN_B],
+        })
+    }
+
+    fn parse(v: &Value) -> Result<Config, ConfigError> {
+        Config::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn accepts_a_good_config() {
+        let c = parse(&good()).unwrap();
+        assert_eq!(c.server_name(), "secure.tchap.test");
+        assert_eq!(c.pins().len(), 2);
+        assert_eq!(c.trust_anchors().len(), 1);
+        assert!(c.pins_expire_at().is_none());
+    }
+
+    #[test]
+    fn accepts_an_array_of_anchors_and_an_expiry() {
+        let mut v = good();
+        v["trust_anchors_pem"] = json!([CERT_PEM, CERT_PEM]);
+        v["pins_expire_at"] = json!("2030-01-01T00:00:00Z");
+        let c = parse(&v).unwrap();
+        assert_eq!(c.trust_anchors().len(), 2);
+        assert_eq!(c.pins_expire_at().unwrap().year(), 2030);
+    }
+
+    #[test]
+    fn refuses_unknown_keys() {
+        let mut v = good();
+        v["homeserver_ulr"] = json!("https://x");
+        assert_eq!(
+            parse(&v).unwrap_err(),
+            ConfigError::UnknownKey {
+                key: "homeserver_ulr".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_http_and_odd_urls() {
+        let mut v = good();
+        v["homeserver_url"] = json!("http://localhost:8008");
+        assert_eq!(
+            parse(&v).unwrap_err(),
+            ConfigError::NotHttps {
+                key: "homeserver_url"
+            }
+        );
+        for bad in [
+            "https://u:p@host",
+            "https://host/path",
+            "https://host?q=1",
+            "not a url",
+        ] {
+            v["homeserver_url"] = json!(bad);
+            assert_eq!(
+                parse(&v).unwrap_err().key(),
+                Some("homeserver_url"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_fewer_than_two_distinct_pins() {
+        let mut v = good();
+        v["spki_pins_sha256"] = json!([PIN_A]);
+        assert_eq!(
+            parse(&v).unwrap_err(),
+            ConfigError::TooFewPins {
+                key: "spki_pins_sha256",
+                found: 1
+            }
+        );
+        v["spki_pins_sha256"] = json!([PIN_A, PIN_A]);
+        assert!(matches!(
+            parse(&v).unwrap_err(),
+            ConfigError::TooFewPins { found: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_malformed_pins() {
+        let mut v = good();
+        v["spki_pins_sha256"] = json!([PIN_A, "not base64!"]);
+        assert_eq!(parse(&v).unwrap_err().key(), Some("spki_pins_sha256"));
+        v["spki_pins_sha256"] = json!([PIN_A, "AAAA"]);
+        assert_eq!(parse(&v).unwrap_err().key(), Some("spki_pins_sha256"));
+        v["spki_pins_sha256"] = json!(PIN_A);
+        assert!(matches!(
+            parse(&v).unwrap_err(),
+            ConfigError::WrongType { .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_malformed_pem() {
+        let mut v = good();
+        for bad in [
+            "garbage".to_owned(),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_owned(),
+            CERT_PEM.replace("-----END CERTIFICATE-----", ""),
+        ] {
+            v["trust_anchors_pem"] = json!(bad);
+            assert_eq!(
+                parse(&v).unwrap_err().key(),
+                Some("trust_anchors_pem"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_missing_keys_wrong_types_and_bad_dates() {
+        for key in [
+            "homeserver_url",
+            "server_name",
+            "trust_anchors_pem",
+            "spki_pins_sha256",
+        ] {
+            let mut v = good();
+            v.as_object_mut().unwrap().remove(key);
+            assert_eq!(parse(&v).unwrap_err().key(), Some(key));
+        }
+        let mut v = good();
+        v["server_name"] = json!(42);
+        assert!(matches!(
+            parse(&v).unwrap_err(),
+            ConfigError::WrongType {
+                key: "server_name",
+                ..
+            }
+        ));
+        v = good();
+        v["pins_expire_at"] = json!("tomorrow");
+        assert_eq!(parse(&v).unwrap_err().key(), Some("pins_expire_at"));
+        assert!(matches!(
+            Config::from_json(b"[1]"),
+            Err(ConfigError::NotJson { .. })
+        ));
+        assert!(matches!(
+            Config::from_json(b"{"),
+            Err(ConfigError::NotJson { .. })
+        ));
+    }
+}

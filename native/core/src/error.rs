@@ -1,0 +1,92 @@
+//! The core's error type: one variant per layer, plus the caller's mistakes, kept apart.
+
+use tchap_secure_hsm::VaultError;
+
+use crate::api::ApiError;
+use crate::config::ConfigError;
+use crate::net::{TlsRejection, TransportError};
+use crate::store::StoreError;
+
+/// Any failure of the client core.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration was refused.
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    /// The hardware-bound vault failed (wrong PIN, other token, tampered `vault.bin`, …).
+    #[error("vault error: {0}")]
+    Vault(#[from] VaultError),
+    /// The local database failed.
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+    /// The homeserver or the network failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The operation needs a logged-in session.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// `login` while a session exists (log out first: one device per data directory).
+    #[error("already logged in as {user_id}")]
+    AlreadyLoggedIn {
+        /// The current user.
+        user_id: String,
+    },
+    /// The user id is outside `allowed_user_domain`.
+    #[error("user {user_id} is not allowed by the configuration")]
+    UserNotAllowed {
+        /// The refused user id.
+        user_id: String,
+    },
+    /// A caller-supplied argument is invalid.
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+    },
+    /// The data directory could not be prepared.
+    #[error("data directory: {0}")]
+    DataDir(std::io::Error),
+}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Self::Api(ApiError::Transport(e))
+    }
+}
+
+impl Error {
+    /// A stable snake_case code for this failure (CLI JSON output; the JNI error code).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Vault(v) => v.code(),
+            Self::Store(StoreError::WrongKey) => "store_wrong_key",
+            Self::Store(_) => "store",
+            Self::Api(a) => a.code(),
+            Self::NotLoggedIn => "no_session",
+            Self::AlreadyLoggedIn { .. } => "session_exists",
+            Self::UserNotAllowed { .. } => "user_not_allowed",
+            Self::InvalidArgument { .. } => "invalid_argument",
+            Self::DataDir(_) => "data_dir",
+        }
+    }
+
+    /// The TLS rejection behind this error, if the failure is that the peer was rejected.
+    pub fn tls_rejection(&self) -> Option<&TlsRejection> {
+        match self {
+            Self::Api(ApiError::Transport(TransportError::Tls(r))) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// True for network-level failures other than a TLS rejection (refused, timeout, HTTP).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            Self::Api(
+                ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. }
+            )
+        ) && self.tls_rejection().is_none()
+    }
+}

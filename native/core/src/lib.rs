@@ -1,0 +1,22 @@
+//! Tchap Secure client core: configuration, pinned transport, SQLCipher store and the Matrix
+//! session, with no JNI and no CLI code (DESIGN §1).
+//!
+//! - [`config`]: the MDM/CLI configuration, strictly validated.
+//! - [`net`]: rustls + ring, TLS 1.3 only, own trust anchors, SPKI pins on the verified path.
+//! - [`api`]: our own small Matrix client-server types and typed errors.
+//! - [`store`]: one SQLCipher database keyed from the hardware-bound vault.
+//! - [`client`]: login, session restore, sync, rooms.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod secret;
+pub mod store;
+
+pub use client::{Client, SessionInfo, SyncSummary, wipe_data_dir};
+pub use config::{Config, ConfigError, SpkiPin};
+pub use error::Error;

@@ -1,0 +1,296 @@
+//! The HTTPS transport: reqwest (hyper underneath; no hand-written HTTP) over a rustls client
+//! configuration that only this module can build, from a validated [`Config`].
+//!
+//! - TLS 1.3 only, the ANSSI-recommended suites and groups (DESIGN §3), our [`PinnedVerifier`].
+//! - No proxy (environment proxies are ignored), no redirects (a 3xx is an error), HTTP/1.1.
+//! - Connect, read and total timeouts; response bodies capped while they are read, into a
+//!   zeroizing buffer (bodies can carry access tokens and, later, key material).
+//! - Request bodies are handed to hyper as zeroizing buffers, so a login body with a password
+//!   is wiped when hyper drops it.
+//!
+//! Matrix semantics (error codes, 429 back-off) live one layer up, in `api`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+use rustls::crypto::CryptoProvider;
+use zeroize::Zeroizing;
+
+use super::error::TransportError;
+use super::pinning::PinnedVerifier;
+use crate::config::Config;
+use crate::secret::AccessToken;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// TCP + TLS connection establishment.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a response.
+    pub read_timeout: Duration,
+    /// Default total time for one request (long-poll requests pass their own).
+    pub request_timeout: Duration,
+    /// Default cap on a response body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(45),
+            request_timeout: Duration::from_secs(60),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A request to the homeserver. Paths are given as segments and percent-encoded here, so a
+/// room id such as `!a/b:c` can never escape its segment.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// HTTP method.
+    pub method: Method,
+    /// Path segments after the base URL, e.g. `["_matrix", "client", "v3", "login"]`.
+    pub path: Vec<&'a str>,
+    /// Query parameters.
+    pub query: Vec<(&'a str, String)>,
+    /// JSON body, held in a zeroizing buffer.
+    pub body: Option<Zeroizing<Vec<u8>>>,
+    /// Bearer token, if the endpoint needs authentication.
+    pub access_token: Option<&'a AccessToken>,
+    /// Total timeout for this request, if not the default.
+    pub timeout: Option<Duration>,
+    /// Body cap for this request, if not the default.
+    pub max_body_bytes: Option<usize>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no body, query or token.
+    pub fn new(method: Method, path: Vec<&'a str>) -> Self {
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            access_token: None,
+            timeout: None,
+            max_body_bytes: None,
+        }
+    }
+}
+
+/// A response: status, the `Retry-After` header if any, and the whole (capped) body.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, if the server sent one.
+    pub retry_after_secs: Option<u64>,
+    /// The body, zeroized on drop.
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+/// The only way the client talks to the network.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    base: Url,
+    limits: Limits,
+}
+
+/// The rustls client configuration: TLS 1.3 only, our verifier, no client certificate.
+fn tls_config(config: &Config) -> Result<rustls::ClientConfig, TransportError> {
+    let default = rustls::crypto::ring::default_provider();
+    let provider = CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        kx_groups: vec![
+            rustls::crypto::ring::kx_group::X25519,
+            rustls::crypto::ring::kx_group::SECP256R1,
+            rustls::crypto::ring::kx_group::SECP384R1,
+        ],
+        ..default
+    };
+    let verifier = PinnedVerifier::new(config, &provider).map_err(|e| TransportError::Network {
+        detail: format!("trust anchor unusable: {e}"),
+    })?;
+    let provider = Arc::new(provider);
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Network {
+            detail: format!("TLS configuration: {e}"),
+        })?
+        .dangerous() // the "danger" is a custom verifier: ours is stricter than the default
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(tls)
+}
+
+impl Transport {
+    /// Builds the transport for a validated configuration with default limits.
+    pub fn new(config: &Config) -> Result<Self, TransportError> {
+        Self::with_limits(config, Limits::default())
+    }
+
+    /// Builds the transport with explicit limits (tests use short timeouts).
+    pub fn with_limits(config: &Config, limits: Limits) -> Result<Self, TransportError> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(config)?)
+            .https_only(true)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .http1_only()
+            .connect_timeout(limits.connect_timeout)
+            .read_timeout(limits.read_timeout)
+            .timeout(limits.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(concat!("tchap-secure/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError::Network {
+                detail: format!("HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            client,
+            base: config.homeserver_url().clone(),
+            limits,
+        })
+    }
+
+    fn url(&self, request: &Request<'_>) -> Result<Url, TransportError> {
+        let mut url = self.base.clone();
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| TransportError::Network {
+                    detail: "homeserver URL cannot be a base".into(),
+                })?;
+            segments.clear();
+            segments.extend(request.path.iter());
+        }
+        if !request.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(request.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+
+    /// Sends a request and reads the whole response body, within the limits.
+    pub async fn send(&self, request: Request<'_>) -> Result<Response, TransportError> {
+        let url = self.url(&request)?;
+        let mut builder = self.client.request(request.method.clone(), url);
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(token) = request.access_token {
+            let mut value = token
+                .authorization_header()
+                .map_err(|()| TransportError::Network {
+                    detail: "access token is not a valid header value".into(),
+                })?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(Bytes::from_owner(body));
+        }
+        let mut response = builder.send().await.map_err(TransportError::from_reqwest)?;
+        let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(TransportError::Redirect { status });
+        }
+        let limit = request.max_body_bytes.unwrap_or(self.limits.max_body_bytes);
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(TransportError::BodyTooLarge { limit });
+        }
+        let retry_after_secs = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        // Pre-size from Content-Length so the buffer never reallocates (a reallocation would
+        // leave an unzeroized copy behind).
+        let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(16 * 1024).min(limit)));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(TransportError::from_reqwest)?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(TransportError::BodyTooLarge { limit });
+            }
+            if body.len() + chunk.len() > body.capacity() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity(
+                    (body.capacity() * 2)
+                        .max(body.len() + chunk.len())
+                        .min(limit),
+                ));
+                bigger.extend_from_slice(&body);
+                body = bigger;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            retry_after_secs,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport() -> Transport {
+        let config = Config::from_json(
+            serde_json::json!({
+                "homeserver_url": "https://matrix.example.gouv.fr:8448",
+                "server_name": "example.gouv.fr",
+                "trust_anchors_pem": include_str!("../../testdata/anchor.pem"),
+                "spki_pins_sha256": [include_str!("../../testdata/anchor.pin").trim(),
+                                     "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        Transport::new(&config).unwrap()
+    }
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        let t = transport();
+        let r = Request::new(
+            Method::POST,
+            vec![
+                "_matrix",
+                "client",
+                "v3",
+                "rooms",
+                "!a/../../admin?x=1#f:srv",
+                "invite",
+            ],
+        );
+        let url = t.url(&r).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://matrix.example.gouv.fr:8448/_matrix/client/v3/rooms/!a%2F..%2F..%2Fadmin%3Fx=1%23f:srv/invite"
+        );
+        assert!(url.query().is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! The local store: one SQLCipher database, keyed with a raw 256-bit key from the vault
+//! (DESIGN §6).
+//!
+//! - `PRAGMA key = "x'…'"` (raw key: no passphrase KDF, the key is already uniformly random);
+//!   the statement text is built in a zeroizing buffer and `cipher_memory_security` is turned on
+//!   before it, so SQLCipher wipes the memory it frees.
+//! - A wrong key is detected at open (`file is not a database`) and reported as
+//!   [`StoreError::WrongKey`]; nothing is written.
+//! - `journal_mode = WAL`, `synchronous = FULL`: a committed transaction survives SIGKILL and
+//!   power loss; `secure_delete`, `temp_store = MEMORY`, `foreign_keys`.
+//! - Schema migrations are numbered and tracked by `user_version` ([`migrations`]).
+//! - SQL is never logged (a `PRAGMA key` or `rekey` in a query log is a key in a log).
+
+mod migrations;
+pub(crate) mod rooms;
+pub(crate) mod session;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use tchap_secure_hsm::DatabaseKey;
+use zeroize::Zeroizing;
+
+pub use migrations::SCHEMA_VERSION;
+pub use rooms::{Member, RoomSummary, SecurityEvent};
+pub use session::StoredSession;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "tchap-secure.db";
+
+/// A failure of the local store.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key does not open this database (wrong vault, swapped file, or not a database).
+    #[error("the database key does not open this database")]
+    WrongKey,
+    /// The database was written by a newer version of this library.
+    #[error("database schema version {found} is newer than this library's {supported}")]
+    NewerSchema {
+        /// `user_version` found.
+        found: i64,
+        /// Newest version this library knows.
+        supported: i64,
+    },
+    /// A stored value does not have the expected shape.
+    #[error("stored data is corrupt: {detail}")]
+    Corrupt {
+        /// What is wrong.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("database failure: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// File-system failure around the database.
+    #[error("i/o failure on {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase
+    )
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with `key`, then migrates it.
+    pub fn open(dir: &Path, key: &DatabaseKey) -> Result<Self, StoreError> {
+        let path = dir.join(DATABASE_FILE);
+        let conn = Connection::open(&path)?;
+        conn.execute_batch("PRAGMA cipher_memory_security = ON;")?;
+        {
+            let value = key.sqlcipher_pragma_value();
+            let mut statement = Zeroizing::new(String::with_capacity(value.len() + 16));
+            statement.push_str("PRAGMA key = \"");
+            statement.push_str(&value);
+            statement.push_str("\";");
+            conn.execute_batch(&statement)?;
+        }
+        // The first read decrypts page 1: this is where a wrong key shows.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(_) => {}
+            Err(e) if is_not_a_database(&e) => return Err(StoreError::WrongKey),
+            Err(e) => return Err(e.into()),
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        let mut store = Self { conn, path };
+        migrations::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes the database files of `dir` (database, WAL, shared memory, journal). Part of a
+    /// wipe: the vault's KEK is destroyed first, so these files are already undecryptable.
+    pub fn delete_files(dir: &Path) -> Result<(), StoreError> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = dir.join(format!("{DATABASE_FILE}{suffix}"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        op: "delete database",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one immediate transaction: all of it is committed, or none of it.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tchap_secure_hsm::soft::SoftVault;
+    use tchap_secure_hsm::{Vault, VaultBinding};
+
+    pub(crate) fn test_vault(dir: &Path) -> (SoftVault, Vault) {
+        let backend = SoftVault::new().unwrap();
+        let binding = VaultBinding {
+            server_name: "secure.tchap.test".into(),
+        };
+        let vault = Vault::create(dir, &backend, &binding).unwrap();
+        (backend, vault)
+    }
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        Store::open(dir.path(), &vault.database_key()).unwrap();
+    }
+
+    #[test]
+    fn wrong_key_is_typed_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        drop(Store::open(dir.path(), &vault.database_key()).unwrap());
+        let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (_b2, other_vault) = test_vault(other.path());
+        let err = Store::open(dir.path(), &other_vault.database_key()).unwrap_err();
+        assert!(matches!(err, StoreError::WrongKey), "{err:?}");
+        assert_eq!(
+            before,
+            std::fs::read(dir.path().join(DATABASE_FILE)).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_file_is_ciphertext_from_the_first_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO kv (key, value) VALUES ('canary', CAST('plaintext-canary-4242' AS BLOB))",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        for suffix in ["", "-wal"] {
+            let path = dir.path().join(format!("{DATABASE_FILE}{suffix}"));
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            assert!(!bytes.starts_with(b"SQLite format 3"));
+            assert!(!bytes.windows(21).any(|w| w == b"plaintext-canary-4242"));
+            assert!(!bytes.windows(8).any(|w| w == b"CREATE T"));
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The login session and the sync token, in the `kv` table.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{Store, StoreError};
+use crate::secret::AccessToken;
+
+const SESSION_KEY: &str = "session";
+const NEXT_BATCH_KEY: &str = "sync.next_batch";
+
+/// What is needed to resume a session after a restart without logging in again.
+#[derive(Debug)]
+pub struct StoredSession {
+    /// Our user id.
+    pub user_id: String,
+    /// Our device id.
+    pub device_id: String,
+    /// The access token (redacted `Debug`).
+    pub access_token: AccessToken,
+}
+
+#[derive(serde::Serialize)]
+struct SessionRecord<'a> {
+    user_id: &'a str,
+    device_id: &'a str,
+    access_token: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct SessionRecordOwned {
+    user_id: String,
+    device_id: String,
+    access_token: String,
+}
+
+impl Store {
+    /// Saves the session (replacing any previous one) and forgets the old sync token.
+    pub fn save_session(&mut self, session: &StoredSession) -> Result<(), StoreError> {
+        let record = SessionRecord {
+            user_id: &session.user_id,
+            device_id: &session.device_id,
+            access_token: session.access_token.expose(),
+        };
+        let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&record).map_err(|e| {
+            StoreError::Corrupt {
+                detail: format!("session encoding: {e}"),
+            }
+        })?);
+        self.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![SESSION_KEY, &bytes[..]],
+            )?;
+            tx.execute("DELETE FROM kv WHERE key = ?1", params![NEXT_BATCH_KEY])?;
+            Ok(())
+        })
+    }
+
+    /// The saved session, if any.
+    pub fn load_session(&self) -> Result<Option<StoredSession>, StoreError> {
+        let bytes: Option<zeroize::Zeroizing<Vec<u8>>> = self
+            .conn()
+            .query_row(
+                "SELECT value FROM kv WHERE key = ?1",
+                params![SESSION_KEY],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(zeroize::Zeroizing::new);
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let record: SessionRecordOwned =
+            serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                detail: "session record".into(),
+            })?;
+        Ok(Some(StoredSession {
+            user_id: record.user_id,
+            device_id: record.device_id,
+            access_token: AccessToken::new(record.access_token),
+        }))
+    }
+
+    /// Forgets the session, the sync token and every room (after logout).
+    pub fn clear_session(&mut self) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            tx.execute_batch("DELETE FROM kv; DELETE FROM members; DELETE FROM rooms;")?;
+            Ok(())
+        })
+    }
+
+    /// The `next_batch` of the last committed sync.
+    pub fn next_batch(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM kv WHERE key = ?1",
+                params![NEXT_BATCH_KEY],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+/// Stores `next_batch` inside the sync's own transaction.
+pub(crate) fn set_next_batch(
+    tx: &rusqlite::Transaction<'_>,
+    token: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![NEXT_BATCH_KEY, token.as_bytes()],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::test_vault;
+
+    #[test]
+    fn session_roundtrip_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        assert!(store.load_session().unwrap().is_none());
+        store
+            .save_session(&StoredSession {
+                user_id: "@a:b".into(),
+                device_id: "DEV".into(),
+                access_token: AccessToken::new("tok".into()),
+            })
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let s = store.load_session().unwrap().unwrap();
+        assert_eq!((s.user_id.as_str(), s.device_id.as_str()), ("@a:b", "DEV"));
+        assert_eq!(s.access_token.expose(), "tok");
+        store.clear_session().unwrap();
+        assert!(store.load_session().unwrap().is_none());
+    }
+}

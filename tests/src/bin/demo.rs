@@ -1,0 +1,310 @@
+//! The end-to-end demo: a secure infrastructure on loopback with its own PKI, two cabinet
+//! members on hardware-bound keys logging in over pinned TLS, an encrypted room between them,
+//! what an attacker in the network gets (nothing), and what a thief of the data directory gets
+//! (ciphertext). Every step runs the real `tchap-secure` binary and prints what it ran.
+//!
+//! Run it with `tests/run-demo.sh` (which installs what it needs and builds the binaries).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use tchap_secure_tests::pki::Pki;
+use tchap_secure_tests::softhsm::SoftHsmToken;
+use tchap_secure_tests::synapse::Synapse;
+
+const PASSWORD: &str = "demo password: never on a command line";
+
+struct Member {
+    name: &'static str,
+    localpart: String,
+    user_id: String,
+    data_dir: PathBuf,
+    token_label: String,
+    pin: String,
+}
+
+fn cli_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.with_file_name("tchap-secure");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+fn heading(text: &str) {
+    println!("\n\x1b[1m== {text}\x1b[0m");
+}
+
+/// Runs the CLI, printing the command (secrets shown as where they come from) and its output.
+fn run(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    shown_stdin: &str,
+) -> (i32, String) {
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect();
+    let prefix = if stdin.is_some() {
+        format!("{shown_stdin} | ")
+    } else {
+        String::new()
+    };
+    println!("$ {prefix}tchap-secure {}", shown.join(" "));
+    let mut command = Command::new(cli_bin());
+    command.args(args).envs(SoftHsmToken::process_wide().env());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn tchap-secure");
+    if let Some(input) = stdin {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in stdout
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        println!("    {line}");
+    }
+    let status = out.status.code().unwrap_or(-1);
+    if status != 0 {
+        println!("    (exit status {status})");
+    }
+    (status, stdout)
+}
+
+impl Member {
+    fn run(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        let data_dir = self.data_dir.to_string_lossy().into_owned();
+        let mut all = vec![
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--data-dir",
+            &data_dir,
+            "--token-label",
+            &self.token_label,
+        ];
+        all.extend_from_slice(args);
+        run(&all, &[("TCHAP_SECURE_TOKEN_PIN", &self.pin)], None, "")
+    }
+}
+
+fn expect(ok: bool, what: &str) {
+    if !ok {
+        eprintln!("demo failed: {what}");
+        std::process::exit(1);
+    }
+}
+
+fn main() {
+    let work = tempfile::Builder::new()
+        .prefix("tchap-secure-demo-")
+        .tempdir()
+        .expect("temp dir");
+
+    heading("1. The secure infrastructure: its own PKI, Synapse serving TLS 1.3 itself");
+    let synapse = Synapse::shared();
+    let pki = &synapse.pki;
+    println!(
+        "Synapse 1.163.2 up in {:?} at {}",
+        synapse.startup_time(),
+        synapse.base_url
+    );
+    println!("trust anchor: the infrastructure's own root CA (no system or user CA)");
+    println!("SPKI pins:    server key {}", pki.server_pin());
+    println!("              backup key {}", pki.backup_pin);
+    let config_value = synapse.client_config();
+    let config = work.path().join("tchap-secure.json");
+    std::fs::write(
+        &config,
+        serde_json::to_vec_pretty(&config_value).expect("json"),
+    )
+    .expect("write config");
+    let config_str = config.to_string_lossy().into_owned();
+
+    heading("2. The MDM administrator checks the configuration and probes the server");
+    let (s, _) = run(&["check-config", &config_str], &[], None, "");
+    expect(s == 0, "check-config");
+    let (s, _) = run(&["--config", &config_str, "probe"], &[], None, "");
+    expect(s == 0, "probe");
+
+    heading(
+        "3. Two cabinet members, each with a hardware token (SoftHSM2 here, a smartcard or the phone's TEE for real)",
+    );
+    let token = SoftHsmToken::process_wide();
+    let mut members = Vec::new();
+    for (name, prefix) in [("Alice", "alice"), ("Bruno", "bruno")] {
+        let localpart = synapse.unique_user(prefix);
+        let registered = synapse.register(&localpart, PASSWORD, false);
+        let token_label = format!("{prefix}-token-{}", std::process::id());
+        let pin = format!("{prefix}-pin-{}", std::process::id());
+        token.add_token(&token_label, &pin);
+        let data_dir = work.path().join(prefix);
+        members.push(Member {
+            name,
+            localpart,
+            user_id: registered.user_id,
+            data_dir,
+            token_label,
+            pin,
+        });
+    }
+    let (status, _) = synapse.request(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/profile/{}/displayname",
+            members[1].user_id
+        ),
+        Some(&synapse.login(&members[1].localpart, PASSWORD).access_token),
+        Some(&json!({"displayname": "Bruno Durand [Ministère des Armées]"})),
+    );
+    expect(status == 200, "set display name");
+    for m in &members {
+        println!(
+            "{}: {} — token '{}', data directory {}",
+            m.name,
+            m.user_id,
+            m.token_label,
+            m.data_dir.display()
+        );
+    }
+
+    heading("4. Each logs in over pinned TLS; PIN and password come on stdin, never as arguments");
+    for m in &members {
+        let data_dir = m.data_dir.to_string_lossy().into_owned();
+        let (s, _) = run(
+            &[
+                "--config",
+                &config_str,
+                "--data-dir",
+                &data_dir,
+                "--token-label",
+                &m.token_label,
+                "--pin-stdin",
+                "login",
+                "--user",
+                &m.localpart,
+                "--password-stdin",
+            ],
+            &[],
+            Some(&format!("{}\n{PASSWORD}\n", m.pin)),
+            "printf '<PIN>\\n<password>\\n'",
+        );
+        expect(s == 0, "login");
+    }
+    let (alice, bruno) = (&members[0], &members[1]);
+    println!("A new process restores the session from the encrypted store, without the password:");
+    let (s, _) = alice.run(&config, &["whoami"]);
+    expect(s == 0, "whoami");
+
+    heading("5. Alice creates an encrypted room and invites Bruno; Bruno joins");
+    let (s, out) = alice.run(
+        &config,
+        &[
+            "--json",
+            "create-room",
+            "--name",
+            "Cabinet du ministre",
+            "--invite",
+            &bruno.user_id,
+        ],
+    );
+    expect(s == 0, "create-room");
+    let room: Value = serde_json::from_str(out.trim()).expect("json");
+    let room = room["room_id"].as_str().expect("room id").to_owned();
+    let (s, _) = bruno.run(&config, &["rooms"]);
+    expect(s == 0, "rooms");
+    let (s, _) = bruno.run(&config, &["join", &room]);
+    expect(s == 0, "join");
+    let (s, _) = alice.run(&config, &["rooms"]);
+    expect(s == 0, "rooms");
+    let (s, _) = alice.run(&config, &["members", &room]);
+    expect(s == 0, "members");
+    println!("(encrypted messages between them come with the end-to-end encryption issue)");
+
+    heading(
+        "6. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
+    );
+    let attacker = Pki::generate();
+    let mut forged = config_value.clone();
+    forged["spki_pins_sha256"] = json!([attacker.server_pin(), attacker.backup_pin]);
+    let forged_path = work.path().join("wrong-pins.json");
+    std::fs::write(&forged_path, forged.to_string()).expect("write");
+    let (s, _) = run(
+        &["--config", &forged_path.to_string_lossy(), "probe"],
+        &[],
+        None,
+        "",
+    );
+    expect(s == 3, "pin mismatch must exit 3");
+
+    heading("7. A thief with the data directory but not the token gets ciphertext");
+    for entry in std::fs::read_dir(&alice.data_dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        let head: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        println!(
+            "    {:<24} {:>8} bytes  first bytes {head}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            bytes.len()
+        );
+        expect(
+            !bytes.starts_with(b"SQLite format 3"),
+            "database must be encrypted",
+        );
+        expect(
+            !bytes
+                .windows(alice.user_id.len())
+                .any(|w| w == alice.user_id.as_bytes()),
+            "no user id at rest",
+        );
+    }
+    println!("With another token, the vault does not open:");
+    let (s, _) = run(
+        &[
+            "--config",
+            &config_str,
+            "--data-dir",
+            &alice.data_dir.to_string_lossy(),
+            "--token-label",
+            &bruno.token_label,
+            "whoami",
+        ],
+        &[("TCHAP_SECURE_TOKEN_PIN", &bruno.pin)],
+        None,
+        "",
+    );
+    expect(s == 6, "another token must exit 6");
+
+    heading("8. Remote wipe: the KEK is destroyed on the token, the data directory erased");
+    let (s, _) = alice.run(&config, &["wipe", "--yes"]);
+    expect(s == 0, "wipe");
+    println!("\nDemo complete.");
+}

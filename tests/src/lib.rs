@@ -1,0 +1,22 @@
+//! Testbed for Tchap Secure: real components only (DESIGN §9).
+//!
+//! - [`pki`]: a per-run PKI generated with rcgen (root CA → intermediate → `localhost` leaf),
+//!   plus the hostile certificates the pinning tests need.
+//! - [`tls_server`]: minimal real TLS peers on loopback (rustls TLS 1.3, OpenSSL TLS 1.2-only,
+//!   and a TCP black hole) for transport tests.
+//! - [`synapse`]: one real Synapse homeserver per test process, serving TLS itself.
+//! - [`softhsm`]: per-run SoftHSM2 tokens.
+//! - [`ports`]: free loopback ports.
+//!
+//! Every child process the testbed starts (Synapse, `openssl s_server`) is spawned from one
+//! long-lived thread with `PR_SET_PDEATHSIG`, so it dies with the test process even when the
+//! test binary is killed (see `child.rs`).
+
+mod child;
+mod http;
+pub mod pki;
+pub mod ports;
+mod scratch;
+pub mod softhsm;
+pub mod synapse;
+pub mod tls_server;

@@ -1,0 +1,90 @@
+//! At rest: after a real session (login, encrypted room, invite, join, sync), no file of the
+//! data directory — database, WAL, shared memory, vault — contains any known plaintext.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tchap_secure_tests::synapse::Synapse;
+
+use crate::support::{InProcess, PASSWORD, files_under, password, rt};
+
+fn find_plaintexts(dir: &std::path::Path, needles: &[(&str, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in files_under(dir) {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.starts_with(b"SQLite format 3"),
+            "{} is a plaintext SQLite file",
+            path.display()
+        );
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{what} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_known_plaintext_in_the_data_directory() {
+    let synapse = Synapse::shared();
+    let rt = rt();
+    let (a, b) = (InProcess::new("rest-a"), InProcess::new("rest-b"));
+    let (ua, ub) = (synapse.unique_user("rest-a"), synapse.unique_user("rest-b"));
+    synapse.register(&ua, PASSWORD, false);
+    let reg_b = synapse.register(&ub, PASSWORD, false);
+    let display_name = "Camille Canary [Ministère de l'Intérieur]";
+    let (status, _) = synapse.request(
+        "PUT",
+        &format!("/_matrix/client/v3/profile/{}/displayname", reg_b.user_id),
+        Some(&reg_b.access_token),
+        Some(&json!({ "displayname": display_name })),
+    );
+    assert_eq!(status, 200);
+
+    let mut alice = a.open().unwrap();
+    let mut bob = b.open().unwrap();
+    let info = rt
+        .block_on(alice.login(&ua, &password(), "canary-device-name"))
+        .unwrap();
+    rt.block_on(bob.login(&ub, &password(), "phone")).unwrap();
+    let room_name = "Cellule de crise canary";
+    let room = rt
+        .block_on(alice.create_room(Some(room_name), std::slice::from_ref(&reg_b.user_id), false))
+        .unwrap();
+    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(bob.join(&room)).unwrap();
+    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
+    assert_eq!(
+        alice.store().room(&room).unwrap().unwrap().joined_members,
+        2
+    );
+
+    let token = alice
+        .store()
+        .load_session()
+        .unwrap()
+        .unwrap()
+        .access_token
+        .expose()
+        .to_owned();
+    let needles = vec![
+        ("alice's user id", info.user_id.clone()),
+        ("bob's user id", reg_b.user_id.clone()),
+        ("room id", room.clone()),
+        ("access token", token),
+        ("display name", display_name.to_owned()),
+        ("room name", room_name.to_owned()),
+        ("device id", info.device_id.clone()),
+        ("server name", synapse.server_name.clone()),
+    ];
+    // While the client is open (WAL and shared memory present) …
+    let found = find_plaintexts(&a.data_dir(), &needles);
+    assert!(found.is_empty(), "plaintext found: {found:?}");
+    assert!(files_under(&a.data_dir()).len() >= 2);
+    // … and after it closed (WAL checkpointed).
+    drop(alice);
+    let found = find_plaintexts(&a.data_dir(), &needles);
+    assert!(found.is_empty(), "plaintext found: {found:?}");
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests against real components: one Synapse per test process (shared, unique
+//! users per test), SoftHSM2 tokens, the real `tchap-secure` binary, real TLS peers.
+
+mod at_rest;
+mod bad_input;
+mod crash;
+mod session;
+mod support;
+mod transport;
+mod vault;

@@ -1,0 +1,261 @@
+//! The pinned transport against real TLS peers on loopback, through the real CLI (`probe`):
+//! exit status 0 accepted, 3 TLS peer rejected, 4 other network failure, and the typed reason.
+
+use serde_json::{Value, json};
+use tchap_secure_tests::pki::{CertKey, Pki};
+use tchap_secure_tests::synapse::Synapse;
+use tchap_secure_tests::tls_server::{Behaviour, BlackHole, TlsServer};
+
+use crate::support::{cli, write_config};
+
+fn config(pki: &Pki, url: &str, pins: &[String]) -> Value {
+    json!({
+        "homeserver_url": url,
+        "server_name": "secure.tchap.test",
+        "trust_anchors_pem": pki.root_ca_pem,
+        "spki_pins_sha256": pins,
+    })
+}
+
+/// Runs `probe` against `url` with `config`; returns (exit status, reason).
+fn probe(config: &Value, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), config);
+    let mut args = vec!["--json", "--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("probe");
+    let run = cli(&args, &[], None);
+    if run.status == 0 {
+        assert_eq!(run.json()["ok"], true, "{run:?}");
+        (0, String::new())
+    } else {
+        let error = run.error();
+        assert_eq!(error["exit_status"], run.status, "{run:?}");
+        (run.status, error["error"].as_str().unwrap().to_owned())
+    }
+}
+
+/// Starts a TLS 1.3 server presenting `cert` and probes it with pins `pins`.
+fn probe_server(pki: &Pki, cert: &CertKey, pins: &[String]) -> (i32, String, usize) {
+    let server = TlsServer::start(cert, Behaviour::Versions);
+    let result = probe(&config(pki, &server.url, pins), &[]);
+    (result.0, result.1, server.requests().len())
+}
+
+#[test]
+fn accepts_a_leaf_pin_an_intermediate_pin_and_an_anchor_pin() {
+    let pki = Pki::generate();
+    for pin in [pki.server_pin(), pki.intermediate_pin(), pki.root_pin()] {
+        let (status, reason, requests) =
+            probe_server(&pki, &pki.server, &[pin, pki.backup_pin.clone()]);
+        assert_eq!((status, reason.as_str()), (0, ""));
+        assert_eq!(requests, 1);
+    }
+}
+
+#[test]
+fn accepts_when_only_the_backup_pin_matches_after_a_key_rotation() {
+    // The backup pin is what lets the operator rotate the server key without a new APK.
+    let pki = Pki::generate();
+    let rotated = pki.unpinned_server();
+    let rotated_pin = tchap_secure_tests::pki::spki_pin_of_pem(&rotated.chain_pem);
+    let (status, ..) = probe_server(&pki, &rotated, &[pki.server_pin(), rotated_pin]);
+    assert_eq!(status, 0);
+}
+
+#[test]
+fn rejects_a_foreign_ca_before_any_request() {
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason, requests) = probe_server(&pki, &pki.foreign_ca_server(), &pins);
+    assert_eq!(
+        (status, reason.as_str(), requests),
+        (3, "untrusted_certificate", 0)
+    );
+}
+
+#[test]
+fn rejects_an_expired_leaf() {
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason, requests) = probe_server(&pki, &pki.expired_server(), &pins);
+    assert_eq!(
+        (status, reason.as_str(), requests),
+        (3, "certificate_expired", 0)
+    );
+}
+
+#[test]
+fn rejects_a_wrong_host_name_even_with_the_pinned_key() {
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason, requests) = probe_server(&pki, &pki.wrong_host_server(), &pins);
+    assert_eq!(
+        (status, reason.as_str(), requests),
+        (3, "hostname_mismatch", 0)
+    );
+}
+
+#[test]
+fn rejects_a_leaf_of_our_own_ca_whose_key_is_not_pinned() {
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason, requests) = probe_server(&pki, &pki.unpinned_server(), &pins);
+    assert_eq!((status, reason.as_str(), requests), (3, "pin_mismatch", 0));
+}
+
+#[test]
+fn rejects_pinned_certificates_appended_to_another_chain() {
+    // CVE-2016-2402 class: the pinned certificate is *presented* but is not on the verified path.
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason, requests) =
+        probe_server(&pki, &pki.unpinned_with_pinned_appended(), &pins);
+    assert_eq!((status, reason.as_str(), requests), (3, "pin_mismatch", 0));
+    let (status, reason, requests) =
+        probe_server(&pki, &pki.foreign_chain_with_pinned_appended(), &pins);
+    assert_eq!(
+        (status, reason.as_str(), requests),
+        (3, "untrusted_certificate", 0)
+    );
+}
+
+#[test]
+fn rejects_a_tls_1_2_only_server() {
+    let pki = Pki::generate();
+    let server = TlsServer::start_tls12_only(&pki.server);
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason) = probe(&config(&pki, &server.url, &pins), &[]);
+    assert_eq!((status, reason.as_str()), (3, "protocol_version"));
+}
+
+#[test]
+fn rejects_everything_once_the_pins_expired() {
+    let pki = Pki::generate();
+    let server = TlsServer::start(&pki.server, Behaviour::Versions);
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let mut c = config(&pki, &server.url, &pins);
+    c["pins_expire_at"] = json!("2020-01-01T00:00:00Z");
+    let (status, reason) = probe(&c, &[]);
+    assert_eq!((status, reason.as_str()), (3, "pins_expired"));
+    assert_eq!(server.requests().len(), 0);
+    // The same configuration with a future expiry connects.
+    c["pins_expire_at"] = json!("2999-01-01T00:00:00Z");
+    assert_eq!(probe(&c, &[]).0, 0);
+}
+
+#[test]
+fn a_server_that_never_answers_ends_in_a_timeout_not_a_hang() {
+    let pki = Pki::generate();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    // TLS handshake completes, then silence.
+    let silent = TlsServer::start(&pki.server, Behaviour::Silent);
+    let start = std::time::Instant::now();
+    let (status, reason) = probe(&config(&pki, &silent.url, &pins), &["--timeout-secs", "2"]);
+    assert_eq!((status, reason.as_str()), (4, "timeout"));
+    // TCP accepted, not even a TLS answer.
+    let hole = BlackHole::start();
+    let (status, reason) = probe(&config(&pki, &hole.url, &pins), &["--timeout-secs", "2"]);
+    assert_eq!((status, reason.as_str()), (4, "timeout"));
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_refused_connection_is_a_network_failure() {
+    let pki = Pki::generate();
+    let port = tchap_secure_tests::ports::free_loopback_port();
+    let pins = [pki.server_pin(), pki.backup_pin.clone()];
+    let (status, reason) = probe(
+        &config(&pki, &format!("https://localhost:{port}"), &pins),
+        &[],
+    );
+    assert_eq!((status, reason.as_str()), (4, "connect"));
+}
+
+#[test]
+fn probes_the_real_synapse_and_rejects_it_with_wrong_pins() {
+    let synapse = Synapse::shared();
+    assert_eq!(probe(&synapse.client_config(), &[]).0, 0);
+    let mut wrong = synapse.client_config();
+    let other = Pki::generate();
+    wrong["spki_pins_sha256"] = json!([other.server_pin(), other.backup_pin]);
+    let (status, reason) = probe(&wrong, &[]);
+    assert_eq!((status, reason.as_str()), (3, "pin_mismatch"));
+}
+
+#[test]
+fn configuration_errors_exit_2_naming_the_key() {
+    let pki = Pki::generate();
+    let mut c = config(
+        &pki,
+        "http://localhost:1",
+        &[pki.server_pin(), pki.backup_pin.clone()],
+    );
+    let (status, reason) = probe(&c, &[]);
+    assert_eq!((status, reason.as_str()), (2, "config"));
+    c["homeserver_url"] = json!("https://localhost:1");
+    c["spki_pins_sha256"] = json!([pki.server_pin()]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &c);
+    let run = cli(
+        &["--json", "check-config", path.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(run.status, 2);
+    assert!(
+        run.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("spki_pins_sha256"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn pin_command_prints_the_same_pin_as_openssl() {
+    let pki = Pki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leaf.pem");
+    std::fs::write(&path, pki.server.leaf_pem()).unwrap();
+    let run = cli(&["pin", path.to_str().unwrap()], &[], None).ok();
+    assert_eq!(run.stdout.trim(), pki.server_pin());
+}
+
+#[test]
+fn proxy_settings_in_the_environment_are_ignored() {
+    // A proxy would be a second party able to see (and with a user CA, intercept) the traffic:
+    // the client never uses one, whatever the environment says.
+    let pki = Pki::generate();
+    let server = TlsServer::start(&pki.server, Behaviour::Versions);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(
+            &pki,
+            &server.url,
+            &[pki.server_pin(), pki.backup_pin.clone()],
+        ),
+    );
+    let hole = BlackHole::start();
+    let proxy = format!("http://127.0.0.1:{}", hole.port);
+    let run = cli(
+        &[
+            "--json",
+            "--config",
+            path.to_str().unwrap(),
+            "--timeout-secs",
+            "5",
+            "probe",
+        ],
+        &[
+            ("HTTPS_PROXY", &proxy),
+            ("https_proxy", &proxy),
+            ("ALL_PROXY", &proxy),
+            ("all_proxy", &proxy),
+        ],
+        None,
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(server.requests().len(), 1);
+}

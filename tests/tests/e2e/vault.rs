@@ -1,0 +1,162 @@
+//! The hardware-bound vault at the level of a data directory, on real SoftHSM2 tokens: wrong
+//! PIN, another token, tampered or swapped `vault.bin` are typed errors that overwrite nothing;
+//! after a wipe nobody can open the database again.
+
+use tchap_secure_core::Error;
+use tchap_secure_core::store::{DATABASE_FILE, StoreError};
+use tchap_secure_hsm::{VAULT_FILE, VaultError};
+
+use crate::support::{InProcess, Member, open_token, snapshot, synapse_config};
+
+#[test]
+fn wrong_pin_and_unknown_token_are_typed_and_write_nothing() {
+    let alice = Member::new("vault-pin");
+    alice.login().ok();
+    let before = snapshot(&alice.data_dir());
+
+    let run = crate::support::cli(
+        &[
+            "--json",
+            "--config",
+            alice.config_path.to_str().unwrap(),
+            "--data-dir",
+            alice.data_dir().to_str().unwrap(),
+            "--token-label",
+            &alice.token_label,
+            "whoami",
+        ],
+        &[("TCHAP_SECURE_TOKEN_PIN", "not-the-pin")],
+        None,
+    );
+    assert_eq!(
+        (run.status, run.error()["error"].as_str().unwrap()),
+        (6, "wrong_pin"),
+        "{run:?}"
+    );
+
+    let run = crate::support::cli(
+        &[
+            "--json",
+            "--config",
+            alice.config_path.to_str().unwrap(),
+            "--data-dir",
+            alice.data_dir().to_str().unwrap(),
+            "--token-label",
+            "no-such-token",
+            "whoami",
+        ],
+        &[("TCHAP_SECURE_TOKEN_PIN", &alice.pin)],
+        None,
+    );
+    assert_eq!(
+        (run.status, run.error()["error"].as_str().unwrap()),
+        (6, "token_not_found"),
+        "{run:?}"
+    );
+    assert_eq!(before, snapshot(&alice.data_dir()));
+    alice.run(&["whoami"]).ok();
+}
+
+#[test]
+fn another_token_cannot_open_the_data_directory() {
+    let alice = Member::new("vault-other");
+    alice.login().ok();
+    let before = snapshot(&alice.data_dir());
+    let (label, pin) = crate::support::new_token("vault-thief");
+    let run = crate::support::cli(
+        &[
+            "--json",
+            "--config",
+            alice.config_path.to_str().unwrap(),
+            "--data-dir",
+            alice.data_dir().to_str().unwrap(),
+            "--token-label",
+            &label,
+            "whoami",
+        ],
+        &[("TCHAP_SECURE_TOKEN_PIN", &pin)],
+        None,
+    );
+    assert_eq!(run.status, 6, "{run:?}");
+    let reason = run.error()["error"].as_str().unwrap().to_owned();
+    assert!(reason == "kek_not_found" || reason == "unwrap", "{reason}");
+    assert_eq!(before, snapshot(&alice.data_dir()));
+}
+
+#[test]
+fn a_tampered_vault_file_is_refused_and_nothing_is_overwritten() {
+    let m = InProcess::new("vault-tamper");
+    drop(m.open().unwrap());
+    let vault_path = m.data_dir().join(VAULT_FILE);
+    let original = std::fs::read(&vault_path).unwrap();
+    // Flip one byte in each region: magic, version, KEK id, wrapped length, nonce, ciphertext, tag.
+    for index in [0, 8, 12, 25, 30, 50, original.len() - 1] {
+        let mut tampered = original.clone();
+        tampered[index] ^= 0x01;
+        std::fs::write(&vault_path, &tampered).unwrap();
+        let before = snapshot(&m.data_dir());
+        let e = m.open().unwrap_err();
+        assert!(matches!(e, Error::Vault(_)), "byte {index}: {e:?}");
+        assert_eq!(before, snapshot(&m.data_dir()), "byte {index}");
+    }
+    std::fs::write(&vault_path, &original).unwrap();
+    drop(m.open().unwrap());
+}
+
+#[test]
+fn a_swapped_vault_file_does_not_open_the_other_database() {
+    // Two data directories on the same token: each has its own KEK and its own root secret.
+    let a = InProcess::new("vault-swap");
+    drop(a.open().unwrap());
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_data = other_dir.path().join("data");
+    drop(tchap_secure_core::Client::open(synapse_config(), &other_data, &a.vault).unwrap());
+
+    std::fs::copy(other_data.join(VAULT_FILE), a.data_dir().join(VAULT_FILE)).unwrap();
+    let before = snapshot(&a.data_dir());
+    let e = a.open().unwrap_err();
+    assert!(matches!(e, Error::Store(StoreError::WrongKey)), "{e:?}");
+    assert_eq!(before, snapshot(&a.data_dir()));
+}
+
+#[test]
+fn a_database_without_its_vault_is_not_silently_replaced() {
+    let m = InProcess::new("vault-orphan");
+    drop(m.open().unwrap());
+    std::fs::remove_file(m.data_dir().join(VAULT_FILE)).unwrap();
+    let before = snapshot(&m.data_dir());
+    let e = m.open().unwrap_err();
+    assert!(matches!(e, Error::Vault(VaultError::NotFound)), "{e:?}");
+    assert_eq!(before, snapshot(&m.data_dir()));
+}
+
+#[test]
+fn after_wipe_nobody_can_open_the_database() {
+    let alice = Member::new("vault-wipe");
+    alice.login().ok();
+    let saved = tempfile::tempdir().unwrap();
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(alice.data_dir().join(name), saved.path().join(name)).unwrap();
+    }
+    let refused = alice.run(&["wipe"]);
+    assert_eq!(refused.status, 2, "wipe needs --yes: {refused:?}");
+    alice.run(&["wipe", "--yes"]).ok();
+    assert!(crate::support::files_under(&alice.data_dir()).is_empty());
+
+    // Put the old files back: the KEK is gone from the token, so the root secret is gone.
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(saved.path().join(name), alice.data_dir().join(name)).unwrap();
+    }
+    let run = alice.run(&["whoami"]);
+    assert_eq!(
+        (run.status, run.error()["error"].as_str().unwrap()),
+        (6, "kek_not_found"),
+        "{run:?}"
+    );
+
+    // And the token itself no longer holds any KEK for it, from a fresh session.
+    let token = open_token(&alice.token_label, &alice.pin).unwrap();
+    let e =
+        tchap_secure_core::Client::open(synapse_config(), &alice.data_dir(), &token).unwrap_err();
+    assert!(matches!(e, Error::Vault(VaultError::KekNotFound)), "{e:?}");
+}
