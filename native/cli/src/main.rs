@@ -132,6 +132,36 @@ enum Command {
         /// Room id.
         room: String,
     },
+    /// Send an encrypted text message (body from --text or standard input).
+    Send {
+        /// Room id.
+        room: String,
+        /// The message (else read from standard input).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Sync and print each decrypted message as it arrives (--json: one object per line).
+    Listen {
+        /// Long-poll timeout in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        /// Exit after this many messages.
+        #[arg(long)]
+        max_messages: Option<usize>,
+    },
+    /// Print the last messages of a room from the local store.
+    Messages {
+        /// Room id.
+        room: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Query and print a user's devices, with their pinned keys and trust state.
+    Devices {
+        /// User id.
+        user: String,
+    },
     /// List the security journal (refused events, …).
     SecurityEvents,
     /// Log out and forget the session.
@@ -328,6 +358,42 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 client.leave(room).await?;
                 out.message("left", room);
             }
+            Command::Send { room, text } => {
+                let body = match text {
+                    Some(t) => t.clone(),
+                    None => secrets::read_text_stdin()?,
+                };
+                let event_id = client.send_text(room, &body).await?;
+                out.message("event_id", &event_id);
+            }
+            Command::Listen {
+                timeout_ms,
+                max_messages,
+            } => {
+                let mut seen = 0usize;
+                let max = max_messages.unwrap_or(usize::MAX);
+                if max > 0 {
+                    client
+                        .sync_loop(Duration::from_millis(*timeout_ms), |s| {
+                            for m in &s.messages {
+                                out.timeline_event(m);
+                                seen += 1;
+                            }
+                            if seen >= max {
+                                std::ops::ControlFlow::Break(())
+                            } else {
+                                std::ops::ControlFlow::Continue(())
+                            }
+                        })
+                        .await?;
+                }
+            }
+            Command::Messages { room, limit } => {
+                for m in client.messages(room, *limit)? {
+                    out.timeline_event(&m);
+                }
+            }
+            Command::Devices { user } => out.devices(user, &client.devices(user).await?),
             Command::SecurityEvents => out.security_events(
                 &client
                     .store()

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use tchap_secure_core::api::types::WhoAmI;
-use tchap_secure_core::store::{Member, RoomSummary, SecurityEvent};
+use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
 use tchap_secure_core::{Config, SessionInfo, SyncSummary};
 
 use crate::exit::Failure;
@@ -148,6 +148,66 @@ impl Output {
                 m.user_id,
                 m.membership,
                 m.display_name.as_deref().unwrap_or("")
+            );
+        }
+    }
+
+    pub(crate) fn timeline_event(&self, e: &TimelineEvent) {
+        if self.json {
+            print_json(&json!({
+                "room_id": e.room_id,
+                "event_id": e.event_id,
+                "sender": e.sender,
+                "display_name": e.sender_display_name,
+                "sender_device": e.sender_device,
+                "trust": e.trust,
+                "state": e.state,
+                "body": e.body,
+                "error": e.error,
+            }));
+            return;
+        }
+        let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
+        let trust = match e.trust.as_deref() {
+            Some("tofu") => "device pinned",
+            Some("own_device") => "this device",
+            Some("blocked") => "BLOCKED DEVICE",
+            Some(_) | None => "unknown device",
+        };
+        match (e.state.as_str(), e.body.as_deref()) {
+            ("decrypted", Some(body)) => println!(
+                "[{}] {who} <{}> ({trust}, {}): {body}    {}",
+                e.room_id,
+                e.sender,
+                e.sender_device.as_deref().unwrap_or("?"),
+                e.event_id
+            ),
+            (state, _) => println!(
+                "[{}] {who} <{}>: <{state}: {}>    {}",
+                e.room_id,
+                e.sender,
+                e.error.as_deref().unwrap_or("no body"),
+                e.event_id
+            ),
+        }
+    }
+
+    pub(crate) fn devices(&self, user: &str, devices: &[DeviceRecord]) {
+        if self.json {
+            print_json(&json!({ "user_id": user, "devices": devices }));
+            return;
+        }
+        if devices.is_empty() {
+            println!("{user}: no devices");
+        }
+        for d in devices {
+            println!(
+                "{user}  {:<12}  ed25519 {}  {:?}{}  {}",
+                d.device_id,
+                d.ed25519,
+                d.state,
+                if d.deleted { " (deleted)" } else { "" },
+                d.display_name.as_deref().unwrap_or("")
             );
         }
     }

@@ -68,3 +68,18 @@ pub(crate) fn read_secret(
     }
     Ok(secret)
 }
+
+/// A message body from standard input (not a secret: read whole, trailing newline dropped).
+pub(crate) fn read_text_stdin() -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::other(format!("reading standard input: {e}")))?;
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    if text.is_empty() {
+        return Err(Failure::usage("empty message"));
+    }
+    Ok(text)
+}

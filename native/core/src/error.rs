@@ -23,6 +23,9 @@ pub enum Error {
     /// The homeserver or the network failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// End-to-end encryption refused or failed.
+    #[error("encryption: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
     /// The operation needs a logged-in session.
     #[error("not logged in")]
     NotLoggedIn,
@@ -64,6 +67,7 @@ impl Error {
             Self::Store(StoreError::WrongKey) => "store_wrong_key",
             Self::Store(_) => "store",
             Self::Api(a) => a.code(),
+            Self::Crypto(c) => c.code(),
             Self::NotLoggedIn => "no_session",
             Self::AlreadyLoggedIn { .. } => "session_exists",
             Self::UserNotAllowed { .. } => "user_not_allowed",

@@ -12,7 +12,9 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod crypto;
 pub mod error;
+mod fault;
 pub mod net;
 pub mod secret;
 pub mod store;

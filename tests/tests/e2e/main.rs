@@ -4,6 +4,7 @@
 mod at_rest;
 mod bad_input;
 mod crash;
+mod messaging;
 mod session;
 mod support;
 mod transport;

@@ -53,6 +53,42 @@ pub struct SyncResponse {
     /// Room updates.
     #[serde(default)]
     pub rooms: SyncRooms,
+    /// To-device messages (Olm-encrypted room keys, …), decoded one by one.
+    #[serde(default)]
+    pub to_device: EventList,
+    /// Users whose device lists changed or who no longer share a room with us.
+    #[serde(default)]
+    pub device_lists: DeviceLists,
+    /// How many of our one-time keys the server still holds, by algorithm.
+    #[serde(default)]
+    pub device_one_time_keys_count: BTreeMap<String, u64>,
+    /// Fallback key algorithms the server holds unused (absent: the server did not say).
+    #[serde(default)]
+    pub device_unused_fallback_key_types: Option<Vec<String>>,
+}
+
+/// `device_lists` of a sync response.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeviceLists {
+    /// Users whose devices changed.
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// Users we no longer share an encrypted room with.
+    #[serde(default)]
+    pub left: Vec<String>,
+}
+
+/// A to-device event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToDeviceEvent {
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Sender user id.
+    pub sender: String,
+    /// Content.
+    #[serde(default)]
+    pub content: Value,
 }
 
 /// Rooms by membership.

@@ -4,6 +4,7 @@
 //! first use), opens the SQLCipher database with the derived key and restores the saved session,
 //! if any: a restart never needs the password again.
 
+mod e2ee;
 mod rooms;
 mod sync;
 
@@ -48,6 +49,10 @@ pub struct Client {
     transport: Transport,
     store: Store,
     session: Option<StoredSession>,
+    /// Holds the root secret for the process lifetime (zeroized on drop): the pickle key is
+    /// derived from it when the E2EE engine is (re)loaded.
+    vault: Vault,
+    engine: Option<crate::crypto::engine::Engine>,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
@@ -89,16 +94,19 @@ impl Client {
             Vault::create(data_dir, backend, &binding)?
         };
         let store = Store::open(data_dir, &vault.database_key())?;
-        drop(vault);
         let session = store.load_session()?;
         tracing::info!(restored = session.is_some(), "client opened");
-        Ok(Self {
+        let mut client = Self {
             config,
             data_dir: data_dir.to_owned(),
             transport,
             store,
             session,
-        })
+            vault,
+            engine: None,
+        };
+        client.reload_engine()?;
+        Ok(client)
     }
 
     /// The configuration in use.
@@ -191,6 +199,9 @@ impl Client {
         };
         self.session = Some(session);
         tracing::info!(user_id = %info.user_id, device_id = %info.device_id, "logged in");
+        // A new device identity, its keys uploaded at once so peers can share room keys.
+        self.reload_engine()?;
+        self.upload_keys().await?;
         Ok(info)
     }
 
@@ -229,12 +240,16 @@ impl Client {
         }
         self.store.clear_session()?;
         self.session = None;
+        self.engine = None;
         tracing::info!("logged out");
         Ok(())
     }
 
-    /// One `/sync` request (long-polling up to `timeout`), applied atomically with its
-    /// `next_batch`.
+    /// One `/sync` request (long-polling up to `timeout`), applied atomically: the device
+    /// lists it needs are fetched first, then rooms, members, to-device messages (room keys),
+    /// decrypted events, newly generated one-time keys and `next_batch` are committed in one
+    /// transaction. Then pending keys are uploaded, wedged Olm channels recovered and the
+    /// outbox flushed.
     pub async fn sync_once(&mut self, timeout: Duration) -> Result<SyncSummary, Error> {
         let token = self.token()?;
         let since = self.store.next_batch()?;
@@ -253,8 +268,73 @@ impl Client {
             r
         })
         .await?;
-        let summary = self.store.transaction(|tx| sync::apply(tx, &response))?;
-        tracing::debug!(rooms = summary.rooms, "sync committed");
+        crate::fault::point("after-sync-response");
+        let users = self.users_to_query(&response)?;
+        let answer = if users.is_empty() {
+            None
+        } else {
+            Some(self.query_keys_for_sync(&users).await?)
+        };
+        let (own_user, own_device) = match &self.session {
+            Some(s) => (s.user_id.clone(), s.device_id.clone()),
+            None => return Err(Error::NotLoggedIn),
+        };
+        let users: Vec<String> = users.into_iter().collect();
+        let otk_count = if response.device_one_time_keys_count.is_empty() {
+            None
+        } else {
+            Some(
+                response
+                    .device_one_time_keys_count
+                    .get("signed_curve25519")
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        let fallback_needed = response
+            .device_unused_fallback_key_types
+            .as_ref()
+            .is_some_and(|t| !t.iter().any(|k| k == "signed_curve25519"));
+        let Self { store, engine, .. } = self;
+        let result = store.transaction(|tx| {
+            if let Some(answer) = &answer {
+                crate::crypto::devices::apply_keys_query(
+                    tx,
+                    answer,
+                    &users,
+                    &own_user,
+                    &own_device,
+                )
+                .map_err(crypto_to_store)?;
+            }
+            let summary = sync::apply(tx, &response, engine.as_mut())?;
+            let pending = match engine.as_mut() {
+                Some(e) => e
+                    .generate_keys(tx, otk_count, fallback_needed)
+                    .map_err(crypto_to_store)?,
+                None => false,
+            };
+            crate::fault::point("before-sync-commit");
+            Ok((summary, pending))
+        });
+        let (summary, pending) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.reload_engine()?;
+                return Err(e.into());
+            }
+        };
+        tracing::debug!(
+            rooms = summary.rooms,
+            messages = summary.messages.len(),
+            "sync committed"
+        );
+        if pending {
+            crate::fault::point("after-otk-generated");
+            self.upload_keys().await?;
+        }
+        self.unwedge().await?;
+        self.flush_outbox().await?;
         Ok(summary)
     }
 
@@ -304,6 +384,15 @@ pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Erro
     Store::delete_files(data_dir)?;
     tracing::warn!("data directory wiped");
     Ok(())
+}
+
+fn crypto_to_store(e: crate::crypto::CryptoError) -> crate::store::StoreError {
+    match e {
+        crate::crypto::CryptoError::Store(s) => s,
+        other => crate::store::StoreError::Corrupt {
+            detail: format!("crypto: {other}"),
+        },
+    }
 }
 
 /// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.

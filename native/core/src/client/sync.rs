@@ -8,11 +8,14 @@
 //! in a room already known to be encrypted is ignored and recorded as a security event (a
 //! malicious or compromised server must not be able to turn encryption off).
 
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::types::{MEGOLM_ALGORITHM, MemberContent, RoomEvent, SyncResponse};
+use crate::api::types::{MEGOLM_ALGORITHM, MemberContent, RoomEvent, SyncResponse, ToDeviceEvent};
+use crate::crypto::CryptoError;
+use crate::crypto::engine::Engine;
+use crate::store::crypto::{self as cdb, NewTimelineEvent, TimelineEvent};
 use crate::store::{self, StoreError};
 
 /// What one applied sync changed.
@@ -28,59 +31,381 @@ pub struct SyncSummary {
     pub malformed_events: usize,
     /// Security events recorded.
     pub security_events: usize,
+    /// To-device events processed.
+    pub to_device_events: usize,
+    /// Room keys received.
+    pub room_keys: usize,
+    /// Messages decrypted by this sync (new ones, and earlier ones a late key unlocked), in
+    /// order.
+    pub messages: Vec<TimelineEvent>,
 }
 
-/// Applies `response` inside `tx` (the caller commits).
+/// Crypto failures caused by a peer are recorded and skipped; a store failure aborts the
+/// whole sync (nothing is committed).
+fn fatal(e: CryptoError) -> Result<CryptoError, StoreError> {
+    match e {
+        CryptoError::Store(s) => Err(s),
+        CryptoError::Pickle { what } => Err(StoreError::Corrupt {
+            detail: format!("{what} pickle"),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Applies `response` inside `tx` (the caller commits). With `engine`, to-device messages
+/// are decrypted, members of encrypted rooms tracked, and encrypted room events decrypted.
 pub(crate) fn apply(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     response: &SyncResponse,
+    mut engine: Option<&mut Engine>,
 ) -> Result<SyncSummary, StoreError> {
     let mut summary = SyncSummary {
         next_batch: response.next_batch.clone(),
         ..SyncSummary::default()
     };
+    let mut decrypted: Vec<String> = Vec::new();
+    for user in &response.device_lists.changed {
+        cdb::mark_dirty(tx, user)?;
+    }
+    for user in &response.device_lists.left {
+        cdb::untrack_user(tx, user)?;
+    }
+    // Keys first: a message and its room key often arrive in the same response.
+    if let Some(engine) = engine.as_deref_mut() {
+        for raw in &response.to_device.events {
+            apply_to_device(tx, engine, raw, &mut summary, &mut decrypted)?;
+        }
+    }
     for (room_id, room) in &response.rooms.join {
         store::rooms::upsert_room(tx, room_id, "join")?;
-        let events = room.state.events.iter().chain(room.timeline.events.iter());
-        apply_events(tx, room_id, events, &mut summary)?;
+        apply_events(
+            tx,
+            room_id,
+            room.state.events.iter(),
+            &mut summary,
+            engine.as_deref_mut(),
+            &mut decrypted,
+        )?;
+        apply_events(
+            tx,
+            room_id,
+            room.timeline.events.iter(),
+            &mut summary,
+            engine.as_deref_mut(),
+            &mut decrypted,
+        )?;
         summary.rooms += 1;
     }
     for (room_id, room) in &response.rooms.invite {
         store::rooms::upsert_room(tx, room_id, "invite")?;
-        apply_events(tx, room_id, room.invite_state.events.iter(), &mut summary)?;
+        apply_events(
+            tx,
+            room_id,
+            room.invite_state.events.iter(),
+            &mut summary,
+            None,
+            &mut decrypted,
+        )?;
         summary.rooms += 1;
     }
     for (room_id, room) in &response.rooms.leave {
         store::rooms::upsert_room(tx, room_id, "leave")?;
-        let events = room.state.events.iter().chain(room.timeline.events.iter());
-        apply_events(tx, room_id, events, &mut summary)?;
+        apply_events(
+            tx,
+            room_id,
+            room.state.events.iter(),
+            &mut summary,
+            engine.as_deref_mut(),
+            &mut decrypted,
+        )?;
+        apply_events(
+            tx,
+            room_id,
+            room.timeline.events.iter(),
+            &mut summary,
+            engine.as_deref_mut(),
+            &mut decrypted,
+        )?;
+        // We left: our outbound session must never be used again there.
+        cdb::discard_outbound_session(tx, room_id)?;
         summary.rooms += 1;
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
+    for event_id in decrypted {
+        if let Some(e) = cdb::timeline_event(tx, &event_id)?
+            && !summary.messages.iter().any(|m| m.event_id == e.event_id)
+        {
+            summary.messages.push(e);
+        }
+    }
     Ok(summary)
 }
 
+fn security_event(
+    tx: &Connection,
+    summary: &mut SyncSummary,
+    kind: &str,
+    room_id: Option<&str>,
+    user_id: Option<&str>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    summary.security_events += 1;
+    store::rooms::record_security_event(tx, kind, room_id, user_id, detail)
+}
+
+fn apply_to_device(
+    tx: &Connection,
+    engine: &mut Engine,
+    raw: &Value,
+    summary: &mut SyncSummary,
+    decrypted: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let Ok(event) = serde::Deserialize::deserialize(raw).map(|e: ToDeviceEvent| e) else {
+        summary.malformed_events += 1;
+        return Ok(());
+    };
+    summary.to_device_events += 1;
+    match event.event_type.as_str() {
+        "m.room.encrypted" => {}
+        "m.room_key" | "m.forwarded_room_key" => {
+            // A room key must never be accepted outside an Olm channel.
+            return security_event(
+                tx,
+                summary,
+                "unencrypted_room_key_refused",
+                None,
+                Some(&event.sender),
+                "a room key arrived without Olm encryption and was ignored",
+            );
+        }
+        "m.room_key.withheld" => {
+            tracing::info!(sender = %event.sender, code = ?event.content.get("code"), "room key withheld");
+            return Ok(());
+        }
+        _ => return Ok(()),
+    }
+    let result = engine.olm_decrypt(tx, &event.sender, &event.content);
+    let olm = match result {
+        Ok(olm) => olm,
+        Err(e) => {
+            let e = fatal(e)?;
+            if let CryptoError::OlmDecrypt { sender_key } = &e
+                && let Some(device) = cdb::device_by_curve25519(tx, sender_key)?
+                && device.user_id == event.sender
+                && cdb::request_unwedge(
+                    tx,
+                    sender_key,
+                    &device.user_id,
+                    &device.device_id,
+                    super::e2ee::UNWEDGE_INTERVAL_MS,
+                )?
+            {
+                tracing::warn!(user_id = %device.user_id, device_id = %device.device_id, "Olm session wedged; a new one will be created");
+            }
+            return security_event(
+                tx,
+                summary,
+                &format!("to_device_{}", e.code()),
+                None,
+                Some(&event.sender),
+                &e.to_string(),
+            );
+        }
+    };
+    match olm.event_type.as_str() {
+        "m.room_key" => match engine.receive_room_key(tx, &olm.device, &olm.content) {
+            Ok(Some((room_id, session_id))) => {
+                summary.room_keys += 1;
+                retry_undecrypted(tx, engine, &room_id, &session_id, summary, decrypted)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let e = fatal(e)?;
+                security_event(
+                    tx,
+                    summary,
+                    &format!("room_key_{}", e.code()),
+                    None,
+                    Some(&event.sender),
+                    &e.to_string(),
+                )?;
+            }
+        },
+        "m.dummy" => {}
+        other => tracing::debug!(event_type = other, "ignoring to-device event"),
+    }
+    Ok(())
+}
+
+/// A late key: decrypt the events that were waiting for it.
+fn retry_undecrypted(
+    tx: &Connection,
+    engine: &Engine,
+    room_id: &str,
+    session_id: &str,
+    summary: &mut SyncSummary,
+    decrypted: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    for (_, raw) in cdb::undecrypted_events(tx, room_id, session_id)? {
+        let Ok(raw) = serde_json::from_str::<Value>(&raw) else {
+            continue;
+        };
+        if let Some(event) = RoomEvent::parse(&raw) {
+            decrypt_room_event(tx, engine, room_id, &event, &raw, summary, decrypted)?;
+        }
+    }
+    Ok(())
+}
+
 fn apply_events<'a>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     room_id: &str,
     events: impl Iterator<Item = &'a Value>,
     summary: &mut SyncSummary,
+    mut engine: Option<&mut Engine>,
+    decrypted: &mut Vec<String>,
 ) -> Result<(), StoreError> {
     for raw in events {
         let Some(event) = RoomEvent::parse(raw) else {
             summary.malformed_events += 1;
             continue;
         };
-        let Some(state_key) = event.state_key.as_deref() else {
-            continue; // message events come with the E2EE issue
+        if let Some(state_key) = event.state_key.as_deref() {
+            apply_state_event(tx, room_id, &event, state_key, summary)?;
+            continue;
+        }
+        let Some(engine) = engine.as_deref_mut() else {
+            continue;
         };
-        apply_state_event(tx, room_id, &event, state_key, summary)?;
+        match event.event_type.as_str() {
+            "m.room.encrypted" => {
+                decrypt_room_event(tx, engine, room_id, &event, raw, summary, decrypted)?
+            }
+            "m.room.message" => {
+                // Nothing is ever accepted in clear: the event is kept as refused, never shown.
+                let Some(event_id) = event.event_id.as_deref() else {
+                    continue;
+                };
+                if cdb::timeline_state(tx, event_id)?.is_some() {
+                    continue;
+                }
+                cdb::save_timeline_event(
+                    tx,
+                    &NewTimelineEvent {
+                        event_id,
+                        room_id,
+                        sender: &event.sender,
+                        origin_ts: ts(&event),
+                        state: "refused",
+                        session_id: None,
+                        sender_device: None,
+                        trust: None,
+                        body: None,
+                        raw: None,
+                        error: Some("unencrypted message refused"),
+                    },
+                )?;
+                security_event(
+                    tx,
+                    summary,
+                    "unencrypted_message_refused",
+                    Some(room_id),
+                    Some(&event.sender),
+                    event_id,
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn ts(event: &RoomEvent) -> i64 {
+    event
+        .origin_server_ts
+        .and_then(|t| i64::try_from(t).ok())
+        .unwrap_or_default()
+}
+
+fn decrypt_room_event(
+    tx: &Connection,
+    engine: &Engine,
+    room_id: &str,
+    event: &RoomEvent,
+    raw: &Value,
+    summary: &mut SyncSummary,
+    decrypted: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let Some(event_id) = event.event_id.as_deref() else {
+        summary.malformed_events += 1;
+        return Ok(());
+    };
+    if cdb::timeline_state(tx, event_id)?.as_deref() == Some("decrypted") {
+        return Ok(()); // seen before (a gappy sync can repeat events)
+    }
+    let session_id = Engine::session_id_of(event);
+    let base = NewTimelineEvent {
+        event_id,
+        room_id,
+        sender: &event.sender,
+        origin_ts: ts(event),
+        state: "decrypted",
+        session_id,
+        sender_device: None,
+        trust: None,
+        body: None,
+        raw: None,
+        error: None,
+    };
+    match engine.megolm_decrypt(tx, room_id, event) {
+        Ok(d) => {
+            let body = (d.event_type == "m.room.message")
+                .then(|| d.content.get("body").and_then(Value::as_str))
+                .flatten();
+            cdb::save_timeline_event(
+                tx,
+                &NewTimelineEvent {
+                    sender_device: Some(&d.sender_device),
+                    trust: Some(d.trust),
+                    body,
+                    session_id: Some(&d.session_id),
+                    ..base
+                },
+            )?;
+            decrypted.push(event_id.to_owned());
+        }
+        Err(e) => {
+            let e = fatal(e)?;
+            let pending = matches!(e, CryptoError::UnknownSession { .. })
+                || matches!(&e, CryptoError::MegolmDecrypt { detail } if detail.contains("unknown message index"));
+            let raw_json = raw.to_string();
+            let message = e.to_string();
+            cdb::save_timeline_event(
+                tx,
+                &NewTimelineEvent {
+                    state: if pending { "undecryptable" } else { "refused" },
+                    raw: pending.then_some(raw_json.as_str()),
+                    error: Some(&message),
+                    ..base
+                },
+            )?;
+            if !pending {
+                security_event(
+                    tx,
+                    summary,
+                    &format!("megolm_{}", e.code()),
+                    Some(room_id),
+                    Some(&event.sender),
+                    &message,
+                )?;
+            }
+        }
     }
     Ok(())
 }
 
 fn apply_state_event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     room_id: &str,
     event: &RoomEvent,
     state_key: &str,
@@ -99,6 +424,21 @@ fn apply_state_event(
                 &member.membership,
                 member.displayname.as_deref(),
             )?;
+            let encrypted = store::rooms::room_encryption(tx, room_id)?.is_some();
+            match member.membership.as_str() {
+                "join" | "invite" if encrypted => {
+                    cdb::track_user(tx, state_key)?;
+                }
+                // A member left: the next message uses a new Megolm session they never get.
+                "leave" | "ban" if cdb::discard_outbound_session(tx, room_id)? => {
+                    tracing::info!(
+                        room_id,
+                        user_id = state_key,
+                        "member left; Megolm session rotated"
+                    );
+                }
+                _ => {}
+            }
         }
         "m.room.name" if state_key.is_empty() => {
             let name = event.content.get("name").and_then(Value::as_str);
@@ -114,7 +454,7 @@ fn apply_state_event(
 }
 
 fn apply_encryption(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     room_id: &str,
     event: &RoomEvent,
     summary: &mut SyncSummary,
@@ -124,28 +464,29 @@ fn apply_encryption(
     match (current.as_deref(), algorithm) {
         (Some(known), Some(new)) if known == new => Ok(()),
         (None, Some(MEGOLM_ALGORITHM)) => {
-            store::rooms::set_room_encryption(tx, room_id, MEGOLM_ALGORITHM)
+            store::rooms::set_room_encryption(tx, room_id, MEGOLM_ALGORITHM)?;
+            // Members seen before the encryption event are tracked from now on.
+            for m in store::rooms::member_ids(tx, room_id)? {
+                cdb::track_user(tx, &m)?;
+            }
+            Ok(())
         }
-        (None, other) => {
-            summary.security_events += 1;
-            store::rooms::record_security_event(
-                tx,
-                "unsupported_encryption_refused",
-                Some(room_id),
-                Some(&event.sender),
-                &format!("m.room.encryption with algorithm {other:?} ignored"),
-            )
-        }
-        (Some(known), other) => {
-            summary.security_events += 1;
-            store::rooms::record_security_event(
-                tx,
-                "encryption_change_refused",
-                Some(room_id),
-                Some(&event.sender),
-                &format!("attempt to change room encryption from {known} to {other:?} ignored"),
-            )
-        }
+        (None, other) => security_event(
+            tx,
+            summary,
+            "unsupported_encryption_refused",
+            Some(room_id),
+            Some(&event.sender),
+            &format!("m.room.encryption with algorithm {other:?} ignored"),
+        ),
+        (Some(known), other) => security_event(
+            tx,
+            summary,
+            "encryption_change_refused",
+            Some(room_id),
+            Some(&event.sender),
+            &format!("attempt to change room encryption from {known} to {other:?} ignored"),
+        ),
     }
 }
 
@@ -194,7 +535,7 @@ mod tests {
                 "invite": {"!i:srv": {"invite_state": {"events": [member("@c:srv", "join", json!("C"))]}}}
             }
         }));
-        let s = store.transaction(|tx| apply(tx, &first)).unwrap();
+        let s = store.transaction(|tx| apply(tx, &first, None)).unwrap();
         assert_eq!((s.rooms, s.malformed_events, s.security_events), (2, 1, 0));
         assert_eq!(store.next_batch().unwrap().as_deref(), Some("s1"));
         let rooms = store.rooms().unwrap();
@@ -212,7 +553,7 @@ mod tests {
         // A server tries to downgrade, then to remove, the encryption.
         let second = response(json!({"next_batch": "s2", "rooms": {"join": {"!r:srv": {
             "timeline": {"events": [encryption(json!("m.plaintext")), encryption(json!(null))]}}}}}));
-        let s = store.transaction(|tx| apply(tx, &second)).unwrap();
+        let s = store.transaction(|tx| apply(tx, &second, None)).unwrap();
         assert_eq!(s.security_events, 2);
         let r = store.room("!r:srv").unwrap().unwrap();
         assert_eq!(r.encryption.as_deref(), Some(MEGOLM_ALGORITHM));
@@ -232,7 +573,7 @@ mod tests {
         let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
         let r = response(json!({"next_batch": "s9", "rooms": {"join": {"!r:srv": {}}}}));
         let result: Result<(), StoreError> = store.transaction(|tx| {
-            apply(tx, &r)?;
+            apply(tx, &r, None)?;
             Err(StoreError::Corrupt {
                 detail: "injected".into(),
             })

@@ -38,12 +38,104 @@ const MIGRATIONS: &[&str] = &[
          user_id TEXT,
          detail  TEXT NOT NULL
      ) STRICT;",
+    // 2: end-to-end encryption: our Olm account, devices we track, Olm and Megolm sessions,
+    //    Megolm message indices (replay detection), the room timeline, the to-device and
+    //    room-event outboxes (idempotent retries with stable transaction ids).
+    "CREATE TABLE crypto_account (
+         id             INTEGER PRIMARY KEY CHECK (id = 1),
+         pickle         TEXT NOT NULL,
+         pending_upload TEXT
+     ) STRICT;
+     CREATE TABLE tracked_users (
+         user_id TEXT PRIMARY KEY NOT NULL,
+         dirty   INTEGER NOT NULL DEFAULT 1
+     ) STRICT;
+     CREATE TABLE devices (
+         user_id       TEXT NOT NULL,
+         device_id     TEXT NOT NULL,
+         ed25519       TEXT NOT NULL,
+         curve25519    TEXT NOT NULL,
+         display_name  TEXT,
+         state         TEXT NOT NULL,
+         deleted       INTEGER NOT NULL DEFAULT 0,
+         first_seen_ms INTEGER NOT NULL,
+         PRIMARY KEY (user_id, device_id)
+     ) STRICT;
+     CREATE INDEX devices_by_curve25519 ON devices (curve25519);
+     CREATE TABLE olm_sessions (
+         session_id   TEXT PRIMARY KEY NOT NULL,
+         sender_key   TEXT NOT NULL,
+         pickle       TEXT NOT NULL,
+         created_ms   INTEGER NOT NULL,
+         last_used_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX olm_sessions_by_sender_key ON olm_sessions (sender_key);
+     CREATE TABLE olm_unwedge (
+         sender_key TEXT PRIMARY KEY NOT NULL,
+         user_id    TEXT NOT NULL,
+         device_id  TEXT NOT NULL,
+         last_ms    INTEGER NOT NULL,
+         done       INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE TABLE inbound_group_sessions (
+         room_id          TEXT NOT NULL,
+         session_id       TEXT NOT NULL,
+         sender_key       TEXT NOT NULL,
+         sender_user_id   TEXT NOT NULL,
+         sender_device_id TEXT NOT NULL,
+         sender_ed25519   TEXT NOT NULL,
+         pickle           TEXT NOT NULL,
+         first_index      INTEGER NOT NULL,
+         PRIMARY KEY (room_id, session_id)
+     ) STRICT;
+     CREATE TABLE outbound_group_sessions (
+         room_id       TEXT PRIMARY KEY NOT NULL,
+         session_id    TEXT NOT NULL,
+         pickle        TEXT NOT NULL,
+         created_ms    INTEGER NOT NULL,
+         message_count INTEGER NOT NULL,
+         shared_with   TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE megolm_indices (
+         session_id    TEXT NOT NULL,
+         message_index INTEGER NOT NULL,
+         event_id      TEXT NOT NULL,
+         PRIMARY KEY (session_id, message_index)
+     ) STRICT;
+     CREATE TABLE timeline (
+         event_id      TEXT PRIMARY KEY NOT NULL,
+         room_id       TEXT NOT NULL,
+         seq           INTEGER NOT NULL,
+         sender        TEXT NOT NULL,
+         origin_ts     INTEGER NOT NULL,
+         state         TEXT NOT NULL,
+         session_id    TEXT,
+         sender_device TEXT,
+         trust         TEXT,
+         body          TEXT,
+         raw           TEXT,
+         error         TEXT
+     ) STRICT;
+     CREATE INDEX timeline_by_room ON timeline (room_id, seq);
+     CREATE INDEX timeline_undecrypted ON timeline (state, session_id);
+     CREATE TABLE outbox (
+         txn_id     TEXT PRIMARY KEY NOT NULL,
+         kind       TEXT NOT NULL,
+         target     TEXT NOT NULL,
+         body       TEXT NOT NULL,
+         created_ms INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this library writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Migrates up to `target` (tests use it to build a database of an earlier version).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -51,7 +143,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current.max(0) as usize)
+        .take(target.saturating_sub(current.max(0)).max(0) as usize)
+    {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -75,6 +172,33 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn version_1_upgrades_to_version_2_keeping_its_data() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO kv VALUES ('sync.next_batch', CAST('s42' AS BLOB));
+             INSERT INTO rooms (room_id, membership, encryption) VALUES ('!r:s', 'join', 'm.megolm.v1.aes-sha2');
+             INSERT INTO members VALUES ('!r:s', '@a:s', 'join', 'A');",
+        )
+        .unwrap();
+        assert!(conn.prepare("SELECT * FROM timeline").is_err());
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        let name: String = conn
+            .query_row(
+                "SELECT display_name FROM members WHERE user_id = '@a:s'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(name, "A");
+        conn.execute("INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state) VALUES ('$e', '!r:s', 1, '@a:s', 0, 'decrypted')", []).unwrap();
     }
 
     #[test]

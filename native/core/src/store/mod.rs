@@ -11,6 +11,7 @@
 //! - Schema migrations are numbered and tracked by `user_version` ([`migrations`]).
 //! - SQL is never logged (a `PRAGMA key` or `rekey` in a query log is a key in a log).
 
+pub mod crypto;
 mod migrations;
 pub(crate) mod rooms;
 pub(crate) mod session;
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 use tchap_secure_hsm::DatabaseKey;
 use zeroize::Zeroizing;
 
+pub use crypto::{DeviceRecord, DeviceState, TimelineEvent};
 pub use migrations::SCHEMA_VERSION;
 pub use rooms::{Member, RoomSummary, SecurityEvent};
 pub use session::StoredSession;

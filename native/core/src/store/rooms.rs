@@ -3,7 +3,7 @@
 //! The `pub(crate)` writers take the sync's transaction, so that everything one sync response
 //! changes is committed together with its `next_batch`.
 
-use rusqlite::{OptionalExtension as _, Transaction, params};
+use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -54,7 +54,7 @@ pub struct SecurityEvent {
 }
 
 pub(crate) fn upsert_room(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     room_id: &str,
     membership: &str,
 ) -> Result<(), StoreError> {
@@ -67,7 +67,7 @@ pub(crate) fn upsert_room(
 }
 
 pub(crate) fn set_room_name(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     room_id: &str,
     name: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -79,7 +79,7 @@ pub(crate) fn set_room_name(
 }
 
 pub(crate) fn room_encryption(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     room_id: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(tx
@@ -93,7 +93,7 @@ pub(crate) fn room_encryption(
 }
 
 pub(crate) fn set_room_encryption(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     room_id: &str,
     algorithm: &str,
 ) -> Result<(), StoreError> {
@@ -105,7 +105,7 @@ pub(crate) fn set_room_encryption(
 }
 
 pub(crate) fn upsert_member(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     room_id: &str,
     user_id: &str,
     membership: &str,
@@ -120,8 +120,20 @@ pub(crate) fn upsert_member(
     Ok(())
 }
 
+/// User ids of the joined and invited members of a room.
+pub(crate) fn member_ids(
+    conn: &rusqlite::Connection,
+    room_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT user_id FROM members WHERE room_id = ?1 AND membership IN ('join', 'invite') ORDER BY user_id",
+    )?;
+    let rows = stmt.query_map(params![room_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(crate) fn record_security_event(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     kind: &str,
     room_id: Option<&str>,
     user_id: Option<&str>,

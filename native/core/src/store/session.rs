@@ -82,10 +82,17 @@ impl Store {
         }))
     }
 
-    /// Forgets the session, the sync token and every room (after logout).
+    /// Forgets the session, the sync token, every room and all end-to-end encryption state
+    /// (after logout the device no longer exists on the server).
     pub fn clear_session(&mut self) -> Result<(), StoreError> {
         self.transaction(|tx| {
-            tx.execute_batch("DELETE FROM kv; DELETE FROM members; DELETE FROM rooms;")?;
+            tx.execute_batch(
+                "DELETE FROM kv; DELETE FROM members; DELETE FROM rooms;
+                 DELETE FROM crypto_account; DELETE FROM tracked_users; DELETE FROM devices;
+                 DELETE FROM olm_sessions; DELETE FROM olm_unwedge; DELETE FROM inbound_group_sessions;
+                 DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline;
+                 DELETE FROM outbox;",
+            )?;
             Ok(())
         })
     }
@@ -105,10 +112,7 @@ impl Store {
 }
 
 /// Stores `next_batch` inside the sync's own transaction.
-pub(crate) fn set_next_batch(
-    tx: &rusqlite::Transaction<'_>,
-    token: &str,
-) -> Result<(), StoreError> {
+pub(crate) fn set_next_batch(tx: &rusqlite::Connection, token: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO kv (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

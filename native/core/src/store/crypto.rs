@@ -1,0 +1,678 @@
+//! End-to-end encryption state: the Olm account, tracked users and their devices, Olm and
+//! Megolm sessions, Megolm message indices (replay detection), the timeline and the outbox.
+//!
+//! Every function takes a `&Connection`; writers are always called with the transaction of
+//! the operation they belong to (a `Transaction` derefs to a `Connection`), so that, for
+//! example, a new inbound group session, the events it decrypts and the sync token are
+//! committed together. Pickles are vodozemac pickles encrypted with the vault's pickle key:
+//! defence in depth inside the encrypted database.
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::Serialize;
+
+use super::StoreError;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account
+
+/// The account pickle and the key upload it has generated but not yet seen acknowledged.
+pub(crate) struct AccountRow {
+    pub(crate) pickle: String,
+    pub(crate) pending_upload: Option<String>,
+}
+
+pub(crate) fn load_account(conn: &Connection) -> Result<Option<AccountRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT pickle, pending_upload FROM crypto_account WHERE id = 1",
+            [],
+            |r| {
+                Ok(AccountRow {
+                    pickle: r.get(0)?,
+                    pending_upload: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub(crate) fn save_account(
+    conn: &Connection,
+    pickle: &str,
+    pending_upload: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO crypto_account (id, pickle, pending_upload) VALUES (1, ?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET pickle = excluded.pickle, pending_upload = excluded.pending_upload",
+        params![pickle, pending_upload],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracked users and devices
+
+/// Starts tracking `user_id`'s devices (a no-op if already tracked). Returns true if new.
+pub(crate) fn track_user(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "INSERT INTO tracked_users (user_id, dirty) VALUES (?1, 1) ON CONFLICT(user_id) DO NOTHING",
+        params![user_id],
+    )? == 1)
+}
+
+/// Stops tracking a user (`device_lists.left`: we share no encrypted room any more).
+pub(crate) fn untrack_user(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM tracked_users WHERE user_id = ?1",
+        params![user_id],
+    )?;
+    Ok(())
+}
+
+/// Marks a tracked user's device list as outdated (`device_lists.changed`).
+pub(crate) fn mark_dirty(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE tracked_users SET dirty = 1 WHERE user_id = ?1",
+        params![user_id],
+    )?;
+    Ok(())
+}
+
+/// Marks a user's device list as fresh.
+pub(crate) fn mark_clean(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE tracked_users SET dirty = 0 WHERE user_id = ?1",
+        params![user_id],
+    )?;
+    Ok(())
+}
+
+/// Tracked users whose device list must be queried.
+pub(crate) fn dirty_users(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT user_id FROM tracked_users WHERE dirty = 1 ORDER BY user_id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether `user_id` is tracked.
+pub(crate) fn is_tracked(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM tracked_users WHERE user_id = ?1",
+            params![user_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Trust state of a device: pinned on first use, or blocked after its key changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Its Ed25519 key was pinned the first time we saw the device.
+    Tofu,
+    /// Its key changed after it was pinned: it gets no room keys, its messages are refused.
+    Blocked,
+}
+
+impl DeviceState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tofu => "tofu",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        // Anything unexpected is treated as the safe state.
+        if s == "tofu" {
+            Self::Tofu
+        } else {
+            Self::Blocked
+        }
+    }
+}
+
+/// A device of a user, as pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    /// Owner.
+    pub user_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Pinned Ed25519 key (base64).
+    pub ed25519: String,
+    /// Curve25519 identity key (base64).
+    pub curve25519: String,
+    /// Display name, if the device published one.
+    pub display_name: Option<String>,
+    /// Trust state.
+    pub state: DeviceState,
+    /// The device disappeared from the user's device list.
+    pub deleted: bool,
+}
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        user_id: r.get(0)?,
+        device_id: r.get(1)?,
+        ed25519: r.get(2)?,
+        curve25519: r.get(3)?,
+        display_name: r.get(4)?,
+        state: DeviceState::parse(&r.get::<_, String>(5)?),
+        deleted: r.get::<_, i64>(6)? != 0,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "user_id, device_id, ed25519, curve25519, display_name, state, deleted FROM devices";
+
+/// Every device of `user_id` we know, deleted ones included.
+pub(crate) fn devices_of(
+    conn: &Connection,
+    user_id: &str,
+) -> Result<Vec<DeviceRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DEVICE_COLUMNS} WHERE user_id = ?1 ORDER BY device_id"
+    ))?;
+    let rows = stmt.query_map(params![user_id], device_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The live device with this Curve25519 identity key, if any.
+pub(crate) fn device_by_curve25519(
+    conn: &Connection,
+    curve25519: &str,
+) -> Result<Option<DeviceRecord>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {DEVICE_COLUMNS} WHERE curve25519 = ?1 AND deleted = 0"),
+            params![curve25519],
+            device_row,
+        )
+        .optional()?)
+}
+
+/// Inserts or replaces a device record.
+pub(crate) fn save_device(conn: &Connection, d: &DeviceRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO devices (user_id, device_id, ed25519, curve25519, display_name, state, deleted, first_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(user_id, device_id) DO UPDATE SET ed25519 = excluded.ed25519,
+             curve25519 = excluded.curve25519, display_name = excluded.display_name,
+             state = excluded.state, deleted = excluded.deleted",
+        params![
+            d.user_id,
+            d.device_id,
+            d.ed25519,
+            d.curve25519,
+            d.display_name,
+            d.state.as_str(),
+            i64::from(d.deleted),
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Olm sessions
+
+/// Olm sessions with a peer identity key, most recently used first: `(session_id, pickle)`.
+pub(crate) fn olm_sessions(
+    conn: &Connection,
+    sender_key: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT session_id, pickle FROM olm_sessions WHERE sender_key = ?1
+         ORDER BY last_used_ms DESC, created_ms DESC",
+    )?;
+    let rows = stmt.query_map(params![sender_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Saves an Olm session (new or advanced) and marks it used now.
+pub(crate) fn save_olm_session(
+    conn: &Connection,
+    session_id: &str,
+    sender_key: &str,
+    pickle: &str,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    conn.execute(
+        "INSERT INTO olm_sessions (session_id, sender_key, pickle, created_ms, last_used_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT(session_id) DO UPDATE SET pickle = excluded.pickle, last_used_ms = excluded.last_used_ms",
+        params![session_id, sender_key, pickle, now],
+    )?;
+    Ok(())
+}
+
+/// Records that the Olm channel with `sender_key` looked wedged; returns true if a recovery
+/// (new session + `m.dummy`) is due — at most once per `min_interval_ms` per peer.
+pub(crate) fn request_unwedge(
+    conn: &Connection,
+    sender_key: &str,
+    user_id: &str,
+    device_id: &str,
+    min_interval_ms: i64,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT last_ms FROM olm_unwedge WHERE sender_key = ?1",
+            params![sender_key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if last.is_some_and(|t| now - t < min_interval_ms) {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO olm_unwedge (sender_key, user_id, device_id, last_ms, done) VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT(sender_key) DO UPDATE SET last_ms = excluded.last_ms, done = 0,
+             user_id = excluded.user_id, device_id = excluded.device_id",
+        params![sender_key, user_id, device_id, now],
+    )?;
+    Ok(true)
+}
+
+/// Peers whose Olm channel needs a new session: `(user_id, device_id)`.
+pub(crate) fn pending_unwedges(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT user_id, device_id FROM olm_unwedge WHERE done = 0")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a recovery as done.
+pub(crate) fn unwedge_done(
+    conn: &Connection,
+    user_id: &str,
+    device_id: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE olm_unwedge SET done = 1 WHERE user_id = ?1 AND device_id = ?2",
+        params![user_id, device_id],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Megolm sessions
+
+/// An inbound group session and the device it is bound to.
+#[derive(Debug, Clone)]
+pub(crate) struct InboundRow {
+    pub(crate) room_id: String,
+    pub(crate) session_id: String,
+    pub(crate) sender_key: String,
+    pub(crate) sender_user_id: String,
+    pub(crate) sender_device_id: String,
+    pub(crate) sender_ed25519: String,
+    pub(crate) pickle: String,
+    pub(crate) first_index: u32,
+}
+
+pub(crate) fn inbound_session(
+    conn: &Connection,
+    room_id: &str,
+    session_id: &str,
+) -> Result<Option<InboundRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT room_id, session_id, sender_key, sender_user_id, sender_device_id, sender_ed25519,
+                    pickle, first_index
+             FROM inbound_group_sessions WHERE room_id = ?1 AND session_id = ?2",
+            params![room_id, session_id],
+            |r| {
+                Ok(InboundRow {
+                    room_id: r.get(0)?,
+                    session_id: r.get(1)?,
+                    sender_key: r.get(2)?,
+                    sender_user_id: r.get(3)?,
+                    sender_device_id: r.get(4)?,
+                    sender_ed25519: r.get(5)?,
+                    pickle: r.get(6)?,
+                    first_index: r.get(7)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub(crate) fn save_inbound_session(conn: &Connection, s: &InboundRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO inbound_group_sessions
+             (room_id, session_id, sender_key, sender_user_id, sender_device_id, sender_ed25519, pickle, first_index)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(room_id, session_id) DO UPDATE SET pickle = excluded.pickle,
+             first_index = excluded.first_index",
+        params![
+            s.room_id,
+            s.session_id,
+            s.sender_key,
+            s.sender_user_id,
+            s.sender_device_id,
+            s.sender_ed25519,
+            s.pickle,
+            s.first_index
+        ],
+    )?;
+    Ok(())
+}
+
+/// Our outbound group session for a room.
+#[derive(Debug, Clone)]
+pub(crate) struct OutboundRow {
+    pub(crate) room_id: String,
+    pub(crate) session_id: String,
+    pub(crate) pickle: String,
+    pub(crate) created_ms: i64,
+    pub(crate) message_count: u32,
+    /// Who got the session key, and who was told it is withheld.
+    pub(crate) recipients: Recipients,
+}
+
+/// `user_id` → device ids.
+pub(crate) type DeviceSet = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The devices an outbound session was shared with, and those told it is withheld.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Recipients {
+    pub(crate) shared: DeviceSet,
+    pub(crate) withheld: DeviceSet,
+}
+
+pub(crate) fn outbound_session(
+    conn: &Connection,
+    room_id: &str,
+) -> Result<Option<OutboundRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT room_id, session_id, pickle, created_ms, message_count, shared_with
+             FROM outbound_group_sessions WHERE room_id = ?1",
+            params![room_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((room_id, session_id, pickle, created_ms, message_count, shared)) = row else {
+        return Ok(None);
+    };
+    let recipients = serde_json::from_str(&shared).map_err(|_| StoreError::Corrupt {
+        detail: "outbound session recipients".into(),
+    })?;
+    Ok(Some(OutboundRow {
+        room_id,
+        session_id,
+        pickle,
+        created_ms,
+        message_count,
+        recipients,
+    }))
+}
+
+pub(crate) fn save_outbound_session(conn: &Connection, s: &OutboundRow) -> Result<(), StoreError> {
+    let shared = serde_json::to_string(&s.recipients).map_err(|_| StoreError::Corrupt {
+        detail: "outbound session recipients".into(),
+    })?;
+    conn.execute(
+        "INSERT INTO outbound_group_sessions (room_id, session_id, pickle, created_ms, message_count, shared_with)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle,
+             created_ms = excluded.created_ms, message_count = excluded.message_count,
+             shared_with = excluded.shared_with",
+        params![s.room_id, s.session_id, s.pickle, s.created_ms, s.message_count, shared],
+    )?;
+    Ok(())
+}
+
+/// Discards a room's outbound session: the next message starts a new one (rotation).
+pub(crate) fn discard_outbound_session(
+    conn: &Connection,
+    room_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM outbound_group_sessions WHERE room_id = ?1",
+        params![room_id],
+    )? == 1)
+}
+
+/// Records that `(session_id, message_index)` decrypted `event_id`. If that index was already
+/// used by another event, returns that event id: a replay.
+pub(crate) fn record_megolm_index(
+    conn: &Connection,
+    session_id: &str,
+    message_index: u32,
+    event_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let previous: Option<String> = conn
+        .query_row(
+            "SELECT event_id FROM megolm_indices WHERE session_id = ?1 AND message_index = ?2",
+            params![session_id, message_index],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match previous {
+        Some(p) if p != event_id => Ok(Some(p)),
+        Some(_) => Ok(None),
+        None => {
+            conn.execute(
+                "INSERT INTO megolm_indices (session_id, message_index, event_id) VALUES (?1, ?2, ?3)",
+                params![session_id, message_index, event_id],
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline
+
+/// A room event as the timeline keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEvent {
+    /// Event id.
+    pub event_id: String,
+    /// Room id.
+    pub room_id: String,
+    /// Sender user id.
+    pub sender: String,
+    /// Sender's display name in the room, if known.
+    pub sender_display_name: Option<String>,
+    /// Server timestamp (ms).
+    pub origin_ts: i64,
+    /// `decrypted`, `undecryptable` (waiting for its key) or `refused` (a check failed).
+    pub state: String,
+    /// Megolm session id.
+    pub session_id: Option<String>,
+    /// The sender's device, from the Olm-verified room key.
+    pub sender_device: Option<String>,
+    /// `tofu`, `blocked` or `unknown`.
+    pub trust: Option<String>,
+    /// The plaintext body (`m.text`), once decrypted.
+    pub body: Option<String>,
+    /// Why decryption was refused or is pending.
+    pub error: Option<String>,
+}
+
+/// Fields of a timeline row to write.
+pub(crate) struct NewTimelineEvent<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) room_id: &'a str,
+    pub(crate) sender: &'a str,
+    pub(crate) origin_ts: i64,
+    pub(crate) state: &'a str,
+    pub(crate) session_id: Option<&'a str>,
+    pub(crate) sender_device: Option<&'a str>,
+    pub(crate) trust: Option<&'a str>,
+    pub(crate) body: Option<&'a str>,
+    pub(crate) raw: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
+}
+
+/// Inserts or updates an event (a late key turns `undecryptable` into `decrypted`).
+pub(crate) fn save_timeline_event(
+    conn: &Connection,
+    e: &NewTimelineEvent<'_>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state, session_id, sender_device,
+                               trust, body, raw, error)
+         VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM timeline), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(event_id) DO UPDATE SET state = excluded.state, session_id = excluded.session_id,
+             sender_device = excluded.sender_device, trust = excluded.trust, body = excluded.body,
+             raw = excluded.raw, error = excluded.error",
+        params![
+            e.event_id,
+            e.room_id,
+            e.sender,
+            e.origin_ts,
+            e.state,
+            e.session_id,
+            e.sender_device,
+            e.trust,
+            e.body,
+            e.raw,
+            e.error
+        ],
+    )?;
+    Ok(())
+}
+
+/// Whether an event is already in the timeline, and in which state.
+pub(crate) fn timeline_state(
+    conn: &Connection,
+    event_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT state FROM timeline WHERE event_id = ?1",
+            params![event_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Events of `room_id` waiting for the key of `session_id`: `(event_id, raw JSON)`.
+pub(crate) fn undecrypted_events(
+    conn: &Connection,
+    room_id: &str,
+    session_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT event_id, raw FROM timeline
+         WHERE state = 'undecryptable' AND room_id = ?1 AND session_id = ?2 AND raw IS NOT NULL
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![room_id, session_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+const TIMELINE_SELECT: &str =
+    "SELECT t.event_id, t.room_id, t.sender, m.display_name, t.origin_ts, t.state,
+        t.session_id, t.sender_device, t.trust, t.body, t.error, t.seq
+    FROM timeline t LEFT JOIN members m ON m.room_id = t.room_id AND m.user_id = t.sender";
+
+fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
+    Ok(TimelineEvent {
+        event_id: r.get(0)?,
+        room_id: r.get(1)?,
+        sender: r.get(2)?,
+        sender_display_name: r.get(3)?,
+        origin_ts: r.get(4)?,
+        state: r.get(5)?,
+        session_id: r.get(6)?,
+        sender_device: r.get(7)?,
+        trust: r.get(8)?,
+        body: r.get(9)?,
+        error: r.get(10)?,
+    })
+}
+
+/// The last `limit` events of a room, oldest first, with the sender's display name.
+pub(crate) fn timeline(
+    conn: &Connection,
+    room_id: &str,
+    limit: u32,
+) -> Result<Vec<TimelineEvent>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT * FROM ({TIMELINE_SELECT} WHERE t.room_id = ?1 ORDER BY t.seq DESC LIMIT ?2) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![room_id, limit], timeline_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One event of the timeline.
+pub(crate) fn timeline_event(
+    conn: &Connection,
+    event_id: &str,
+) -> Result<Option<TimelineEvent>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("{TIMELINE_SELECT} WHERE t.event_id = ?1"),
+            params![event_id],
+            timeline_row,
+        )
+        .optional()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+/// A request persisted before it is sent, retried with the same transaction id until the
+/// server acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxRow {
+    pub(crate) txn_id: String,
+    /// `to_device:<event type>` or `room_event:<event type>`.
+    pub(crate) kind: String,
+    /// Room id for room events, empty for to-device.
+    pub(crate) target: String,
+    pub(crate) body: String,
+}
+
+pub(crate) fn push_outbox(conn: &Connection, row: &OutboxRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (txn_id, kind, target, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![row.txn_id, row.kind, row.target, row.body, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Pending requests in the order they were queued (to-device room keys before the messages
+/// they unlock).
+pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT txn_id, kind, target, body FROM outbox ORDER BY created_ms, rowid")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(OutboxRow {
+            txn_id: r.get(0)?,
+            kind: r.get(1)?,
+            target: r.get(2)?,
+            body: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn remove_outbox(conn: &Connection, txn_id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM outbox WHERE txn_id = ?1", params![txn_id])?;
+    Ok(())
+}
