@@ -4,7 +4,9 @@
 mod at_rest;
 mod bad_input;
 mod crash;
+mod hostile;
 mod messaging;
+mod rotation;
 mod session;
 mod support;
 mod transport;

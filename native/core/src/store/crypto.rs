@@ -672,6 +672,11 @@ pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How many requests are queued.
+pub(crate) fn outbox_len(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
+}
+
 pub(crate) fn remove_outbox(conn: &Connection, txn_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM outbox WHERE txn_id = ?1", params![txn_id])?;
     Ok(())

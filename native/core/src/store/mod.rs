@@ -150,6 +150,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `f` in a transaction that is always rolled back: nothing it writes is kept.
+    pub(crate) fn scratch_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction()?;
+        let out = f(&tx);
+        tx.rollback()?;
+        out
+    }
+
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
