@@ -301,8 +301,18 @@ fn context(module: &Path) -> Result<Pkcs11, VaultError> {
 /// The slot of the one initialised token labelled `label`.
 fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Slot, VaultError> {
     let mut found = None;
+    // A token that cannot be read (another process writing it, a card being pulled) must
+    // not hide the one we look for: remember the failure, report it only if ours is absent.
+    let mut unreadable = None;
     for slot in pkcs11.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
-        let info = pkcs11.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
+        let info = match pkcs11.get_token_info(slot) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(?slot, error = %e, "token unreadable while looking for ours");
+                unreadable = Some(ck("C_GetTokenInfo")(e));
+                continue;
+            }
+        };
         if info.token_initialized() && info.label() == label {
             if found.is_some() {
                 return Err(VaultError::AmbiguousToken {
@@ -312,9 +322,13 @@ fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Slot, VaultError> {
             found = Some(slot);
         }
     }
-    found.ok_or_else(|| VaultError::TokenNotFound {
-        label: label.to_owned(),
-    })
+    match (found, unreadable) {
+        (Some(slot), _) => Ok(slot),
+        (None, Some(error)) => Err(error),
+        (None, None) => Err(VaultError::TokenNotFound {
+            label: label.to_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! test binary is killed (see `child.rs`).
 
 mod child;
+pub mod harness;
 mod http;
 pub mod pki;
 pub mod ports;

@@ -4,6 +4,7 @@
 mod at_rest;
 mod bad_input;
 mod crash;
+mod crash_points;
 mod hostile;
 mod messaging;
 mod rotation;

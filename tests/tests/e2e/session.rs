@@ -48,7 +48,7 @@ fn the_password_never_comes_from_the_command_line() {
             &bob.token_label,
             "whoami",
         ],
-        &[],
+        &[("SOFTHSM2_CONF", bob.token.conf_path.to_str().unwrap())],
         None,
     );
     assert_eq!(run.status, 2, "{run:?}");

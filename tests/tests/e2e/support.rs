@@ -3,17 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
-use tchap_secure_core::{Client, Config};
-use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes};
 use tchap_secure_tests::softhsm::SoftHsmToken;
 use tchap_secure_tests::synapse::Synapse;
 use tempfile::TempDir;
 
-pub const PASSWORD: &str = "correct horse battery staple 42";
+pub use tchap_secure_tests::harness::{InProcess, PASSWORD, password, rt, synapse_config};
 
 /// The CLI binary built by `cargo build` next to this test binary (target/<profile>/).
 pub fn cli_bin() -> PathBuf {
@@ -32,34 +29,6 @@ pub fn cli_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// How many tokens one test process may use.
-const TOKEN_POOL: usize = 96;
-
-/// A token label and its PIN on the process-wide SoftHSM2 configuration, unique to the caller.
-///
-/// SoftHSM2 2.6 enumerates its slots once, at `C_Initialize`: a token initialised afterwards is
-/// invisible to this process. So the whole pool is initialised on first use, before any test
-/// can have opened a PKCS#11 session (every test gets its tokens through here first).
-pub fn new_token(_prefix: &str) -> (String, String) {
-    static POOL: OnceLock<Vec<(String, String)>> = OnceLock::new();
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let pool = POOL.get_or_init(|| {
-        let token = SoftHsmToken::process_wide();
-        (0..TOKEN_POOL)
-            .map(|i| {
-                let label = format!("pool-{}-{i}", std::process::id());
-                let pin = format!("pin-{i}-{}", std::process::id());
-                token.add_token(&label, &pin);
-                (label, pin)
-            })
-            .collect()
-    });
-    let index = NEXT.fetch_add(1, Ordering::SeqCst);
-    pool.get(index)
-        .cloned()
-        .unwrap_or_else(|| panic!("token pool of {TOKEN_POOL} exhausted: raise TOKEN_POOL"))
 }
 
 /// One CLI invocation's result.
@@ -151,7 +120,9 @@ fn rand_suffix() -> u64 {
     COUNTER.fetch_add(1, Ordering::SeqCst)
 }
 
-/// A cabinet member driven through the CLI: their own data directory and their own token.
+/// A cabinet member driven through the CLI: their own data directory and their own token, in
+/// a SoftHSM2 token directory of their own (one token store per phone, as in real life; CLI
+/// processes of different members never touch the same token files).
 pub struct Member {
     pub user_id: String,
     pub localpart: String,
@@ -159,6 +130,7 @@ pub struct Member {
     pub config_path: PathBuf,
     pub token_label: String,
     pub pin: String,
+    pub token: SoftHsmToken,
 }
 
 impl Member {
@@ -169,7 +141,9 @@ impl Member {
         let registered = synapse.register(&localpart, PASSWORD, false);
         let dir = tempfile::tempdir().unwrap();
         let config_path = write_config(dir.path(), &synapse.client_config());
-        let (token_label, pin) = new_token(prefix);
+        let token_label = format!("{prefix}-token");
+        let pin = format!("{prefix}-pin-1234");
+        let token = SoftHsmToken::with_pin(&token_label, &pin);
         Self {
             user_id: registered.user_id,
             localpart,
@@ -177,6 +151,7 @@ impl Member {
             config_path,
             token_label,
             pin,
+            token,
         }
     }
 
@@ -184,8 +159,8 @@ impl Member {
         self.dir.path().join("data")
     }
 
-    /// Runs a CLI command as this member (`--json`), PIN in the environment.
-    pub fn run(&self, args: &[&str]) -> Run {
+    /// Runs a CLI command as this member (`--json`) with another token label and PIN.
+    pub fn run_with_token(&self, label: &str, pin: &str, args: &[&str]) -> Run {
         let data_dir = self.data_dir();
         let mut all = vec![
             "--json",
@@ -194,15 +169,76 @@ impl Member {
             "--data-dir",
             data_dir.to_str().unwrap(),
             "--token-label",
-            &self.token_label,
+            label,
         ];
         all.extend_from_slice(args);
-        cli(&all, &[("TCHAP_SECURE_TOKEN_PIN", &self.pin)], None)
+        let conf = self.token.conf_path.to_str().unwrap().to_owned();
+        cli(
+            &all,
+            &[("TCHAP_SECURE_TOKEN_PIN", pin), ("SOFTHSM2_CONF", &conf)],
+            None,
+        )
     }
 
-    /// Logs in through the CLI, the password on stdin.
+    /// Runs a CLI command as this member (`--json`), PIN in the environment.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_token(&self.token_label, &self.pin, args)
+    }
+
+    /// Runs a CLI command that must stop at the named crash point, then kills it with
+    /// SIGKILL there (see `fault.rs` in the core).
+    pub fn run_until_crash(&self, args: &[&str], point: &str) {
+        use std::io::BufRead as _;
+        let data_dir = self.data_dir();
+        let mut command = Command::new(cli_bin());
+        command
+            .args(["--json", "--config", self.config_path.to_str().unwrap()])
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--token-label",
+                &self.token_label,
+            ])
+            .args(args)
+            .envs(self.token.env())
+            .env("TCHAP_SECURE_TOKEN_PIN", &self.pin)
+            .env("TCHAP_SECURE_CRASH_POINT", point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let marker = format!("crash point {point} reached");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(&marker) => break,
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("crash point {point} never reached by {args:?}; stderr: {seen:#?}");
+                }
+            }
+        }
+        // SIGKILL: no destructor runs, nothing is flushed.
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+    }
+
+    /// Logs in through the CLI, PIN and password on stdin.
     pub fn login(&self) -> Run {
         let data_dir = self.data_dir();
+        let conf = self.token.conf_path.to_str().unwrap().to_owned();
         cli(
             &[
                 "--json",
@@ -218,62 +254,10 @@ impl Member {
                 &self.localpart,
                 "--password-stdin",
             ],
-            &[],
+            &[("SOFTHSM2_CONF", &conf)],
             Some(&format!("{}\n{PASSWORD}\n", self.pin)),
         )
     }
-}
-
-/// An in-process client on its own token of the process-wide SoftHSM2 configuration.
-pub struct InProcess {
-    pub vault: Pkcs11Vault,
-    pub dir: TempDir,
-}
-
-impl InProcess {
-    pub fn new(prefix: &str) -> Self {
-        let (token_label, pin) = new_token(prefix);
-        let vault = open_token(&token_label, &pin).unwrap();
-        Self {
-            vault,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    pub fn open(&self) -> Result<Client, tchap_secure_core::Error> {
-        Client::open(synapse_config(), &self.data_dir(), &self.vault)
-    }
-}
-
-pub fn open_token(label: &str, pin: &str) -> Result<Pkcs11Vault, tchap_secure_hsm::VaultError> {
-    let token = SoftHsmToken::process_wide();
-    Pkcs11Vault::open(
-        &Pkcs11Config {
-            module: token.module.clone(),
-            token_label: label.to_owned(),
-        },
-        &SecretBytes::from(pin.as_bytes()),
-    )
-}
-
-pub fn synapse_config() -> Config {
-    Config::from_json(Synapse::shared().client_config().to_string().as_bytes()).unwrap()
-}
-
-pub fn password() -> SecretBytes {
-    SecretBytes::from(PASSWORD.as_bytes())
-}
-
-/// A fresh single-threaded runtime for in-process async calls.
-pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Every file under `dir`, recursively.

@@ -6,48 +6,20 @@ use tchap_secure_core::Error;
 use tchap_secure_core::store::{DATABASE_FILE, StoreError};
 use tchap_secure_hsm::{VAULT_FILE, VaultError};
 
-use crate::support::{InProcess, Member, open_token, snapshot, synapse_config};
+use crate::support::{InProcess, Member, snapshot, synapse_config};
 
 #[test]
 fn wrong_pin_and_unknown_token_are_typed_and_write_nothing() {
     let alice = Member::new("vault-pin");
     alice.login().ok();
     let before = snapshot(&alice.data_dir());
-
-    let run = crate::support::cli(
-        &[
-            "--json",
-            "--config",
-            alice.config_path.to_str().unwrap(),
-            "--data-dir",
-            alice.data_dir().to_str().unwrap(),
-            "--token-label",
-            &alice.token_label,
-            "whoami",
-        ],
-        &[("TCHAP_SECURE_TOKEN_PIN", "not-the-pin")],
-        None,
-    );
+    let run = alice.run_with_token(&alice.token_label, "not-the-pin", &["whoami"]);
     assert_eq!(
         (run.status, run.error()["error"].as_str().unwrap()),
         (6, "wrong_pin"),
         "{run:?}"
     );
-
-    let run = crate::support::cli(
-        &[
-            "--json",
-            "--config",
-            alice.config_path.to_str().unwrap(),
-            "--data-dir",
-            alice.data_dir().to_str().unwrap(),
-            "--token-label",
-            "no-such-token",
-            "whoami",
-        ],
-        &[("TCHAP_SECURE_TOKEN_PIN", &alice.pin)],
-        None,
-    );
+    let run = alice.run_with_token("no-such-token", &alice.pin, &["whoami"]);
     assert_eq!(
         (run.status, run.error()["error"].as_str().unwrap()),
         (6, "token_not_found"),
@@ -62,21 +34,9 @@ fn another_token_cannot_open_the_data_directory() {
     let alice = Member::new("vault-other");
     alice.login().ok();
     let before = snapshot(&alice.data_dir());
-    let (label, pin) = crate::support::new_token("vault-thief");
-    let run = crate::support::cli(
-        &[
-            "--json",
-            "--config",
-            alice.config_path.to_str().unwrap(),
-            "--data-dir",
-            alice.data_dir().to_str().unwrap(),
-            "--token-label",
-            &label,
-            "whoami",
-        ],
-        &[("TCHAP_SECURE_TOKEN_PIN", &pin)],
-        None,
-    );
+    // The thief's own token, next to Alice's (same token store).
+    alice.token.add_token("vault-thief", "thief-pin");
+    let run = alice.run_with_token("vault-thief", "thief-pin", &["whoami"]);
     assert_eq!(run.status, 6, "{run:?}");
     let reason = run.error()["error"].as_str().unwrap().to_owned();
     assert!(reason == "kek_not_found" || reason == "unwrap", "{reason}");
@@ -153,10 +113,4 @@ fn after_wipe_nobody_can_open_the_database() {
         (6, "kek_not_found"),
         "{run:?}"
     );
-
-    // And the token itself no longer holds any KEK for it, from a fresh session.
-    let token = open_token(&alice.token_label, &alice.pin).unwrap();
-    let e =
-        tchap_secure_core::Client::open(synapse_config(), &alice.data_dir(), &token).unwrap_err();
-    assert!(matches!(e, Error::Vault(VaultError::KekNotFound)), "{e:?}");
 }

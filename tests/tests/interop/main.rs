@@ -4,9 +4,10 @@
 //! The self-tests here prove the peer itself works (two matrix-sdk peers talking to each
 //! other) before our own client is tested against it.
 
+mod ours;
 mod peer;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use matrix_sdk::ruma::OwnedEventId;
 use matrix_sdk::ruma::events::room::member::MembershipState;
@@ -51,10 +52,15 @@ async fn two_matrix_sdk_peers_exchange_encrypted_messages() {
     // A → B.
     let hello = "hello from A";
     let hello_id = a.send_text(&room, hello).await;
+    let started = Instant::now();
     let (sender, id) = b
         .wait_for_text(&room, hello, ARRIVES)
         .await
         .expect("B decrypts A's message");
+    eprintln!(
+        "B decrypted A's first message {:?} after sending",
+        started.elapsed()
+    );
     assert_eq!((&sender, &id), (&a.user_id, &hello_id));
 
     // B → A.
@@ -79,10 +85,15 @@ async fn two_matrix_sdk_peers_exchange_encrypted_messages() {
     a.rotate(&room).await;
     let rotated = "A, after rotation";
     let rotated_id = a.send_text(&room, rotated).await;
+    let started = Instant::now();
     let (sender, _) = b
         .wait_for_text(&room, rotated, ARRIVES)
         .await
         .expect("B decrypts A's message under the rotated session");
+    eprintln!(
+        "B decrypted the rotated session's message {:?} after sending",
+        started.elapsed()
+    );
     assert_eq!(sender, a.user_id);
     let session_before = a.megolm_session_of(&room, &hello_id).await;
     let session_after = a.megolm_session_of(&room, &rotated_id).await;

@@ -298,6 +298,22 @@ impl Peer {
             .collect()
     }
 
+    /// Whether this peer can decrypt `raw` (an encrypted event as the server stores it), with
+    /// the keys it holds now.
+    pub async fn can_decrypt(&self, room: &RoomId, raw: &Value) -> bool {
+        let Some(r) = self.client.get_room(room) else {
+            return false;
+        };
+        let Ok(raw) = serde_json::value::to_raw_value(raw) else {
+            return false;
+        };
+        let raw: Raw<AnySyncTimelineEvent> = Raw::from_json(raw);
+        matches!(
+            r.decrypt_event(raw.cast_ref_unchecked(), None).await,
+            Ok(e) if matches!(e.kind, TimelineEventKind::Decrypted(_))
+        )
+    }
+
     /// Forces a new outbound Megolm session for `room`: the next message creates and shares
     /// a fresh one.
     pub async fn rotate(&self, room: &RoomId) {

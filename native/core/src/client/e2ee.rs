@@ -535,6 +535,12 @@ impl Client {
         self.engine.as_ref().map(|e| (e.ed25519(), e.curve25519()))
     }
 
+    /// Forces a new Megolm session for the next message in `room_id` (key rotation on demand,
+    /// e.g. after a suspected compromise). Returns whether a session was discarded.
+    pub fn rotate_room_key(&mut self, room_id: &str) -> Result<bool, Error> {
+        self.with_engine(|tx, _| Ok(cdb::discard_outbound_session(tx, room_id)?))
+    }
+
     /// The session id of our current outbound Megolm session in a room.
     pub fn outbound_session_id(&self, room_id: &str) -> Result<Option<String>, Error> {
         Ok(cdb::outbound_session(self.store.conn(), room_id)?.map(|r| r.session_id))

@@ -1,0 +1,99 @@
+//! In-process clients for tests and benchmarks: one SoftHSM2 token each from a pool made
+//! before any PKCS#11 session exists in the process, a logged-in client on it, and small
+//! helpers shared by the test binaries.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tchap_secure_core::{Client, Config};
+use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes};
+use tempfile::TempDir;
+
+use crate::softhsm::SoftHsmToken;
+use crate::synapse::Synapse;
+
+/// The password of every test user.
+pub const PASSWORD: &str = "correct horse battery staple 42";
+
+/// How many tokens one test process may use.
+const TOKEN_POOL: usize = 96;
+
+/// A token label and its PIN on the process-wide SoftHSM2 configuration, unique to the caller.
+///
+/// SoftHSM2 2.6 enumerates its slots once, at `C_Initialize`: a token initialised afterwards is
+/// invisible to this process. So the whole pool is initialised on first use, before any test
+/// can have opened a PKCS#11 session (every test gets its tokens through here first).
+pub fn new_token(_prefix: &str) -> (String, String) {
+    static POOL: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let pool = POOL.get_or_init(|| {
+        let token = SoftHsmToken::process_wide();
+        (0..TOKEN_POOL)
+            .map(|i| {
+                let label = format!("pool-{}-{i}", std::process::id());
+                let pin = format!("pin-{i}-{}", std::process::id());
+                token.add_token(&label, &pin);
+                (label, pin)
+            })
+            .collect()
+    });
+    let index = NEXT.fetch_add(1, Ordering::SeqCst);
+    pool.get(index)
+        .cloned()
+        .unwrap_or_else(|| panic!("token pool of {TOKEN_POOL} exhausted: raise TOKEN_POOL"))
+}
+
+/// An in-process client on its own token of the process-wide SoftHSM2 configuration.
+pub struct InProcess {
+    /// The token holding this client's KEK, logged in.
+    pub vault: Pkcs11Vault,
+    /// Holds the data directory.
+    pub dir: TempDir,
+}
+
+impl InProcess {
+    pub fn new(prefix: &str) -> Self {
+        let (token_label, pin) = new_token(prefix);
+        let vault = open_token(&token_label, &pin).unwrap();
+        Self {
+            vault,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn open(&self) -> Result<Client, tchap_secure_core::Error> {
+        Client::open(synapse_config(), &self.data_dir(), &self.vault)
+    }
+}
+
+pub fn open_token(label: &str, pin: &str) -> Result<Pkcs11Vault, tchap_secure_hsm::VaultError> {
+    let token = SoftHsmToken::process_wide();
+    Pkcs11Vault::open(
+        &Pkcs11Config {
+            module: token.module.clone(),
+            token_label: label.to_owned(),
+        },
+        &SecretBytes::from(pin.as_bytes()),
+    )
+}
+
+pub fn synapse_config() -> Config {
+    Config::from_json(Synapse::shared().client_config().to_string().as_bytes()).unwrap()
+}
+
+pub fn password() -> SecretBytes {
+    SecretBytes::from(PASSWORD.as_bytes())
+}
+
+/// A fresh single-threaded runtime for in-process async calls.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
