@@ -10,6 +10,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
 pub mod client;
 pub mod config;
 pub mod crypto;

@@ -19,6 +19,7 @@ use crate::api::types::{MEGOLM_ALGORITHM, SyncResponse};
 use crate::crypto::CryptoError;
 use crate::crypto::devices::apply_keys_query;
 use crate::crypto::engine::Engine;
+use crate::crypto::megolm::InboundCache;
 use crate::error::Error;
 use crate::net::Request;
 use crate::store::crypto::{self as cdb, DeviceRecord, OutboxRow, TimelineEvent};
@@ -52,14 +53,8 @@ impl Client {
     ) -> Result<T, Error> {
         let Self { store, engine, .. } = self;
         let engine_ref = engine.as_mut().ok_or(Error::NotLoggedIn)?;
-        let result = store.transaction(|tx| {
-            f(tx, engine_ref).map_err(|e| match e {
-                CryptoError::Store(s) => s,
-                other => crate::store::StoreError::Corrupt {
-                    detail: format!("crypto: {other}"),
-                },
-            })
-        });
+        let result =
+            store.transaction(|tx| f(tx, engine_ref).map_err(CryptoError::into_store_error));
         if result.is_err() {
             self.reload_engine()?;
         }
@@ -75,12 +70,8 @@ impl Client {
         let (user_id, device_id) = (session.user_id.clone(), session.device_id.clone());
         let key = self.vault.pickle_key();
         let engine = self.store.transaction(|tx| {
-            Engine::load_or_create(tx, &user_id, &device_id, key).map_err(|e| match e {
-                CryptoError::Store(s) => s,
-                other => crate::store::StoreError::Corrupt {
-                    detail: format!("crypto: {other}"),
-                },
-            })
+            Engine::load_or_create(tx, &user_id, &device_id, key)
+                .map_err(CryptoError::into_store_error)
         })?;
         self.engine = Some(engine);
         Ok(())
@@ -502,8 +493,9 @@ impl Client {
         })?;
         let Self { store, engine, .. } = self;
         let engine = engine.as_ref().ok_or(Error::NotLoggedIn)?;
-        let result =
-            store.scratch_transaction(|tx| Ok(engine.megolm_decrypt(tx, room_id, &event)))?;
+        let result = store.scratch_transaction(|tx| {
+            Ok(engine.megolm_decrypt(tx, room_id, &event, &mut InboundCache::default()))
+        })?;
         let decrypted = result?;
         Ok(decrypted
             .content

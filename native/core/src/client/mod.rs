@@ -6,7 +6,7 @@
 
 mod e2ee;
 mod rooms;
-mod sync;
+pub(crate) mod sync;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -305,13 +305,13 @@ impl Client {
                     &own_user,
                     &own_device,
                 )
-                .map_err(crypto_to_store)?;
+                .map_err(crate::crypto::CryptoError::into_store_error)?;
             }
             let summary = sync::apply(tx, &response, engine.as_mut())?;
             let pending = match engine.as_mut() {
                 Some(e) => e
                     .generate_keys(tx, otk_count, fallback_needed)
-                    .map_err(crypto_to_store)?,
+                    .map_err(crate::crypto::CryptoError::into_store_error)?,
                 None => false,
             };
             crate::fault::point("before-sync-commit");
@@ -384,15 +384,6 @@ pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Erro
     Store::delete_files(data_dir)?;
     tracing::warn!("data directory wiped");
     Ok(())
-}
-
-fn crypto_to_store(e: crate::crypto::CryptoError) -> crate::store::StoreError {
-    match e {
-        crate::crypto::CryptoError::Store(s) => s,
-        other => crate::store::StoreError::Corrupt {
-            detail: format!("crypto: {other}"),
-        },
-    }
 }
 
 /// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::api::types::{MEGOLM_ALGORITHM, MemberContent, RoomEvent, SyncResponse, ToDeviceEvent};
 use crate::crypto::CryptoError;
 use crate::crypto::engine::Engine;
+use crate::crypto::megolm::InboundCache;
 use crate::store::crypto::{self as cdb, NewTimelineEvent, TimelineEvent};
 use crate::store::{self, StoreError};
 
@@ -40,6 +41,14 @@ pub struct SyncSummary {
     pub messages: Vec<TimelineEvent>,
 }
 
+/// Events decrypted by this response (ids, in order) and the inbound sessions unpickled for
+/// them.
+#[derive(Default)]
+struct Decrypted {
+    ids: Vec<String>,
+    cache: InboundCache,
+}
+
 /// Crypto failures caused by a peer are recorded and skipped; a store failure aborts the
 /// whole sync (nothing is committed).
 fn fatal(e: CryptoError) -> Result<CryptoError, StoreError> {
@@ -63,7 +72,7 @@ pub(crate) fn apply(
         next_batch: response.next_batch.clone(),
         ..SyncSummary::default()
     };
-    let mut decrypted: Vec<String> = Vec::new();
+    let mut decrypted = Decrypted::default();
     for user in &response.device_lists.changed {
         cdb::mark_dirty(tx, user)?;
     }
@@ -131,7 +140,7 @@ pub(crate) fn apply(
         summary.rooms += 1;
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
-    for event_id in decrypted {
+    for event_id in decrypted.ids {
         if let Some(e) = cdb::timeline_event(tx, &event_id)?
             && !summary.messages.iter().any(|m| m.event_id == e.event_id)
         {
@@ -158,7 +167,7 @@ fn apply_to_device(
     engine: &mut Engine,
     raw: &Value,
     summary: &mut SyncSummary,
-    decrypted: &mut Vec<String>,
+    decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
     let Ok(event) = serde::Deserialize::deserialize(raw).map(|e: ToDeviceEvent| e) else {
         summary.malformed_events += 1;
@@ -216,6 +225,7 @@ fn apply_to_device(
         "m.room_key" => match engine.receive_room_key(tx, &olm.device, &olm.content) {
             Ok(Some((room_id, session_id))) => {
                 summary.room_keys += 1;
+                decrypted.cache.forget(&room_id, &session_id);
                 retry_undecrypted(tx, engine, &room_id, &session_id, summary, decrypted)?;
             }
             Ok(None) => {}
@@ -244,7 +254,7 @@ fn retry_undecrypted(
     room_id: &str,
     session_id: &str,
     summary: &mut SyncSummary,
-    decrypted: &mut Vec<String>,
+    decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
     for (_, raw) in cdb::undecrypted_events(tx, room_id, session_id)? {
         let Ok(raw) = serde_json::from_str::<Value>(&raw) else {
@@ -263,7 +273,7 @@ fn apply_events<'a>(
     events: impl Iterator<Item = &'a Value>,
     summary: &mut SyncSummary,
     mut engine: Option<&mut Engine>,
-    decrypted: &mut Vec<String>,
+    decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
     for raw in events {
         let Some(event) = RoomEvent::parse(raw) else {
@@ -334,7 +344,7 @@ fn decrypt_room_event(
     event: &RoomEvent,
     raw: &Value,
     summary: &mut SyncSummary,
-    decrypted: &mut Vec<String>,
+    decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
     let Some(event_id) = event.event_id.as_deref() else {
         summary.malformed_events += 1;
@@ -357,7 +367,7 @@ fn decrypt_room_event(
         raw: None,
         error: None,
     };
-    match engine.megolm_decrypt(tx, room_id, event) {
+    match engine.megolm_decrypt(tx, room_id, event, &mut decrypted.cache) {
         Ok(d) => {
             let body = (d.event_type == "m.room.message")
                 .then(|| d.content.get("body").and_then(Value::as_str))
@@ -372,7 +382,7 @@ fn decrypt_room_event(
                     ..base
                 },
             )?;
-            decrypted.push(event_id.to_owned());
+            decrypted.ids.push(event_id.to_owned());
         }
         Err(e) => {
             let e = fatal(e)?;

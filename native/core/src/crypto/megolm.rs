@@ -54,6 +54,28 @@ pub(crate) struct DecryptedEvent {
     pub(crate) trust: &'static str,
 }
 
+/// Inbound sessions unpickled during one operation (one sync response), so that a burst of
+/// messages of one session pays for one database read, one unpickle and one trust lookup.
+/// Forget an entry when its session changes ([`InboundCache::forget`]).
+#[derive(Default)]
+pub(crate) struct InboundCache {
+    entries: std::collections::HashMap<(String, String), CachedInbound>,
+}
+
+struct CachedInbound {
+    row: InboundRow,
+    session: InboundGroupSession,
+    trust: &'static str,
+}
+
+impl InboundCache {
+    /// Drops a session (a better key for it arrived).
+    pub(crate) fn forget(&mut self, room_id: &str, session_id: &str) {
+        self.entries
+            .remove(&(room_id.to_owned(), session_id.to_owned()));
+    }
+}
+
 fn malformed(what: &'static str) -> CryptoError {
     CryptoError::Malformed { what }
 }
@@ -299,6 +321,7 @@ impl Engine {
         conn: &rusqlite::Connection,
         room_id: &str,
         event: &RoomEvent,
+        cache: &mut InboundCache,
     ) -> Result<DecryptedEvent, CryptoError> {
         let content = &event.content;
         if content.get("algorithm").and_then(Value::as_str) != Some(MEGOLM_ALGORITHM) {
@@ -317,15 +340,33 @@ impl Engine {
             MegolmMessage::from_base64(ciphertext).map_err(|e| CryptoError::MegolmDecrypt {
                 detail: e.to_string(),
             })?;
-        let row = db::inbound_session(conn, room_id, session_id)?.ok_or_else(|| {
-            CryptoError::UnknownSession {
-                session_id: session_id.to_owned(),
-            }
-        })?;
+        let key = (room_id.to_owned(), session_id.to_owned());
+        if !cache.entries.contains_key(&key) {
+            let row = db::inbound_session(conn, room_id, session_id)?.ok_or_else(|| {
+                CryptoError::UnknownSession {
+                    session_id: session_id.to_owned(),
+                }
+            })?;
+            let session = self.unpickle_inbound(&row)?;
+            let trust = self.trust_of(conn, &row)?;
+            cache.entries.insert(
+                key.clone(),
+                CachedInbound {
+                    row,
+                    session,
+                    trust,
+                },
+            );
+        }
+        let cached = cache
+            .entries
+            .get_mut(&key)
+            .ok_or(malformed("inbound session cache"))?;
+        let row = &cached.row;
         if event.sender != row.sender_user_id {
             return Err(CryptoError::SenderMismatch {
                 claimed: event.sender.clone(),
-                owner: row.sender_user_id,
+                owner: row.sender_user_id.clone(),
             });
         }
         if let Some(claimed_key) = content.get("sender_key").and_then(Value::as_str)
@@ -336,12 +377,13 @@ impl Engine {
                 owner: format!("{} (sender key {})", row.sender_user_id, row.sender_key),
             });
         }
-        let mut session = self.unpickle_inbound(&row)?;
-        let decrypted = session
-            .decrypt(&message)
-            .map_err(|e| CryptoError::MegolmDecrypt {
-                detail: e.to_string(),
-            })?;
+        let decrypted =
+            cached
+                .session
+                .decrypt(&message)
+                .map_err(|e| CryptoError::MegolmDecrypt {
+                    detail: e.to_string(),
+                })?;
         let plaintext = Zeroizing::new(decrypted.plaintext);
         let payload: Value =
             serde_json::from_slice(&plaintext).map_err(|_| malformed("megolm payload"))?;
@@ -370,13 +412,12 @@ impl Engine {
             .ok_or(malformed("megolm payload type"))?
             .to_owned();
         let inner = payload.get("content").cloned().unwrap_or(Value::Null);
-        let trust = self.trust_of(conn, &row)?;
         Ok(DecryptedEvent {
             event_type,
             content: inner,
             session_id: session_id.to_owned(),
-            sender_device: row.sender_device_id,
-            trust,
+            sender_device: cached.row.sender_device_id.clone(),
+            trust: cached.trust,
         })
     }
 

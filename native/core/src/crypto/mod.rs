@@ -117,6 +117,17 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
+    /// As a store error, for code running inside a store transaction: a store failure stays
+    /// itself; anything else aborts the transaction as corrupt state.
+    pub(crate) fn into_store_error(self) -> StoreError {
+        match self {
+            Self::Store(s) => s,
+            other => StoreError::Corrupt {
+                detail: format!("crypto: {other}"),
+            },
+        }
+    }
+
     /// A stable snake_case code (CLI, JNI, security journal).
     pub fn code(&self) -> &'static str {
         match self {

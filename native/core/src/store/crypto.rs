@@ -47,7 +47,7 @@ pub(crate) fn save_account(
     pickle: &str,
     pending_upload: Option<&str>,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO crypto_account (id, pickle, pending_upload) VALUES (1, ?1, ?2)
          ON CONFLICT(id) DO UPDATE SET pickle = excluded.pickle, pending_upload = excluded.pending_upload",
         params![pickle, pending_upload],
@@ -60,7 +60,8 @@ pub(crate) fn save_account(
 
 /// Starts tracking `user_id`'s devices (a no-op if already tracked). Returns true if new.
 pub(crate) fn track_user(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(super::exec(
+        conn,
         "INSERT INTO tracked_users (user_id, dirty) VALUES (?1, 1) ON CONFLICT(user_id) DO NOTHING",
         params![user_id],
     )? == 1)
@@ -68,7 +69,8 @@ pub(crate) fn track_user(conn: &Connection, user_id: &str) -> Result<bool, Store
 
 /// Stops tracking a user (`device_lists.left`: we share no encrypted room any more).
 pub(crate) fn untrack_user(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(
+        conn,
         "DELETE FROM tracked_users WHERE user_id = ?1",
         params![user_id],
     )?;
@@ -77,7 +79,8 @@ pub(crate) fn untrack_user(conn: &Connection, user_id: &str) -> Result<(), Store
 
 /// Marks a tracked user's device list as outdated (`device_lists.changed`).
 pub(crate) fn mark_dirty(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE tracked_users SET dirty = 1 WHERE user_id = ?1",
         params![user_id],
     )?;
@@ -86,7 +89,8 @@ pub(crate) fn mark_dirty(conn: &Connection, user_id: &str) -> Result<(), StoreEr
 
 /// Marks a user's device list as fresh.
 pub(crate) fn mark_clean(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE tracked_users SET dirty = 0 WHERE user_id = ?1",
         params![user_id],
     )?;
@@ -203,7 +207,7 @@ pub(crate) fn device_by_curve25519(
 
 /// Inserts or replaces a device record.
 pub(crate) fn save_device(conn: &Connection, d: &DeviceRecord) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO devices (user_id, device_id, ed25519, curve25519, display_name, state, deleted, first_seen_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(user_id, device_id) DO UPDATE SET ed25519 = excluded.ed25519,
@@ -247,7 +251,7 @@ pub(crate) fn save_olm_session(
     pickle: &str,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO olm_sessions (session_id, sender_key, pickle, created_ms, last_used_ms)
          VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT(session_id) DO UPDATE SET pickle = excluded.pickle, last_used_ms = excluded.last_used_ms",
@@ -276,7 +280,7 @@ pub(crate) fn request_unwedge(
     if last.is_some_and(|t| now - t < min_interval_ms) {
         return Ok(false);
     }
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO olm_unwedge (sender_key, user_id, device_id, last_ms, done) VALUES (?1, ?2, ?3, ?4, 0)
          ON CONFLICT(sender_key) DO UPDATE SET last_ms = excluded.last_ms, done = 0,
              user_id = excluded.user_id, device_id = excluded.device_id",
@@ -298,7 +302,8 @@ pub(crate) fn unwedge_done(
     user_id: &str,
     device_id: &str,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE olm_unwedge SET done = 1 WHERE user_id = ?1 AND device_id = ?2",
         params![user_id, device_id],
     )?;
@@ -349,7 +354,7 @@ pub(crate) fn inbound_session(
 }
 
 pub(crate) fn save_inbound_session(conn: &Connection, s: &InboundRow) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO inbound_group_sessions
              (room_id, session_id, sender_key, sender_user_id, sender_device_id, sender_ed25519, pickle, first_index)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -432,7 +437,7 @@ pub(crate) fn save_outbound_session(conn: &Connection, s: &OutboundRow) -> Resul
     let shared = serde_json::to_string(&s.recipients).map_err(|_| StoreError::Corrupt {
         detail: "outbound session recipients".into(),
     })?;
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO outbound_group_sessions (room_id, session_id, pickle, created_ms, message_count, shared_with)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle,
@@ -448,7 +453,8 @@ pub(crate) fn discard_outbound_session(
     conn: &Connection,
     room_id: &str,
 ) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(super::exec(
+        conn,
         "DELETE FROM outbound_group_sessions WHERE room_id = ?1",
         params![room_id],
     )? == 1)
@@ -473,7 +479,8 @@ pub(crate) fn record_megolm_index(
         Some(p) if p != event_id => Ok(Some(p)),
         Some(_) => Ok(None),
         None => {
-            conn.execute(
+            super::exec(
+                conn,
                 "INSERT INTO megolm_indices (session_id, message_index, event_id) VALUES (?1, ?2, ?3)",
                 params![session_id, message_index, event_id],
             )?;
@@ -532,7 +539,7 @@ pub(crate) fn save_timeline_event(
     conn: &Connection,
     e: &NewTimelineEvent<'_>,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(conn,
         "INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state, session_id, sender_device,
                                trust, body, raw, error)
          VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM timeline), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -649,7 +656,8 @@ pub(crate) struct OutboxRow {
 }
 
 pub(crate) fn push_outbox(conn: &Connection, row: &OutboxRow) -> Result<(), StoreError> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO outbox (txn_id, kind, target, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![row.txn_id, row.kind, row.target, row.body, now_ms()],
     )?;
@@ -674,10 +682,19 @@ pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
 
 /// How many requests are queued.
 pub(crate) fn outbox_len(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
+    Ok(super::query_row(
+        conn,
+        "SELECT count(*) FROM outbox",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 pub(crate) fn remove_outbox(conn: &Connection, txn_id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM outbox WHERE txn_id = ?1", params![txn_id])?;
+    super::exec(
+        conn,
+        "DELETE FROM outbox WHERE txn_id = ?1",
+        params![txn_id],
+    )?;
     Ok(())
 }

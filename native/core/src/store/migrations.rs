@@ -117,6 +117,7 @@ const MIGRATIONS: &[&str] = &[
          error         TEXT
      ) STRICT;
      CREATE INDEX timeline_by_room ON timeline (room_id, seq);
+     CREATE UNIQUE INDEX timeline_by_seq ON timeline (seq);
      CREATE INDEX timeline_undecrypted ON timeline (state, session_id);
      CREATE TABLE outbox (
          txn_id     TEXT PRIMARY KEY NOT NULL,

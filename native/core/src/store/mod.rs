@@ -72,6 +72,27 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Executes a statement through the connection's prepared-statement cache (the hot paths run
+/// the same few statements thousands of times: parsing them each time cost more than the
+/// statement itself).
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// `query_row` through the prepared-statement cache.
+pub(crate) fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn is_not_a_database(e: &rusqlite::Error) -> bool {
     matches!(
         e,

@@ -58,7 +58,8 @@ pub(crate) fn upsert_room(
     room_id: &str,
     membership: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    super::exec(
+        tx,
         "INSERT INTO rooms (room_id, membership) VALUES (?1, ?2)
          ON CONFLICT(room_id) DO UPDATE SET membership = excluded.membership",
         params![room_id, membership],
@@ -71,7 +72,8 @@ pub(crate) fn set_room_name(
     room_id: &str,
     name: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    super::exec(
+        tx,
         "UPDATE rooms SET name = ?2 WHERE room_id = ?1",
         params![room_id, name],
     )?;
@@ -97,7 +99,8 @@ pub(crate) fn set_room_encryption(
     room_id: &str,
     algorithm: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    super::exec(
+        tx,
         "UPDATE rooms SET encryption = ?2 WHERE room_id = ?1",
         params![room_id, algorithm],
     )?;
@@ -111,7 +114,8 @@ pub(crate) fn upsert_member(
     membership: &str,
     display_name: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    super::exec(
+        tx,
         "INSERT INTO members (room_id, user_id, membership, display_name) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(room_id, user_id) DO UPDATE
          SET membership = excluded.membership, display_name = excluded.display_name",
@@ -141,7 +145,8 @@ pub(crate) fn record_security_event(
 ) -> Result<(), StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let ts_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    tx.execute(
+    super::exec(
+        tx,
         "INSERT INTO security_events (ts_ms, kind, room_id, user_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![ts_ms, kind, room_id, user_id, detail],
     )?;

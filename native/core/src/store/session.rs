@@ -47,12 +47,13 @@ impl Store {
             }
         })?);
         self.transaction(|tx| {
-            tx.execute(
+            super::exec(
+                tx,
                 "INSERT INTO kv (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![SESSION_KEY, &bytes[..]],
             )?;
-            tx.execute("DELETE FROM kv WHERE key = ?1", params![NEXT_BATCH_KEY])?;
+            super::exec(tx, "DELETE FROM kv WHERE key = ?1", params![NEXT_BATCH_KEY])?;
             Ok(())
         })
     }
@@ -113,7 +114,8 @@ impl Store {
 
 /// Stores `next_batch` inside the sync's own transaction.
 pub(crate) fn set_next_batch(tx: &rusqlite::Connection, token: &str) -> Result<(), StoreError> {
-    tx.execute(
+    super::exec(
+        tx,
         "INSERT INTO kv (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![NEXT_BATCH_KEY, token.as_bytes()],
