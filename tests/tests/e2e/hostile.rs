@@ -371,3 +371,92 @@ fn a_device_whose_keys_change_is_blocked_and_gets_no_room_key() {
         "{e:?}"
     );
 }
+
+/// Alice's server-side count of her published one-time keys.
+fn otk_count(token: &str) -> u64 {
+    let (status, answer) = Synapse::shared().request(
+        "POST",
+        "/_matrix/client/v3/keys/upload",
+        Some(token),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer["one_time_key_counts"]["signed_curve25519"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// An Olm message that claims Alice's identity key but that no session decrypts.
+fn wedging_message(bob_curve: &str, alice_curve: &str) -> Value {
+    let stranger = vodozemac::olm::Account::new();
+    let stray = vodozemac::Curve25519PublicKey::from(&vodozemac::Curve25519SecretKey::new());
+    let mut session = stranger
+        .create_outbound_session(
+            vodozemac::olm::SessionConfig::version_1(),
+            vodozemac::Curve25519PublicKey::from_base64(bob_curve).unwrap(),
+            stray,
+        )
+        .unwrap();
+    let message = serde_json::to_value(session.encrypt("{}").unwrap()).unwrap();
+    json!({
+        "algorithm": "m.olm.v1.curve25519-aes-sha2",
+        "sender_key": alice_curve,
+        "ciphertext": {bob_curve: message},
+    })
+}
+
+#[test]
+fn a_wedged_olm_channel_is_recovered_once_an_hour_at_most() {
+    let rt = rt();
+    let mut p = pair(&rt, "wedge");
+    rt.block_on(p.alice.send_text(&p.room, "canal établi"))
+        .unwrap();
+    receive(&rt, &mut p.bob, &p.room, "canal établi");
+    rt.block_on(p.alice.sync_once(Duration::ZERO)).unwrap();
+    let alice_token = access_token(&p.alice);
+    let (_, alice_curve) = p.alice.identity_keys().unwrap();
+    let bob = p.bob.session().unwrap();
+    let (_, bob_curve) = p.bob.identity_keys().unwrap();
+    let send_wedge = |n: u32| {
+        let (status, answer) = Synapse::shared().request(
+            "PUT",
+            &format!("/_matrix/client/v3/sendToDevice/m.room.encrypted/wedge-{}-{n}", std::process::id()),
+            Some(&alice_token),
+            Some(&json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): wedging_message(&bob_curve, &alice_curve)}}})),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+
+    let before = otk_count(&alice_token);
+    send_wedge(1);
+    rt.block_on(p.bob.sync_once(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        journal_kinds(&p.bob)
+            .iter()
+            .any(|k| k == "to_device_olm_decrypt")
+    );
+    // Bob claimed one of Alice's one-time keys for a new session and sent her an m.dummy.
+    assert_eq!(otk_count(&alice_token), before - 1);
+    let s = rt
+        .block_on(p.alice.sync_once(Duration::from_millis(300)))
+        .unwrap();
+    assert!(s.to_device_events >= 1, "{s:?}");
+    assert!(
+        journal_kinds(&p.alice).is_empty(),
+        "{:?}",
+        journal_kinds(&p.alice)
+    );
+
+    // A second failure within the hour: no second recovery.
+    let topped_up = otk_count(&alice_token);
+    send_wedge(2);
+    rt.block_on(p.bob.sync_once(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(otk_count(&alice_token), topped_up);
+    // The channel works: a new room key reaches Bob.
+    p.alice.rotate_room_key(&p.room).unwrap();
+    rt.block_on(p.alice.send_text(&p.room, "après réparation"))
+        .unwrap();
+    receive(&rt, &mut p.bob, &p.room, "après réparation");
+}

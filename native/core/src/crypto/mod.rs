@@ -15,6 +15,8 @@ pub(crate) mod engine;
 pub(crate) mod megolm;
 pub(crate) mod olm;
 pub mod signing;
+#[cfg(test)]
+mod tests;
 
 use crate::store::StoreError;
 
