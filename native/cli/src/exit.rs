@@ -17,9 +17,12 @@ pub(crate) const SERVER_REFUSED: u8 = 5;
 pub(crate) const VAULT: u8 = 6;
 /// Local database failure.
 pub(crate) const STORE: u8 = 7;
+/// Refused by the end-to-end encryption policy (e.g. a room without encryption).
+pub(crate) const CRYPTO: u8 = 8;
 
 pub(crate) const HELP: &str = "Exit status: 0 success; 1 other failure; 2 configuration or usage error; \
-3 TLS peer rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure.
+3 TLS peer rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure; \
+8 refused by the encryption policy.
 Secrets: token PIN from $TCHAP_SECURE_TOKEN_PIN or --pin-stdin; password from $TCHAP_SECURE_PASSWORD or --password-stdin.";
 
 /// A failure on its way to the exit status.
@@ -69,6 +72,7 @@ impl From<Error> for Failure {
             Error::Api(_) => SERVER_REFUSED,
             Error::Vault(_) => VAULT,
             Error::Store(_) => STORE,
+            Error::Crypto(_) => CRYPTO,
             _ => OTHER,
         };
         Self {

@@ -10,7 +10,7 @@
 //! Exit status: 0 success; 1 other failure; 2 configuration or usage error; 3 the TLS peer was
 //! rejected; 4 any other network failure (refused, timeout, HTTP error, malformed answer);
 //! 5 the homeserver refused the request (Matrix error); 6 vault or token failure; 7 local
-//! database failure.
+//! database failure; 8 refused by the end-to-end encryption policy.
 
 #![forbid(unsafe_code)]
 

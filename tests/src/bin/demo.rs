@@ -49,8 +49,8 @@ fn run(
     let shown: Vec<String> = args
         .iter()
         .map(|a| {
-            if a.contains(' ') {
-                format!("'{a}'")
+            if a.contains([' ', '\'', '!', '$']) {
+                format!("'{}'", a.replace('\'', "'\\''"))
             } else {
                 (*a).to_owned()
             }
@@ -247,10 +247,84 @@ fn main() {
     expect(s == 0, "rooms");
     let (s, _) = alice.run(&config, &["members", &room]);
     expect(s == 0, "members");
-    println!("(encrypted messages between them come with the end-to-end encryption issue)");
+
+    heading("6. They exchange end-to-end encrypted messages (Olm room keys, Megolm messages)");
+    let first = "Réunion de crise à 18h, salle Clemenceau";
+    let (s, _) = alice.run(&config, &["send", &room, "--text", first]);
+    expect(s == 0, "send");
+    let (s, out) = bruno.run(
+        &config,
+        &["listen", "--max-messages", "1", "--timeout-ms", "5000"],
+    );
+    expect(
+        s == 0 && out.contains(first),
+        "Bruno decrypts Alice's message",
+    );
+    let reply = "Bien reçu, j'y serai.";
+    let (s, _) = bruno.run(&config, &["send", &room, "--text", reply]);
+    expect(s == 0, "send");
+    let (s, out) = alice.run(
+        &config,
+        &["listen", "--max-messages", "1", "--timeout-ms", "5000"],
+    );
+    expect(
+        s == 0 && out.contains(reply),
+        "Alice decrypts Bruno's reply",
+    );
+    println!("Alice's view of Bruno's devices (keys pinned on first use):");
+    let (s, _) = alice.run(&config, &["devices", &bruno.user_id]);
+    expect(s == 0, "devices");
+
+    heading("7. What the homeserver stored for that room: ciphertext only");
+    let db = rusqlite::Connection::open_with_flags(
+        synapse.database_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open Synapse's database");
+    let mut stmt = db
+        .prepare("SELECT e.type, j.json FROM events e JOIN event_json j USING (event_id) WHERE e.room_id = ?1 ORDER BY e.stream_ordering")
+        .expect("query");
+    let rows: Vec<(String, String)> = stmt
+        .query_map([&room], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let encrypted: Vec<&String> = rows
+        .iter()
+        .filter(|(t, _)| t == "m.room.encrypted")
+        .map(|(_, j)| j)
+        .collect();
+    let clear_messages = rows.iter().filter(|(t, _)| t == "m.room.message").count();
+    println!(
+        "events in the room: {}; m.room.encrypted: {}; m.room.message in clear: {clear_messages}",
+        rows.len(),
+        encrypted.len()
+    );
+    if let Some(sample) = encrypted.first() {
+        let v: Value = serde_json::from_str(sample).expect("json");
+        let ciphertext = v["content"]["ciphertext"].as_str().unwrap_or_default();
+        println!(
+            "one of them: algorithm {}, session {}, ciphertext {}… ({} bytes)",
+            v["content"]["algorithm"],
+            v["content"]["session_id"],
+            &ciphertext[..ciphertext.len().min(48)],
+            ciphertext.len()
+        );
+    }
+    let leaked = rows
+        .iter()
+        .any(|(_, j)| j.contains("Clemenceau") || j.contains("Bien reçu"));
+    println!(
+        "message text found in the server's database: {}",
+        if leaked { "YES" } else { "no" }
+    );
+    expect(
+        encrypted.len() >= 2 && clear_messages == 0 && !leaked,
+        "the server must hold ciphertext only",
+    );
 
     heading(
-        "6. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
+        "8. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
     );
     let attacker = Pki::generate();
     let mut forged = config_value.clone();
@@ -265,7 +339,7 @@ fn main() {
     );
     expect(s == 3, "pin mismatch must exit 3");
 
-    heading("7. A thief with the data directory but not the token gets ciphertext");
+    heading("9. A thief with the data directory but not the token gets ciphertext");
     for entry in std::fs::read_dir(&alice.data_dir).expect("read dir") {
         let path = entry.expect("entry").path();
         let bytes = std::fs::read(&path).expect("read");
@@ -303,7 +377,7 @@ fn main() {
     );
     expect(s == 6, "another token must exit 6");
 
-    heading("8. Remote wipe: the KEK is destroyed on the token, the data directory erased");
+    heading("10. Remote wipe: the KEK is destroyed on the token, the data directory erased");
     let (s, _) = alice.run(&config, &["wipe", "--yes"]);
     expect(s == 0, "wipe");
     println!("\nDemo complete.");
