@@ -42,6 +42,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "spki_pins_sha256",
     "pins_expire_at",
     "allowed_user_domain",
+    "strongbox_required",
+    "unlocked_device_required",
+    "wipe_command_nonce",
 ];
 
 /// A SHA-256 digest of a DER `SubjectPublicKeyInfo`.
@@ -84,6 +87,9 @@ pub struct Config {
     pins: Vec<SpkiPin>,
     pins_expire_at: Option<OffsetDateTime>,
     allowed_user_domain: Option<String>,
+    strongbox_required: bool,
+    unlocked_device_required: bool,
+    wipe_command_nonce: Option<String>,
 }
 
 /// Why a configuration was refused. Every variant names the offending key.
@@ -199,6 +205,18 @@ impl Config {
         let allowed_user_domain = optional_str(map, "allowed_user_domain")?
             .map(|s| parse_server_name("allowed_user_domain", s))
             .transpose()?;
+        let wipe_command_nonce = optional_str(map, "wipe_command_nonce")?
+            .map(|n| {
+                if n.is_empty() || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+                    Err(ConfigError::Invalid {
+                        key: "wipe_command_nonce",
+                        reason: "1 to 128 printable ASCII characters".into(),
+                    })
+                } else {
+                    Ok(n.to_owned())
+                }
+            })
+            .transpose()?;
         Ok(Self {
             homeserver_url,
             server_name,
@@ -206,6 +224,10 @@ impl Config {
             pins,
             pins_expire_at,
             allowed_user_domain,
+            strongbox_required: optional_bool(map, "strongbox_required")?.unwrap_or(false),
+            unlocked_device_required: optional_bool(map, "unlocked_device_required")?
+                .unwrap_or(false),
+            wipe_command_nonce,
         })
     }
 
@@ -237,6 +259,33 @@ impl Config {
     /// If set, only users of this server name may log in.
     pub fn allowed_user_domain(&self) -> Option<&str> {
         self.allowed_user_domain.as_deref()
+    }
+
+    /// Android: the hardware key must be in StrongBox (no fallback to the TEE).
+    pub fn strongbox_required(&self) -> bool {
+        self.strongbox_required
+    }
+
+    /// Android: the hardware key is usable only while the device is unlocked.
+    pub fn unlocked_device_required(&self) -> bool {
+        self.unlocked_device_required
+    }
+
+    /// The MDM remote-wipe command: when it differs from the value recorded at the previous
+    /// start, the data directory is crypto-shredded (see `Client::open`).
+    pub fn wipe_command_nonce(&self) -> Option<&str> {
+        self.wipe_command_nonce.as_deref()
+    }
+}
+
+fn optional_bool(map: &Map<String, Value>, key: &'static str) -> Result<Option<bool>, ConfigError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ConfigError::WrongType {
+            key,
+            expected: "true or false",
+        }),
     }
 }
 
@@ -425,6 +474,22 @@ mod tests {
         let c = parse(&v).unwrap();
         assert_eq!(c.trust_anchors().len(), 2);
         assert_eq!(c.pins_expire_at().unwrap().year(), 2030);
+    }
+
+    #[test]
+    fn android_keys_are_typed() {
+        let mut v = good();
+        v["strongbox_required"] = json!(true);
+        v["unlocked_device_required"] = json!(false);
+        v["wipe_command_nonce"] = json!("2026-11-28-001");
+        let c = parse(&v).unwrap();
+        assert!(c.strongbox_required() && !c.unlocked_device_required());
+        assert_eq!(c.wipe_command_nonce(), Some("2026-11-28-001"));
+        v["strongbox_required"] = json!("yes");
+        assert_eq!(parse(&v).unwrap_err().key(), Some("strongbox_required"));
+        v["strongbox_required"] = json!(true);
+        v["wipe_command_nonce"] = json!("");
+        assert_eq!(parse(&v).unwrap_err().key(), Some("wipe_command_nonce"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Error {
     /// End-to-end encryption refused or failed.
     #[error("encryption: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// The MDM pushed a new wipe command: the data directory was crypto-shredded on open.
+    #[error("remote wipe executed: the local data was destroyed")]
+    RemoteWipe,
     /// The operation needs a logged-in session.
     #[error("not logged in")]
     NotLoggedIn,
@@ -68,6 +71,7 @@ impl Error {
             Self::Store(_) => "store",
             Self::Api(a) => a.code(),
             Self::Crypto(c) => c.code(),
+            Self::RemoteWipe => "remote_wipe",
             Self::NotLoggedIn => "no_session",
             Self::AlreadyLoggedIn { .. } => "session_exists",
             Self::UserNotAllowed { .. } => "user_not_allowed",

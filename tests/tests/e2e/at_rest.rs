@@ -61,6 +61,15 @@ fn no_known_plaintext_in_the_data_directory() {
         2
     );
 
+    // Messages both ways: decrypted bodies and Megolm/Olm state end up in both stores.
+    let body_a = "Canary: le ministre arrive à 7h31";
+    let body_b = "Canary: compris, escorte prête";
+    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(alice.send_text(&room, body_a)).unwrap();
+    crate::messaging::receive(&rt, &mut bob, &room, body_a);
+    rt.block_on(bob.send_text(&room, body_b)).unwrap();
+    crate::messaging::receive(&rt, &mut alice, &room, body_b);
+
     let token = alice
         .store()
         .load_session()
@@ -78,6 +87,9 @@ fn no_known_plaintext_in_the_data_directory() {
         ("room name", room_name.to_owned()),
         ("device id", info.device_id.clone()),
         ("server name", synapse.server_name.clone()),
+        ("alice's message", body_a.to_owned()),
+        ("bob's message", body_b.to_owned()),
+        ("alice's identity key", alice.identity_keys().unwrap().0),
     ];
     // While the client is open (WAL and shared memory present) …
     let found = find_plaintexts(&a.data_dir(), &needles);
@@ -87,4 +99,10 @@ fn no_known_plaintext_in_the_data_directory() {
     drop(alice);
     let found = find_plaintexts(&a.data_dir(), &needles);
     assert!(found.is_empty(), "plaintext found: {found:?}");
+    drop(bob);
+    let found = find_plaintexts(&b.data_dir(), &needles);
+    assert!(
+        found.is_empty(),
+        "plaintext found in bob's store: {found:?}"
+    );
 }

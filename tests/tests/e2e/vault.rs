@@ -114,3 +114,32 @@ fn after_wipe_nobody_can_open_the_database() {
         "{run:?}"
     );
 }
+
+#[test]
+fn a_new_mdm_wipe_command_crypto_shreds_the_data_directory() {
+    let alice = Member::new("vault-mdm-wipe");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&alice.config_path).unwrap()).unwrap();
+    config["wipe_command_nonce"] = serde_json::json!("baseline-1");
+    std::fs::write(&alice.config_path, config.to_string()).unwrap();
+    alice.login().ok();
+    alice.run(&["whoami"]).ok();
+    // The same nonce at every start: nothing happens.
+    alice.run(&["whoami"]).ok();
+    let saved = tempfile::tempdir().unwrap();
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(alice.data_dir().join(name), saved.path().join(name)).unwrap();
+    }
+    // The MDM pushes a new nonce: the next start wipes.
+    config["wipe_command_nonce"] = serde_json::json!("wipe-2026-11-28");
+    std::fs::write(&alice.config_path, config.to_string()).unwrap();
+    let run = alice.run(&["whoami"]);
+    assert_eq!(run.error()["error"], "remote_wipe", "{run:?}");
+    assert!(crate::support::files_under(&alice.data_dir()).is_empty());
+    // Copies taken before are useless: the KEK is gone from the token.
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(saved.path().join(name), alice.data_dir().join(name)).unwrap();
+    }
+    let run = alice.run(&["whoami"]);
+    assert_eq!(run.error()["error"], "kek_not_found", "{run:?}");
+}

@@ -93,7 +93,21 @@ impl Client {
             }
             Vault::create(data_dir, backend, &binding)?
         };
-        let store = Store::open(data_dir, &vault.database_key())?;
+        let mut store = Store::open(data_dir, &vault.database_key())?;
+        if let Some(nonce) = config.wipe_command_nonce() {
+            match store.wipe_nonce()? {
+                None => store.set_wipe_nonce(nonce)?,
+                Some(seen) if seen == nonce => {}
+                Some(_) => {
+                    // The MDM pushed a new wipe command: crypto-shred before anything else.
+                    drop(store);
+                    drop(vault);
+                    wipe_data_dir(data_dir, backend)?;
+                    tracing::warn!("remote wipe command executed");
+                    return Err(Error::RemoteWipe);
+                }
+            }
+        }
         let session = store.load_session()?;
         tracing::info!(restored = session.is_some(), "client opened");
         let mut client = Self {

@@ -88,7 +88,7 @@ impl Store {
     pub fn clear_session(&mut self) -> Result<(), StoreError> {
         self.transaction(|tx| {
             tx.execute_batch(
-                "DELETE FROM kv; DELETE FROM members; DELETE FROM rooms;
+                "DELETE FROM kv WHERE key <> 'mdm.wipe_command_nonce'; DELETE FROM members; DELETE FROM rooms;
                  DELETE FROM crypto_account; DELETE FROM tracked_users; DELETE FROM devices;
                  DELETE FROM olm_sessions; DELETE FROM olm_unwedge; DELETE FROM inbound_group_sessions;
                  DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline;
@@ -109,6 +109,33 @@ impl Store {
             )
             .optional()?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+const WIPE_NONCE_KEY: &str = "mdm.wipe_command_nonce";
+
+impl Store {
+    /// The MDM wipe-command nonce seen at the last start, if any.
+    pub fn wipe_nonce(&self) -> Result<Option<String>, StoreError> {
+        Ok(super::query_row(
+            self.conn(),
+            "SELECT value FROM kv WHERE key = ?1",
+            params![WIPE_NONCE_KEY],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .optional()?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records the wipe-command nonce of the current configuration.
+    pub fn set_wipe_nonce(&mut self, nonce: &str) -> Result<(), StoreError> {
+        super::exec(
+            self.conn(),
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![WIPE_NONCE_KEY, nonce.as_bytes()],
+        )?;
+        Ok(())
     }
 }
 
