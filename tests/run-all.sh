@@ -11,8 +11,8 @@ step "format";  cargo fmt --all -- --check
 step "lints";   cargo clippy --workspace --all-targets -- -D warnings
 step "lints (hsm with the test-only soft vault)"
 cargo clippy -p tchap-secure-hsm --all-targets --features soft-vault -- -D warnings
-step "build binaries (the tests run the real CLI)"
-cargo build --workspace --bins
+step "build the CLI and the JNI library (the tests run the real binaries)"
+cargo build --workspace
 step "tests";   cargo test --workspace
 step "tests (hsm with the test-only soft vault)"
 cargo test -p tchap-secure-hsm --features soft-vault

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 export TCHAP_SECURE_SYNAPSE_VENV="${TCHAP_SECURE_SYNAPSE_VENV:-${TCHAP_SECURE_CACHE:-$HOME/.cache/tchap-secure}/synapse-venv}"
-cargo build --quiet --workspace --bins
+cargo build --quiet --workspace
 exec "${CARGO_TARGET_DIR:-target}/debug/demo"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with Rust:
 #   - Debian packages: SoftHSM2 (the PKCS#11 token), OpenSSL's CLI (TLS 1.2 test peer), the
-#     Python venv module;
+#     Python venv module, a JDK and JUnit 4 (the host JVM tests of the Java API);
 #   - Synapse (pinned version, from PyPI) in a virtualenv outside the clone.
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -18,6 +18,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v make >/dev/null || need_pkgs+=(build-essential)
 command -v perl >/dev/null || need_pkgs+=(perl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
+[ -f /usr/share/java/junit4.jar ] || need_pkgs+=(junit4)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}"
   sudo_if_needed apt-get update -qq
