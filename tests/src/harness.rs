@@ -97,3 +97,27 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The access token of a logged-in client (tests act as the user through raw HTTP with it).
+pub fn access_token(client: &Client) -> String {
+    client
+        .store()
+        .load_session()
+        .expect("read the session")
+        .expect("logged in")
+        .access_token
+        .expose()
+        .to_owned()
+}
+
+/// An event as the server stores it (encrypted), fetched with `token`.
+pub fn raw_event(token: &str, room: &str, event_id: &str) -> serde_json::Value {
+    let (status, event) = Synapse::shared().request(
+        "GET",
+        &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
+        Some(token),
+        None,
+    );
+    assert_eq!(status, 200, "{event}");
+    event
+}

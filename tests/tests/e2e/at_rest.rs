@@ -70,14 +70,7 @@ fn no_known_plaintext_in_the_data_directory() {
     rt.block_on(bob.send_text(&room, body_b)).unwrap();
     crate::messaging::receive(&rt, &mut alice, &room, body_b);
 
-    let token = alice
-        .store()
-        .load_session()
-        .unwrap()
-        .unwrap()
-        .access_token
-        .expose()
-        .to_owned();
+    let token = tchap_secure_tests::harness::access_token(&alice);
     let needles = vec![
         ("alice's user id", info.user_id.clone()),
         ("bob's user id", reg_b.user_id.clone()),

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::messaging::receive;
-use crate::rotation::access_token;
 use crate::support::{InProcess, Member, PASSWORD, password, rt};
+use tchap_secure_tests::harness::access_token;
 
 /// Bob (a CLI member) and Alice (in process) in one encrypted room.
 fn setup(

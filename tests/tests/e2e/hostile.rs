@@ -13,8 +13,8 @@ use tchap_secure_core::{Client, Error};
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::messaging::{Pair, pair, receive};
-use crate::rotation::{access_token, raw_event};
 use crate::support::{InProcess, PASSWORD, password, rt};
+use tchap_secure_tests::harness::{access_token, raw_event};
 
 /// Mallory: a third member of the pair's room, with her own client.
 fn mallory(rt: &tokio::runtime::Runtime, p: &mut Pair) -> (InProcess, Client, String) {

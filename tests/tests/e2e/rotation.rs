@@ -9,29 +9,7 @@ use tchap_secure_tests::synapse::Synapse;
 
 use crate::messaging::{pair, receive};
 use crate::support::{InProcess, PASSWORD, password, rt};
-
-pub fn access_token(client: &tchap_secure_core::Client) -> String {
-    client
-        .store()
-        .load_session()
-        .unwrap()
-        .unwrap()
-        .access_token
-        .expose()
-        .to_owned()
-}
-
-/// The event as the server stores it (encrypted), fetched with `token`.
-pub fn raw_event(token: &str, room: &str, event_id: &str) -> serde_json::Value {
-    let (status, event) = Synapse::shared().request(
-        "GET",
-        &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
-        Some(token),
-        None,
-    );
-    assert_eq!(status, 200, "{event}");
-    event
-}
+use tchap_secure_tests::harness::{access_token, raw_event};
 
 #[test]
 fn megolm_session_rotates_after_100_messages() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tchap_secure_core::Client;
 use tchap_secure_core::crypto::CryptoError;
-use tchap_secure_tests::harness::{InProcess, PASSWORD, password};
+use tchap_secure_tests::harness::{InProcess, PASSWORD, access_token, password, raw_event};
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::peer::Peer;
@@ -239,16 +239,15 @@ async fn after_a_member_leaves_the_leaver_cannot_decrypt() {
     );
     // Even holding the ciphertext, it has no key for it — while it can still decrypt what was
     // sent before it left (so the check itself can succeed).
-    let token = ours.client.store().load_session().unwrap().unwrap();
-    let token = token.access_token.expose().to_owned();
-    let raw_after = raw_event_with(&token, &rid, &sent);
+    let token = access_token(&ours.client);
+    let raw_after = raw_event(&token, rid.as_str(), &sent);
     assert!(!peer.can_decrypt(&rid, &raw_after).await);
     let earlier = ours.client.messages(&room, 50).unwrap();
     let earlier = earlier
         .iter()
         .find(|m| m.body.as_deref() == Some("before leave: from tchap-secure"))
         .unwrap();
-    let raw_before = raw_event_with(&token, &rid, &earlier.event_id);
+    let raw_before = raw_event(&token, rid.as_str(), &earlier.event_id);
     assert!(peer.can_decrypt(&rid, &raw_before).await);
 
     // We leave a room created by the peer: its next message is not readable by us.
@@ -274,17 +273,9 @@ async fn after_a_member_leaves_the_leaver_cannot_decrypt() {
 
 /// The event as the server stores it, fetched by the peer.
 async fn peer_raw_event(peer: &Peer, room: &RoomId, event_id: &str) -> serde_json::Value {
-    raw_event_with(&peer.client.access_token().unwrap(), room, event_id)
-}
-
-/// The event as the server stores it, fetched with `token`.
-fn raw_event_with(token: &str, room: &RoomId, event_id: &str) -> serde_json::Value {
-    let (status, event) = Synapse::shared().request(
-        "GET",
-        &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
-        Some(token),
-        None,
-    );
-    assert_eq!(status, 200, "{event}");
-    event
+    raw_event(
+        &peer.client.access_token().unwrap(),
+        room.as_str(),
+        event_id,
+    )
 }

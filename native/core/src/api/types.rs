@@ -127,7 +127,7 @@ pub struct Timeline {
     pub prev_batch: Option<String>,
 }
 
-/// A joined room's update.
+/// A joined (or left) room's update.
 #[derive(Debug, Default, Deserialize)]
 pub struct JoinedRoom {
     /// State before the timeline.
@@ -138,23 +138,15 @@ pub struct JoinedRoom {
     pub timeline: Timeline,
 }
 
+/// A left room's update has the same shape: state, then the events up to the leave.
+pub type LeftRoom = JoinedRoom;
+
 /// An invite.
 #[derive(Debug, Default, Deserialize)]
 pub struct InvitedRoom {
     /// Stripped state given with the invite.
     #[serde(default)]
     pub invite_state: EventList,
-}
-
-/// A left room's update.
-#[derive(Debug, Default, Deserialize)]
-pub struct LeftRoom {
-    /// State before the timeline.
-    #[serde(default)]
-    pub state: EventList,
-    /// Events up to the leave.
-    #[serde(default)]
-    pub timeline: Timeline,
 }
 
 /// One decoded room event (or stripped state event).

@@ -14,14 +14,12 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::Client;
-use crate::api::call;
 use crate::api::types::{MEGOLM_ALGORITHM, SyncResponse};
 use crate::crypto::CryptoError;
 use crate::crypto::devices::apply_keys_query;
 use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::error::Error;
-use crate::net::Request;
 use crate::store::crypto::{self as cdb, DeviceRecord, OutboxRow, TimelineEvent};
 
 /// Minimum time between two recoveries of the same wedged Olm channel.
@@ -83,18 +81,15 @@ impl Client {
         let Some(body) = self.with_engine(|tx, e| e.take_upload_body(tx))? else {
             return Ok(());
         };
-        let token = self.token()?;
         let body = Zeroizing::new(body.into_bytes());
-        let _: Value = call(&self.transport, "/keys/upload", || {
-            let mut r = Request::new(
+        let _: Value = self
+            .authed(
                 Method::POST,
-                vec!["_matrix", "client", "v3", "keys", "upload"],
-            );
-            r.access_token = Some(token);
-            r.body = Some(body.clone());
-            r
-        })
-        .await?;
+                "/keys/upload",
+                &["_matrix", "client", "v3", "keys", "upload"],
+                Some(body),
+            )
+            .await?;
         crate::fault::point("after-otk-upload");
         self.with_engine(|tx, e| e.upload_acknowledged(tx))?;
         tracing::debug!("keys uploaded");
@@ -111,20 +106,17 @@ impl Client {
 
     /// `/keys/query` for `users`.
     async fn query_keys(&self, users: &BTreeSet<String>) -> Result<Value, Error> {
-        let token = self.token()?;
         let device_keys: serde_json::Map<String, Value> =
             users.iter().map(|u| (u.clone(), json!([]))).collect();
         let body = json_body(&json!({ "device_keys": device_keys }));
-        Ok(call(&self.transport, "/keys/query", || {
-            let mut r = Request::new(
+        Ok(self
+            .authed(
                 Method::POST,
-                vec!["_matrix", "client", "v3", "keys", "query"],
-            );
-            r.access_token = Some(token);
-            r.body = Some(body.clone());
-            r
-        })
-        .await?)
+                "/keys/query",
+                &["_matrix", "client", "v3", "keys", "query"],
+                Some(body),
+            )
+            .await?)
     }
 
     /// Queries and applies the device lists of `users` (nothing if empty).
@@ -213,13 +205,13 @@ impl Client {
         let mut sent = BTreeMap::new();
         let rows = cdb::outbox(self.store.conn())?;
         for row in rows {
-            let token = self.token()?;
             let body = Zeroizing::new(row.body.clone().into_bytes());
             if let Some(event_type) = row.kind.strip_prefix("to_device:") {
-                let _: Value = call(&self.transport, "/sendToDevice", || {
-                    let mut r = Request::new(
+                let _: Value = self
+                    .authed(
                         Method::PUT,
-                        vec![
+                        "/sendToDevice",
+                        &[
                             "_matrix",
                             "client",
                             "v3",
@@ -227,18 +219,16 @@ impl Client {
                             event_type,
                             &row.txn_id,
                         ],
-                    );
-                    r.access_token = Some(token);
-                    r.body = Some(body.clone());
-                    r
-                })
-                .await?;
+                        Some(body),
+                    )
+                    .await?;
                 crate::fault::point("mid-key-share");
             } else if let Some(event_type) = row.kind.strip_prefix("room_event:") {
-                let answer: Value = call(&self.transport, "/rooms/send", || {
-                    let mut r = Request::new(
+                let answer: Value = self
+                    .authed(
                         Method::PUT,
-                        vec![
+                        "/rooms/send",
+                        &[
                             "_matrix",
                             "client",
                             "v3",
@@ -248,12 +238,9 @@ impl Client {
                             event_type,
                             &row.txn_id,
                         ],
-                    );
-                    r.access_token = Some(token);
-                    r.body = Some(body.clone());
-                    r
-                })
-                .await?;
+                        Some(body),
+                    )
+                    .await?;
                 if let Some(id) = answer.get("event_id").and_then(Value::as_str) {
                     sent.insert(row.txn_id.clone(), id.to_owned());
                 }
@@ -327,18 +314,15 @@ impl Client {
                 .or_default()
                 .insert(&d.device_id, "signed_curve25519");
         }
-        let token = self.token()?;
         let body = json_body(&json!({ "one_time_keys": request }));
-        let answer: Value = call(&self.transport, "/keys/claim", || {
-            let mut r = Request::new(
+        let answer: Value = self
+            .authed(
                 Method::POST,
-                vec!["_matrix", "client", "v3", "keys", "claim"],
-            );
-            r.access_token = Some(token);
-            r.body = Some(body.clone());
-            r
-        })
-        .await?;
+                "/keys/claim",
+                &["_matrix", "client", "v3", "keys", "claim"],
+                Some(body),
+            )
+            .await?;
         self.with_engine(|tx, engine| {
             let mut created = Vec::new();
             for d in devices {

@@ -141,6 +141,25 @@ impl Client {
         })
     }
 
+    /// One authenticated request to `path` with a fixed JSON body (sent again unchanged if
+    /// the server rate-limits it), decoded as `T`.
+    pub(crate) async fn authed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &'static str,
+        path: &[&str],
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<T, Error> {
+        let token = self.token()?;
+        Ok(call(&self.transport, endpoint, || {
+            let mut r = Request::new(method.clone(), path.to_vec());
+            r.access_token = Some(token);
+            r.body = body.clone();
+            r
+        })
+        .await?)
+    }
+
     fn token(&self) -> Result<&AccessToken, Error> {
         self.session
             .as_ref()
@@ -221,18 +240,18 @@ impl Client {
 
     /// `GET /account/whoami`.
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
-        let token = self.token()?;
-        Ok(call(&self.transport, "/account/whoami", || {
-            let mut r = Request::new(
+        Ok(self
+            .authed(
                 Method::GET,
-                vec!["_matrix", "client", "v3", "account", "whoami"],
-            );
-            r.access_token = Some(token);
-            r
-        })
-        .await?)
+                "/account/whoami",
+                &["_matrix", "client", "v3", "account", "whoami"],
+                None,
+            )
+            .await?)
     }
 
+    /// Revokes `token` — not necessarily the stored session's: a session refused by policy
+    /// right after login is revoked before it is ever stored.
     async fn logout_token(&self, token: &AccessToken) -> Result<(), Error> {
         let _: Empty = call(&self.transport, "/logout", || {
             let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "logout"]);

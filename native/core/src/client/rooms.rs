@@ -4,12 +4,10 @@ use reqwest::Method;
 use zeroize::Zeroizing;
 
 use super::Client;
-use crate::api::call;
 use crate::api::types::{
     CreateRoomRequest, Empty, EncryptionContent, InitialState, RoomIdResponse,
 };
 use crate::error::Error;
-use crate::net::Request;
 
 fn json_body(value: &impl serde::Serialize) -> Result<Zeroizing<Vec<u8>>, Error> {
     serde_json::to_vec(value)
@@ -53,7 +51,6 @@ impl Client {
         for user in invite {
             check_user_id(user)?;
         }
-        let token = self.token()?;
         let body = json_body(&CreateRoomRequest {
             preset: if is_direct {
                 "trusted_private_chat"
@@ -70,13 +67,14 @@ impl Client {
                 content: EncryptionContent::ours(),
             }],
         })?;
-        let response: RoomIdResponse = call(&self.transport, "/createRoom", || {
-            let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "createRoom"]);
-            r.access_token = Some(token);
-            r.body = Some(body.clone());
-            r
-        })
-        .await?;
+        let response: RoomIdResponse = self
+            .authed(
+                Method::POST,
+                "/createRoom",
+                &["_matrix", "client", "v3", "createRoom"],
+                Some(body),
+            )
+            .await?;
         check_room_id(&response.room_id)?;
         tracing::info!(room_id = %response.room_id, "room created");
         Ok(response.room_id)
@@ -89,17 +87,14 @@ impl Client {
         body: Zeroizing<Vec<u8>>,
     ) -> Result<(), Error> {
         check_room_id(room_id)?;
-        let token = self.token()?;
-        let _: Empty = call(&self.transport, action, || {
-            let mut r = Request::new(
+        let _: Empty = self
+            .authed(
                 Method::POST,
-                vec!["_matrix", "client", "v3", "rooms", room_id, action],
-            );
-            r.access_token = Some(token);
-            r.body = Some(body.clone());
-            r
-        })
-        .await?;
+                action,
+                &["_matrix", "client", "v3", "rooms", room_id, action],
+                Some(body),
+            )
+            .await?;
         tracing::info!(room_id, action, "room membership changed");
         Ok(())
     }

@@ -85,58 +85,30 @@ pub(crate) fn apply(
             apply_to_device(tx, engine, raw, &mut summary, &mut decrypted)?;
         }
     }
-    for (room_id, room) in &response.rooms.join {
-        store::rooms::upsert_room(tx, room_id, "join")?;
+    // Joined and left rooms have the same shape: state before the timeline, then the timeline.
+    let updates = (response.rooms.join.iter().map(|r| ("join", r)))
+        .chain(response.rooms.leave.iter().map(|r| ("leave", r)));
+    for (membership, (room_id, room)) in updates {
+        store::rooms::upsert_room(tx, room_id, membership)?;
+        let events = room.state.events.iter().chain(room.timeline.events.iter());
         apply_events(
             tx,
             room_id,
-            room.state.events.iter(),
+            events,
             &mut summary,
             engine.as_deref_mut(),
             &mut decrypted,
         )?;
-        apply_events(
-            tx,
-            room_id,
-            room.timeline.events.iter(),
-            &mut summary,
-            engine.as_deref_mut(),
-            &mut decrypted,
-        )?;
+        if membership == "leave" {
+            // We left: our outbound session must never be used again there.
+            cdb::discard_outbound_session(tx, room_id)?;
+        }
         summary.rooms += 1;
     }
     for (room_id, room) in &response.rooms.invite {
         store::rooms::upsert_room(tx, room_id, "invite")?;
-        apply_events(
-            tx,
-            room_id,
-            room.invite_state.events.iter(),
-            &mut summary,
-            None,
-            &mut decrypted,
-        )?;
-        summary.rooms += 1;
-    }
-    for (room_id, room) in &response.rooms.leave {
-        store::rooms::upsert_room(tx, room_id, "leave")?;
-        apply_events(
-            tx,
-            room_id,
-            room.state.events.iter(),
-            &mut summary,
-            engine.as_deref_mut(),
-            &mut decrypted,
-        )?;
-        apply_events(
-            tx,
-            room_id,
-            room.timeline.events.iter(),
-            &mut summary,
-            engine.as_deref_mut(),
-            &mut decrypted,
-        )?;
-        // We left: our outbound session must never be used again there.
-        cdb::discard_outbound_session(tx, room_id)?;
+        let events = room.invite_state.events.iter();
+        apply_events(tx, room_id, events, &mut summary, None, &mut decrypted)?;
         summary.rooms += 1;
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
