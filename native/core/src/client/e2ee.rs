@@ -109,14 +109,13 @@ impl Client {
         let device_keys: serde_json::Map<String, Value> =
             users.iter().map(|u| (u.clone(), json!([]))).collect();
         let body = json_body(&json!({ "device_keys": device_keys }));
-        Ok(self
-            .authed(
-                Method::POST,
-                "/keys/query",
-                &["_matrix", "client", "v3", "keys", "query"],
-                Some(body),
-            )
-            .await?)
+        self.authed(
+            Method::POST,
+            "/keys/query",
+            &["_matrix", "client", "v3", "keys", "query"],
+            Some(body),
+        )
+        .await
     }
 
     /// Queries and applies the device lists of `users` (nothing if empty).

@@ -240,14 +240,13 @@ impl Client {
 
     /// `GET /account/whoami`.
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
-        Ok(self
-            .authed(
-                Method::GET,
-                "/account/whoami",
-                &["_matrix", "client", "v3", "account", "whoami"],
-                None,
-            )
-            .await?)
+        self.authed(
+            Method::GET,
+            "/account/whoami",
+            &["_matrix", "client", "v3", "account", "whoami"],
+            None,
+        )
+        .await
     }
 
     /// Revokes `token` — not necessarily the stored session's: a session refused by policy
