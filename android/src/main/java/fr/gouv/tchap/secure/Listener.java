@@ -1,0 +1,20 @@
+package fr.gouv.tchap.secure;
+
+/**
+ * Receives what the background sync produces. Called on the library's dedicated sync thread
+ * (never the UI thread): implementations hand work over to their own threads and return fast.
+ */
+public interface Listener {
+    /** A message was decrypted (new, or an earlier one whose key arrived late). */
+    void onMessage(String roomId, String eventId, String sender, String senderDisplayName,
+            String body, String trust);
+
+    /** A security event was journaled (refused event, key change, new device, …). */
+    void onSecurityEvent(String kind, String roomId, String userId, String detail);
+
+    /**
+     * The sync state changed: {@code "running"}, {@code "retrying"} (network failure, backing
+     * off), {@code "stopped"}, or {@code "failed"} (a fatal error, {@code errorCode} set).
+     */
+    void onSyncState(String state, String errorCode);
+}

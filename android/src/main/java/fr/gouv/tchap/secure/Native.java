@@ -1,0 +1,119 @@
+package fr.gouv.tchap.secure;
+
+/**
+ * The whole JNI surface of {@code libtchap_secure.so}: one class of static native methods
+ * (libsignal's pattern). Package-private: applications use {@link SecureClient}.
+ *
+ * <p>Handles are opaque {@code long}s owned by {@link SecureClient}, freed exactly once by
+ * {@link #clientClose}. Every method that can fail throws {@link TchapSecureException} with a
+ * stable error code; a panic inside the library surfaces the same way (code {@code "panic"}).
+ * Secrets (password, token PIN) cross as {@code byte[]}, never as {@code String}; the caller
+ * zeroes them after the call, the library zeroes its copies.
+ *
+ * <p>Tables come back as {@code String[][]} rows (no JSON parser needed on the Java side);
+ * the column order of each is documented on the method.
+ */
+final class Native {
+    private Native() {}
+
+    // --- configuration -------------------------------------------------------------------
+
+    /** Every key the native configuration validator accepts (for the MDM restrictions check). */
+    static native String[] configKeys();
+
+    /** Validates a configuration document (the MDM JSON); throws with code {@code "config"}. */
+    static native void checkConfig(byte[] configJson) throws TchapSecureException;
+
+    // --- client lifecycle ------------------------------------------------------------------
+
+    /**
+     * Opens (creating on first use) the data directory with the configuration and the
+     * hardware key binder, restores the saved session if any. Returns the client handle.
+     */
+    static native long clientOpen(byte[] configJson, String dataDir, KeyBinder binder)
+            throws TchapSecureException;
+
+    /** Stops the sync thread if running and frees the handle. Must be called exactly once. */
+    static native void clientClose(long client);
+
+    // --- session ---------------------------------------------------------------------------
+
+    /** Logs in; returns {@code {userId, deviceId}}. The password array is read, not kept. */
+    static native String[] login(long client, String user, byte[] password, String deviceName)
+            throws TchapSecureException;
+
+    /** The restored or current session {@code {userId, deviceId}}, or null if logged out. */
+    static native String[] session(long client) throws TchapSecureException;
+
+    /** {@code GET /account/whoami}: the user id the server sees. */
+    static native String whoami(long client) throws TchapSecureException;
+
+    /** Logs out on the server and forgets the session and its keys. */
+    static native void logout(long client) throws TchapSecureException;
+
+    // --- rooms and messages ----------------------------------------------------------------
+
+    /** One sync round trip (long-poll up to {@code timeoutMs}), applied atomically. */
+    static native void syncOnce(long client, int timeoutMs) throws TchapSecureException;
+
+    /**
+     * Joined and invited rooms. Rows: {@code {roomId, membership, name|null,
+     * encryption|null, joinedMembers, invitedMembers}}.
+     */
+    static native String[][] rooms(long client) throws TchapSecureException;
+
+    /** Creates an encrypted room (name may be null), inviting {@code invite}; returns its id. */
+    static native String createRoom(long client, String name, String[] invite)
+            throws TchapSecureException;
+
+    static native void invite(long client, String roomId, String userId) throws TchapSecureException;
+
+    static native void join(long client, String roomId) throws TchapSecureException;
+
+    static native void leave(long client, String roomId) throws TchapSecureException;
+
+    /** Sends an encrypted text message; returns its event id. */
+    static native String send(long client, String roomId, String body) throws TchapSecureException;
+
+    /**
+     * The last {@code limit} events of a room from the local store, oldest first. Rows:
+     * {@code {eventId, sender, senderDisplayName|null, state, body|null, trust|null,
+     * senderDevice|null}}; state is {@code decrypted}, {@code undecryptable} or {@code refused}.
+     */
+    static native String[][] messages(long client, String roomId, int limit)
+            throws TchapSecureException;
+
+    /**
+     * A user's devices after a fresh query. Rows: {@code {deviceId, ed25519, state, deleted,
+     * displayName|null}}; state is {@code tofu} or {@code blocked}, deleted {@code true|false}.
+     */
+    static native String[][] devices(long client, String userId) throws TchapSecureException;
+
+    // --- background sync -------------------------------------------------------------------
+
+    /**
+     * Starts syncing on a dedicated native thread attached to the JVM; {@code listener} is
+     * called on that thread. At most one sync thread per client.
+     */
+    static native void startSync(long client, Listener listener) throws TchapSecureException;
+
+    /** Stops the sync thread and waits for it (callbacks stop before this returns). */
+    static native void stopSync(long client) throws TchapSecureException;
+
+    // --- wipe --------------------------------------------------------------------------------
+
+    /**
+     * Crypto-shreds the data directory: the KEK is destroyed through the key binder, the vault
+     * file and the database deleted. The handle stays valid only for {@link #clientClose}.
+     */
+    static native void wipe(long client) throws TchapSecureException;
+
+    // --- test support --------------------------------------------------------------------
+
+    /**
+     * Panics inside the library, to prove a panic becomes a {@link TchapSecureException}
+     * (code {@code "panic"}). Exists only in debug builds of the library: a release library
+     * does not export it ({@link UnsatisfiedLinkError}).
+     */
+    static native void testPanic() throws TchapSecureException;
+}

@@ -1,0 +1,528 @@
+//! The exported native methods of `fr.gouv.tchap.secure.Native`, in the order of `Native.java`.
+//!
+//! Each one is a `#[unsafe(no_mangle)] extern "system"` function whose name and signature are
+//! the JNI ones for the Java declaration (static method: `EnvUnowned`, `JClass`, then the
+//! arguments), and whose whole body is `funnel::run_ffi_safe`: no code runs outside the funnel.
+//! Handles are borrowed through `handle::borrow`; tables follow the column orders
+//! documented in `Native.java`.
+
+#![allow(
+    unsafe_code,
+    reason = "#[unsafe(no_mangle)] exports: the JVM resolves native methods by symbol name"
+)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
+use jni::sys::{jint, jlong};
+use jni::{Env, EnvUnowned};
+use tchap_secure_core::Config;
+use tchap_secure_core::config::KNOWN_KEYS;
+use tchap_secure_core::store::{DeviceRecord, DeviceState, TimelineEvent};
+
+use crate::client::ClientHandle;
+use crate::convert::{self, bool_cell};
+use crate::error::BridgeError;
+use crate::funnel::run_ffi_safe;
+use crate::handle;
+use crate::key_binder::JavaKeyBinder;
+
+/// `String[]`, as returned to Java.
+type StringArray<'local> = JObjectArray<'local, JString<'local>>;
+/// `String[][]`, as returned to Java.
+type StringTable<'local> = JObjectArray<'local, StringArray<'local>>;
+
+/// Runs `f` with the client behind `client`, under its lock.
+fn with_client<T>(
+    client: jlong,
+    f: impl FnOnce(&mut tchap_secure_core::Client, &tokio::runtime::Runtime) -> Result<T, BridgeError>,
+) -> Result<T, BridgeError> {
+    handle::borrow::<ClientHandle>(client)?
+        .core()
+        .with_client(f)
+}
+
+fn non_negative(value: jint, what: &'static str) -> Result<u32, BridgeError> {
+    u32::try_from(value).map_err(|_| BridgeError::InvalidArgument {
+        what,
+        why: "negative",
+    })
+}
+
+// --- configuration -----------------------------------------------------------------------
+
+/// `static native String[] configKeys()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_configKeys<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| convert::string_array(env, KNOWN_KEYS))
+}
+
+/// `static native void checkConfig(byte[] configJson)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_checkConfig<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    config_json: JByteArray<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let bytes = convert::public_bytes(env, &config_json, "configJson")?;
+        Config::from_json(&bytes)?;
+        Ok(())
+    });
+}
+
+// --- client lifecycle ----------------------------------------------------------------------
+
+/// `static native long clientOpen(byte[] configJson, String dataDir, KeyBinder binder)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_clientOpen<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    config_json: JByteArray<'local>,
+    data_dir: JString<'local>,
+    binder: JObject<'local>,
+) -> jlong {
+    run_ffi_safe(&mut env, |env| {
+        let bytes = convert::public_bytes(env, &config_json, "configJson")?;
+        let config = Config::from_json(&bytes)?;
+        let data_dir = PathBuf::from(convert::string_arg(env, &data_dir, "dataDir")?);
+        let binder = JavaKeyBinder::new(env, &binder)?;
+        let client = ClientHandle::open(config, &data_dir, binder)?;
+        Ok(handle::into_raw(client))
+    })
+}
+
+/// `static native void clientClose(long client)`: stops the sync thread, then releases the
+/// handle. A 0 handle is a no-op (like `free(NULL)`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_clientClose<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) {
+    run_ffi_safe(&mut env, |_| {
+        if client == 0 {
+            return Ok(());
+        }
+        handle::close::<ClientHandle>(client, ClientHandle::stop_sync)
+    });
+}
+
+// --- session -------------------------------------------------------------------------------
+
+/// `static native String[] login(long client, String user, byte[] password, String
+/// deviceName)`: `{userId, deviceId}`. The password array is zeroed before the network call.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_login<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user: JString<'local>,
+    password: JByteArray<'local>,
+    device_name: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        // The secret first: the Java array is zeroed even if another argument is refused.
+        let password = convert::take_secret(env, &password, "password")?;
+        let user = convert::string_arg(env, &user, "user")?;
+        let device_name = convert::string_arg(env, &device_name, "deviceName")?;
+        let session = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.login(&user, &password, &device_name))?)
+        })?;
+        drop(password);
+        convert::string_array(env, &[&session.user_id, &session.device_id])
+    })
+}
+
+/// `static native String[] session(long client)`: `{userId, deviceId}` or null.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_session<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        match with_client(client, |c, _| Ok(c.session()))? {
+            Some(s) => convert::string_array(env, &[&s.user_id, &s.device_id]),
+            None => Ok(StringArray::default()),
+        }
+    })
+}
+
+/// `static native String whoami(long client)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_whoami<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let who = with_client(client, |c, rt| Ok(rt.block_on(c.whoami())?))?;
+        convert::java_string(env, &who.user_id)
+    })
+}
+
+/// `static native void logout(long client)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_logout<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) {
+    run_ffi_safe(&mut env, |_| {
+        with_client(client, |c, rt| Ok(rt.block_on(c.logout())?))
+    });
+}
+
+// --- rooms and messages --------------------------------------------------------------------
+
+/// `static native void syncOnce(long client, int timeoutMs)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_syncOnce<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    timeout_ms: jint,
+) {
+    run_ffi_safe(&mut env, |_| {
+        let timeout = Duration::from_millis(u64::from(non_negative(timeout_ms, "timeoutMs")?));
+        with_client(client, |c, rt| {
+            rt.block_on(c.sync_once(timeout))?;
+            Ok(())
+        })
+    });
+}
+
+/// `static native String[][] rooms(long client)`: `{roomId, membership, name|null,
+/// encryption|null, joinedMembers, invitedMembers}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_rooms<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let rooms = with_client(client, |c, _| {
+            Ok(c.store().rooms().map_err(tchap_secure_core::Error::from)?)
+        })?;
+        let rows: Vec<Vec<Option<String>>> = rooms
+            .into_iter()
+            .map(|r| {
+                vec![
+                    Some(r.room_id),
+                    Some(r.membership),
+                    r.name,
+                    r.encryption,
+                    Some(r.joined_members.to_string()),
+                    Some(r.invited_members.to_string()),
+                ]
+            })
+            .collect();
+        convert::table(env, &rows)
+    })
+}
+
+/// `static native String createRoom(long client, String name, String[] invite)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_createRoom<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    name: JString<'local>,
+    invite: StringArray<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let name = convert::optional_string_arg(env, &name)?;
+        let invite = convert::string_array_arg(env, &invite, "invite")?;
+        let room_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.create_room(name.as_deref(), &invite, false))?)
+        })?;
+        convert::java_string(env, &room_id)
+    })
+}
+
+/// `static native void invite(long client, String roomId, String userId)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_invite<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    user_id: JString<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        with_client(client, |c, rt| {
+            Ok(rt.block_on(c.invite(&room_id, &user_id))?)
+        })
+    });
+}
+
+/// `static native void join(long client, String roomId)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_join<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        with_client(client, |c, rt| Ok(rt.block_on(c.join(&room_id))?))
+    });
+}
+
+/// `static native void leave(long client, String roomId)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_leave<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        with_client(client, |c, rt| Ok(rt.block_on(c.leave(&room_id))?))
+    });
+}
+
+/// `static native String send(long client, String roomId, String body)`: the event id.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_send<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    body: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let body = convert::string_arg(env, &body, "body")?;
+        let event_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.send_text(&room_id, &body))?)
+        })?;
+        convert::java_string(env, &event_id)
+    })
+}
+
+fn message_row(e: &TimelineEvent) -> Vec<Option<&str>> {
+    vec![
+        Some(&e.event_id),
+        Some(&e.sender),
+        e.sender_display_name.as_deref(),
+        Some(&e.state),
+        e.body.as_deref(),
+        e.trust.as_deref(),
+        e.sender_device.as_deref(),
+    ]
+}
+
+/// `static native String[][] messages(long client, String roomId, int limit)`: `{eventId,
+/// sender, senderDisplayName|null, state, body|null, trust|null, senderDevice|null}`, oldest
+/// first.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_messages<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    limit: jint,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let limit = non_negative(limit, "limit")?;
+        let events = with_client(client, |c, _| Ok(c.messages(&room_id, limit)?))?;
+        let rows: Vec<_> = events.iter().map(message_row).collect();
+        convert::table(env, &rows)
+    })
+}
+
+fn device_row(d: &DeviceRecord) -> Vec<Option<&str>> {
+    let state = match d.state {
+        DeviceState::Tofu => "tofu",
+        DeviceState::Blocked => "blocked",
+    };
+    vec![
+        Some(&d.device_id),
+        Some(&d.ed25519),
+        Some(state),
+        Some(bool_cell(d.deleted)),
+        d.display_name.as_deref(),
+    ]
+}
+
+/// `static native String[][] devices(long client, String userId)`: `{deviceId, ed25519, state,
+/// deleted, displayName|null}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_devices<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user_id: JString<'local>,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        let devices = with_client(client, |c, rt| Ok(rt.block_on(c.devices(&user_id))?))?;
+        let rows: Vec<_> = devices.iter().map(device_row).collect();
+        convert::table(env, &rows)
+    })
+}
+
+// --- background sync -----------------------------------------------------------------------
+
+/// `static native void startSync(long client, Listener listener)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_startSync<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    listener: JObject<'local>,
+) {
+    run_ffi_safe(&mut env, |env: &mut Env<'local>| {
+        handle::borrow::<ClientHandle>(client)?.start_sync(env, &listener)
+    });
+}
+
+/// `static native void stopSync(long client)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_stopSync<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) {
+    run_ffi_safe(&mut env, |_| {
+        handle::borrow::<ClientHandle>(client)?.stop_sync();
+        Ok(())
+    });
+}
+
+// --- wipe ------------------------------------------------------------------------------------
+
+/// `static native void wipe(long client)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_wipe<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) {
+    run_ffi_safe(&mut env, |_| handle::borrow::<ClientHandle>(client)?.wipe());
+}
+
+// --- test support ----------------------------------------------------------------------------
+
+/// `static native void testPanic()`: panics inside the funnel. Debug builds only: a release
+/// library does not export it.
+#[cfg(debug_assertions)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_testPanic<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) {
+    run_ffi_safe(&mut env, |_| -> Result<(), BridgeError> {
+        #[allow(
+            clippy::panic,
+            reason = "the point of testPanic: prove a panic becomes TchapSecureException(\"panic\")"
+        )]
+        {
+            panic!("testPanic: deliberate panic inside the native library")
+        }
+    });
+}
+
+#[cfg(test)]
+mod contract_tests {
+    //! `Native.java` is the contract: every `native` method must be exported here with the
+    //! matching JNI types (the JVM binds by name only, so a type mismatch would be undefined
+    //! behaviour, not an error).
+
+    use std::collections::BTreeMap;
+
+    /// Java type → the Rust type used for it in this file.
+    fn rust_type(java: &str) -> &'static str {
+        match java {
+            "long" => "jlong",
+            "int" => "jint",
+            "void" => "()",
+            "String" => "JString",
+            "byte[]" => "JByteArray",
+            "String[]" => "StringArray",
+            "String[][]" => "StringTable",
+            "KeyBinder" | "Listener" => "JObject",
+            other => panic!("no JNI mapping for Java type {other}"),
+        }
+    }
+
+    /// name → (parameter types, return type), from `Native.java`.
+    fn java_methods() -> BTreeMap<String, (Vec<String>, String)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../android/src/main/java/fr/gouv/tchap/secure/Native.java"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut methods = BTreeMap::new();
+        // Declarations start a line (the class comment mentions "static native" too).
+        let starts = text
+            .match_indices("\n    static native ")
+            .map(|(i, m)| i + m.len());
+        for start in starts {
+            let decl = &text[start..];
+            let decl = &decl[..decl.find(';').unwrap()];
+            let open = decl.find('(').unwrap();
+            let (head, rest) = decl.split_at(open);
+            let (ret, name) = head.trim().rsplit_once(' ').unwrap();
+            let params = &rest[1..rest.find(')').unwrap()];
+            let params = params
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| rust_type(p.rsplit_once(' ').unwrap().0.trim()).to_owned())
+                .collect();
+            methods.insert(name.to_owned(), (params, rust_type(ret.trim()).to_owned()));
+        }
+        methods
+    }
+
+    /// name → (parameter types after env and class, return type), from this file.
+    fn rust_exports() -> BTreeMap<String, (Vec<String>, String)> {
+        let text = include_str!("native.rs");
+        let mut exports = BTreeMap::new();
+        for decl in text
+            .split("pub extern \"system\" fn Java_fr_gouv_tchap_secure_Native_")
+            .skip(1)
+        {
+            let name = &decl[..decl.find('<').unwrap()];
+            let open = decl.find('(').unwrap();
+            let close = decl.find(')').unwrap();
+            let params: Vec<String> = decl[open + 1..close]
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let ty = p.split_once(':').unwrap().1.trim();
+                    ty.split('<').next().unwrap().to_owned()
+                })
+                .collect();
+            assert_eq!(params[..2], ["EnvUnowned", "JClass"], "{name}");
+            let after = decl[close + 1..].trim_start();
+            let ret = match after.strip_prefix("->") {
+                Some(r) => r.trim_start().split(['<', ' ']).next().unwrap().to_owned(),
+                None => "()".to_owned(),
+            };
+            exports.insert(name.to_owned(), (params[2..].to_vec(), ret));
+        }
+        exports
+    }
+
+    #[test]
+    fn every_native_method_is_exported_with_matching_types() {
+        let java = java_methods();
+        let rust = rust_exports();
+        assert_eq!(java.len(), 21, "{java:?}");
+        assert_eq!(java, rust);
+    }
+}
