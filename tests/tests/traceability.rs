@@ -52,7 +52,10 @@ fn every_threat_has_a_mitigation_existing_code_and_existing_tests() {
         for entry in &t.tests {
             let (path, name) = split(entry);
             match std::fs::read_to_string(root.join(path)) {
-                Ok(src) if src.contains(&format!("fn {name}()")) => {}
+                // Rust `fn name()` or a JUnit `public void name()`.
+                Ok(src)
+                    if src.contains(&format!("fn {name}()"))
+                        || src.contains(&format!("void {name}()")) => {}
                 Ok(_) => problems.push(format!("{}: no test fn {name} in {path}", t.id)),
                 Err(_) => problems.push(format!("{}: no file {path}", t.id)),
             }

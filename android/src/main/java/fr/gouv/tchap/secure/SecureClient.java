@@ -1,0 +1,469 @@
+package fr.gouv.tchap.secure;
+
+import java.io.File;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.locks.Lock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * The Tchap Secure client: one data directory, one hardware key binder, one Matrix session.
+ * Everything security-relevant happens in {@code libtchap_secure.so}; this class only owns the
+ * native handle and turns the library's rows into value classes.
+ *
+ * <h2>Handle discipline</h2>
+ *
+ * The native client is an opaque {@code long} handle (libsignal's {@code NativeHandleGuard}
+ * pattern). Every method runs under the read half of a {@link ReentrantReadWriteLock} and
+ * checks the handle first: after {@link #close()} every method throws
+ * {@link IllegalStateException}. {@link #close()} marks the client closing (new calls are
+ * refused at once), takes the write half — so it waits for the calls already inside the
+ * library, and no call can start with a handle that is being freed — then calls
+ * {@link Native#clientClose} exactly once. A second {@code close()} does nothing. Calls take
+ * the read half with {@code tryLock()}, which never waits behind a pending {@code close()}
+ * (see {@code call}), so closing cannot deadlock with a callback that calls in.
+ *
+ * <p>Methods may be called from any thread, concurrently; they block on network I/O, so never
+ * call them on the Android main thread.
+ *
+ * <h2>Listener callbacks</h2>
+ *
+ * {@link Listener} methods run on the library's sync thread. They may call back into this
+ * client (for instance {@link #messages}: the message is in the store when its callback runs;
+ * such a call throws {@link IllegalStateException} once the client is closing), but must not
+ * call {@link #close()},
+ * {@link #stopSync()} or {@link #wipe()} — those wait for the sync thread, that is, for the
+ * callback itself; doing so throws {@link IllegalStateException} instead of deadlocking. A
+ * {@link RuntimeException} thrown by a listener is handed to the sync thread's
+ * {@link Thread.UncaughtExceptionHandler} (as for any thread) and never reaches the library.
+ *
+ * <h2>Secrets</h2>
+ *
+ * The password is a {@code byte[]} (UTF-8) that {@link #login} zeroes before returning,
+ * whatever happens. No method takes or returns key material.
+ */
+public final class SecureClient implements AutoCloseable {
+    private static final Object LOAD_LOCK = new Object();
+    /** Where the library was loaded from ("" for {@code System.loadLibrary}); null if not yet. */
+    private static volatile String loadedFrom;
+
+    /** The client whose {@link Listener} callback the current thread is running, if any. */
+    private static final ThreadLocal<SecureClient> IN_CALLBACK = new ThreadLocal<>();
+
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    /** The native handle; written under the write lock, read under the read lock; 0 = closed. */
+    private long handle;
+    /** Set first thing by close(): new calls are refused while close() waits for the others. */
+    private volatile boolean closing;
+    /** Set by a successful wipe(): the handle is then only good for clientClose. */
+    private volatile boolean wiped;
+
+    private SecureClient(long handle) {
+        this.handle = handle;
+    }
+
+    // --- library ---------------------------------------------------------------------------
+
+    /**
+     * Loads {@code libtchap_secure.so} once per process. On Android pass null
+     * ({@code System.loadLibrary("tchap_secure")}, from the APK's {@code lib/<abi>/}); on a host
+     * pass the absolute path of the library ({@code System.load}). Later calls with the same
+     * argument do nothing; a later call with another path is refused.
+     *
+     * @throws IllegalArgumentException if the path is not absolute
+     * @throws IllegalStateException if the library was already loaded from elsewhere
+     * @throws UnsatisfiedLinkError if the library cannot be loaded
+     */
+    public static void loadLibrary(String absolutePathOrNull) {
+        String key = absolutePathOrNull == null ? "" : absolutePathOrNull;
+        if (absolutePathOrNull != null && !new File(absolutePathOrNull).isAbsolute()) {
+            throw new IllegalArgumentException("not an absolute path: " + absolutePathOrNull);
+        }
+        synchronized (LOAD_LOCK) {
+            String previous = loadedFrom;
+            if (previous != null) {
+                if (!previous.equals(key)) {
+                    throw new IllegalStateException("libtchap_secure already loaded from "
+                            + (previous.isEmpty() ? "the APK" : previous));
+                }
+                return;
+            }
+            if (absolutePathOrNull == null) {
+                System.loadLibrary("tchap_secure");
+            } else {
+                System.load(absolutePathOrNull);
+            }
+            loadedFrom = key;
+        }
+    }
+
+    private static void requireLoaded() {
+        if (loadedFrom == null) {
+            throw new IllegalStateException("call SecureClient.loadLibrary first");
+        }
+    }
+
+    /** Every configuration key the native validator accepts (the MDM restriction keys). */
+    public static List<String> configKeys() {
+        requireLoaded();
+        return Collections.unmodifiableList(new ArrayList<>(Arrays.asList(Native.configKeys())));
+    }
+
+    /**
+     * Validates a configuration document (the MDM JSON, see {@link ConfigJson}) without opening
+     * anything.
+     *
+     * @throws TchapSecureException code {@code config}, naming the offending key
+     */
+    public static void checkConfig(byte[] configJson) throws TchapSecureException {
+        requireLoaded();
+        Native.checkConfig(Objects.requireNonNull(configJson, "configJson"));
+    }
+
+    /** Test hook: makes the library panic, to prove a panic becomes an exception. */
+    static void testPanic() throws TchapSecureException {
+        requireLoaded();
+        Native.testPanic();
+    }
+
+    // --- lifecycle -------------------------------------------------------------------------
+
+    /**
+     * Opens the data directory (created on first use, mode 0700) with the configuration and the
+     * hardware key binder, and restores the saved session if there is one. Does no network
+     * I/O. On first use a new key-encryption key is generated through {@code binder}.
+     *
+     * @throws TchapSecureException e.g. {@code config}, {@code kek_not_found} or
+     *     {@code unwrap} (the binder's key is not the one that sealed this directory), or
+     *     {@code remote_wipe} (the MDM wipe nonce changed: the directory was crypto-shredded)
+     */
+    public static SecureClient open(byte[] configJson, File dataDir, KeyBinder binder)
+            throws TchapSecureException {
+        requireLoaded();
+        Objects.requireNonNull(configJson, "configJson");
+        Objects.requireNonNull(dataDir, "dataDir");
+        Objects.requireNonNull(binder, "binder");
+        long handle = Native.clientOpen(configJson, dataDir.getAbsolutePath(), binder);
+        if (handle == 0) {
+            throw new IllegalStateException("clientOpen returned a null handle");
+        }
+        return new SecureClient(handle);
+    }
+
+    /**
+     * Stops the sync thread if running and frees the native client. Idempotent: a second call
+     * does nothing. Waits for calls in progress on other threads to return; calls made after
+     * this starts throw {@link IllegalStateException}.
+     *
+     * @throws IllegalStateException if called from a {@link Listener} callback (it would wait
+     *     for itself)
+     */
+    @Override
+    public synchronized void close() {
+        rejectFromCallback("close()");
+        closing = true;
+        Lock write = lock.writeLock();
+        write.lock();
+        try {
+            long h = handle;
+            handle = 0;
+            if (h != 0) {
+                Native.clientClose(h);
+            }
+        } finally {
+            write.unlock();
+        }
+    }
+
+    /** Whether {@link #close()} was called. */
+    public boolean isClosed() {
+        return closing;
+    }
+
+    // --- session ---------------------------------------------------------------------------
+
+    /**
+     * Logs in with a password and saves the session (sealed by the hardware key).
+     *
+     * @param user a localpart or a full user id
+     * @param password UTF-8 bytes; zeroed before this method returns or throws
+     * @param deviceName the device's display name on the homeserver
+     */
+    public Session login(String user, byte[] password, String deviceName)
+            throws TchapSecureException {
+        try {
+            Objects.requireNonNull(user, "user");
+            Objects.requireNonNull(password, "password");
+            Objects.requireNonNull(deviceName, "deviceName");
+            return Session.fromRow(call(h -> Native.login(h, user, password, deviceName)));
+        } finally {
+            if (password != null) {
+                Arrays.fill(password, (byte) 0);
+            }
+        }
+    }
+
+    /** The restored or current session, or null if logged out. */
+    public Session session() throws TchapSecureException {
+        return Session.fromRow(call(Native::session));
+    }
+
+    /** The user id the homeserver sees for this session ({@code GET /account/whoami}). */
+    public String whoami() throws TchapSecureException {
+        return call(Native::whoami);
+    }
+
+    /** Logs out on the server and forgets the session and its keys. */
+    public void logout() throws TchapSecureException {
+        call(h -> {
+            Native.logout(h);
+            return null;
+        });
+    }
+
+    // --- rooms and messages ----------------------------------------------------------------
+
+    /** One sync round trip, long-polling up to {@code timeoutMs}. */
+    public void syncOnce(int timeoutMs) throws TchapSecureException {
+        if (timeoutMs < 0) {
+            throw new IllegalArgumentException("timeoutMs < 0");
+        }
+        call(h -> {
+            Native.syncOnce(h, timeoutMs);
+            return null;
+        });
+    }
+
+    /** Joined and invited rooms. */
+    public List<Room> rooms() throws TchapSecureException {
+        String[][] rows = call(Native::rooms);
+        List<Room> rooms = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            rooms.add(Room.fromRow(row));
+        }
+        return Collections.unmodifiableList(rooms);
+    }
+
+    /**
+     * Creates an encrypted room (Megolm in its initial state), inviting {@code invite}.
+     *
+     * @param name the room name, or null
+     * @param invite full user ids
+     * @return the room id
+     */
+    public String createRoom(String name, String... invite) throws TchapSecureException {
+        String[] invitees = invite == null ? new String[0] : invite.clone();
+        for (String userId : invitees) {
+            Objects.requireNonNull(userId, "invitee");
+        }
+        return call(h -> Native.createRoom(h, name, invitees));
+    }
+
+    public void invite(String roomId, String userId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(userId, "userId");
+        call(h -> {
+            Native.invite(h, roomId, userId);
+            return null;
+        });
+    }
+
+    public void join(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        call(h -> {
+            Native.join(h, roomId);
+            return null;
+        });
+    }
+
+    public void leave(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        call(h -> {
+            Native.leave(h, roomId);
+            return null;
+        });
+    }
+
+    /**
+     * Sends an encrypted text message.
+     *
+     * @return its event id
+     * @throws TchapSecureException e.g. {@code unencrypted_room}: never sent in clear
+     */
+    public String send(String roomId, String body) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(body, "body");
+        return call(h -> Native.send(h, roomId, body));
+    }
+
+    /** The last {@code limit} events of a room from the local store, oldest first. */
+    public List<Message> messages(String roomId, int limit) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        if (limit < 0) {
+            throw new IllegalArgumentException("limit < 0");
+        }
+        String[][] rows = call(h -> Native.messages(h, roomId, limit));
+        List<Message> messages = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            messages.add(Message.fromRow(row));
+        }
+        return Collections.unmodifiableList(messages);
+    }
+
+    /** A user's devices after a fresh key query, with their trust-on-first-use state. */
+    public List<Device> devices(String userId) throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        String[][] rows = call(h -> Native.devices(h, userId));
+        List<Device> devices = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            devices.add(Device.fromRow(row));
+        }
+        return Collections.unmodifiableList(devices);
+    }
+
+    // --- background sync -------------------------------------------------------------------
+
+    /**
+     * Starts syncing on the library's dedicated thread; {@code listener} is called there. At
+     * most one sync thread per client.
+     */
+    public void startSync(Listener listener) throws TchapSecureException {
+        Listener guarded = new GuardedListener(this, Objects.requireNonNull(listener, "listener"));
+        call(h -> {
+            Native.startSync(h, guarded);
+            return null;
+        });
+    }
+
+    /** Stops the sync thread and waits for it: no callback runs after this returns. */
+    public void stopSync() throws TchapSecureException {
+        rejectFromCallback("stopSync()");
+        call(h -> {
+            Native.stopSync(h);
+            return null;
+        });
+    }
+
+    // --- wipe ------------------------------------------------------------------------------
+
+    /**
+     * Crypto-shreds the data directory: the hardware key is destroyed, the vault and the
+     * database deleted. Afterwards only {@link #close()} may be called.
+     */
+    public void wipe() throws TchapSecureException {
+        rejectFromCallback("wipe()");
+        call(h -> {
+            Native.wipe(h);
+            wiped = true;
+            return null;
+        });
+    }
+
+    // --- handle guard ----------------------------------------------------------------------
+
+    @FunctionalInterface
+    private interface NativeCall<T> {
+        T apply(long handle) throws TchapSecureException;
+    }
+
+    /**
+     * Runs {@code body} with the live handle, holding the read lock so {@link #close()} cannot
+     * free the handle meanwhile.
+     */
+    private <T> T call(NativeCall<T> body) throws TchapSecureException {
+        if (closing) {
+            throw new IllegalStateException("SecureClient is closed");
+        }
+        Lock read = lock.readLock();
+        // tryLock(), not lock(): it fails only while close() holds the write lock — when this
+        // call must fail anyway — and, unlike lock(), it does not queue behind a close() that
+        // waits for the write lock. Queuing would deadlock when a Listener callback calls in
+        // while one thread waits in stopSync() (holding the read lock, waiting for the sync
+        // thread) and another in close() (waiting for that read lock).
+        if (!read.tryLock()) {
+            throw new IllegalStateException("SecureClient is closed");
+        }
+        try {
+            long h = handle;
+            if (h == 0 || closing) {
+                throw new IllegalStateException("SecureClient is closed");
+            }
+            if (wiped) {
+                throw new IllegalStateException("SecureClient was wiped: only close() remains");
+            }
+            return body.apply(h);
+        } finally {
+            read.unlock();
+        }
+    }
+
+    private void rejectFromCallback(String what) {
+        if (IN_CALLBACK.get() == this) {
+            throw new IllegalStateException(what + " from a Listener callback would wait for"
+                    + " the sync thread, which is running that callback");
+        }
+    }
+
+    /**
+     * Marks the sync thread as running a callback of {@code owner} (see
+     * {@link #rejectFromCallback}) and keeps
+     * listener exceptions out of the library.
+     */
+    private static final class GuardedListener implements Listener {
+        private final SecureClient owner;
+        private final Listener delegate;
+
+        GuardedListener(SecureClient owner, Listener delegate) {
+            this.owner = owner;
+            this.delegate = delegate;
+        }
+
+        @Override
+        public void onMessage(String roomId, String eventId, String sender,
+                String senderDisplayName, String body, String trust) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onMessage(roomId, eventId, sender, senderDisplayName, body, trust);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onSecurityEvent(String kind, String roomId, String userId, String detail) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onSecurityEvent(kind, roomId, userId, detail);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onSyncState(String state, String errorCode) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onSyncState(state, errorCode);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        private static void uncaught(RuntimeException e) {
+            Thread thread = Thread.currentThread();
+            Thread.UncaughtExceptionHandler handler = thread.getUncaughtExceptionHandler();
+            if (handler != null) {
+                handler.uncaughtException(thread, e);
+            }
+        }
+    }
+}

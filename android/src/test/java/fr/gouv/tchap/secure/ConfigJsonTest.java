@@ -1,0 +1,150 @@
+package fr.gouv.tchap.secure;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.junit.BeforeClass;
+import org.junit.Test;
+
+/**
+ * {@link ConfigJson}: JSON escaping and the MDM value mapping, then the documents it builds
+ * against the real native validator, and a login with one of them.
+ */
+public class ConfigJsonTest {
+    @BeforeClass
+    public static void init() {
+        TestEnv.init();
+    }
+
+    private static Map<String, Object> map(Object... keyValues) {
+        Map<String, Object> map = new LinkedHashMap<>();
+        for (int i = 0; i < keyValues.length; i += 2) {
+            map.put((String) keyValues[i], keyValues[i + 1]);
+        }
+        return map;
+    }
+
+    /** What an MDM console delivers for this testbed: strings, bools, pins as one string. */
+    static Map<String, Object> mdmRestrictions() throws Exception {
+        String pem = new String(Files.readAllBytes(Paths.get(TestEnv.prop(
+                "tchap.trustAnchorsPemFile"))), StandardCharsets.UTF_8);
+        String[] pins = TestEnv.prop("tchap.spkiPins").split(",");
+        Map<String, Object> values = new HashMap<>();
+        values.put("homeserver_url", TestEnv.prop("tchap.homeserverUrl"));
+        values.put("server_name", TestEnv.prop("tchap.serverName"));
+        values.put("trust_anchors_pem", pem);
+        // Pasted by an administrator: a comma, a line break, stray spaces.
+        values.put("spki_pins_sha256", " " + pins[0] + " ,\r\n" + pins[1] + "\n");
+        values.put("pins_expire_at", "2099-01-01T00:00:00Z");
+        values.put("allowed_user_domain", TestEnv.prop("tchap.serverName"));
+        values.put("strongbox_required", Boolean.FALSE);
+        values.put("unlocked_device_required", Boolean.TRUE);
+        values.put("wipe_command_nonce", "");
+        return values;
+    }
+
+    @Test
+    public void escapesEverythingJsonRequires() {
+        String json = ConfigJson.toJson(map("k", "q\" b\\ n\n r\r t\t c\u0001 d\u007f é € 😀"
+                + " \u2028"));
+        assertEquals("{\"k\":\"q\\\" b\\\\ n\\n r\\r t\\t c\\u0001 d\\u007f é € 😀 \\u2028\"}",
+                json);
+        assertEquals("{\"a\\\"b\":true}", ConfigJson.toJson(map("a\"b", Boolean.TRUE)));
+        try {
+            ConfigJson.toJson(map("k", "lone \ud800 surrogate"));
+            fail("an unpaired surrogate was accepted");
+        } catch (IllegalArgumentException expected) {
+            // no UTF-8 form
+        }
+        try {
+            ConfigJson.toJson(map("k", "reversed \udc00\ud800"));
+            fail("an unpaired low surrogate was accepted");
+        } catch (IllegalArgumentException expected) {
+            // no UTF-8 form
+        }
+    }
+
+    @Test
+    public void mapsMdmValues() {
+        assertEquals(Arrays.asList("p1", "p2", "p3"),
+                ConfigJson.splitPins(" p1, p2\np3\r\n,, \n"));
+        String json = ConfigJson.toJson(map(
+                "z_unknown", 5,
+                "spki_pins_sha256", "a,b",
+                "blank", "   ",
+                "absent", null,
+                "flag", Boolean.FALSE,
+                "list", new String[] {"x", "y"},
+                "homeserver_url", "https://h"));
+        // Sorted keys, blank and null omitted, unknown keys kept for the validator to refuse.
+        assertEquals("{\"flag\":false,\"homeserver_url\":\"https://h\",\"list\":[\"x\",\"y\"],"
+                + "\"spki_pins_sha256\":[\"a\",\"b\"],\"z_unknown\":5}", json);
+        assertArrayEquals(json.getBytes(StandardCharsets.UTF_8), ConfigJson.fromMap(map(
+                "homeserver_url", "https://h", "list", Arrays.asList("x", "y"),
+                "spki_pins_sha256", new String[] {" a", "b "}, "flag", false, "z_unknown", 5L,
+                "blank", "")));
+        try {
+            ConfigJson.toJson(map("k", new Object()));
+            fail("an unsupported value type was accepted");
+        } catch (IllegalArgumentException expected) {
+            // only String, Boolean, Integer/Long, String arrays
+        }
+    }
+
+    @Test
+    public void mdmDocumentPassesTheNativeValidator() throws Exception {
+        SecureClient.checkConfig(ConfigJson.fromMap(mdmRestrictions()));
+    }
+
+    @Test
+    public void theNativeValidatorRefusesWhatItMust() throws Exception {
+        Map<String, Object> misspelt = mdmRestrictions();
+        misspelt.put("homeserver_ulr", "https://typo.example");
+        assertRefused(misspelt);
+
+        Map<String, Object> onePin = mdmRestrictions();
+        onePin.put("spki_pins_sha256", TestEnv.prop("tchap.spkiPins").split(",")[0]);
+        assertRefused(onePin);
+
+        Map<String, Object> http = mdmRestrictions();
+        http.put("homeserver_url", "http://localhost");
+        assertRefused(http);
+
+        Map<String, Object> noAnchors = mdmRestrictions();
+        noAnchors.put("trust_anchors_pem", "  ");
+        assertRefused(noAnchors);
+
+        Map<String, Object> boolAsString = mdmRestrictions();
+        boolAsString.put("strongbox_required", "true");
+        assertRefused(boolAsString);
+    }
+
+    private static void assertRefused(Map<String, Object> values) {
+        try {
+            SecureClient.checkConfig(ConfigJson.fromMap(values));
+            fail("the validator accepted " + ConfigJson.toJson(values));
+        } catch (TchapSecureException e) {
+            assertEquals("config", e.getCode());
+        }
+    }
+
+    @Test
+    public void aClientOnTheMdmDocumentLogsIn() throws Exception {
+        TestEnv.User carol = TestEnv.users().get(2);
+        try (SecureClient c = SecureClient.open(ConfigJson.fromMap(mdmRestrictions()),
+                TestEnv.newDataDir("mdm"), TestEnv.mainBinder())) {
+            Session session = c.login(carol.localpart, carol.password(), "jvm-mdm");
+            assertEquals(session.userId(), c.whoami());
+            assertTrue(session.userId().endsWith(":" + TestEnv.prop("tchap.serverName")));
+        }
+    }
+}

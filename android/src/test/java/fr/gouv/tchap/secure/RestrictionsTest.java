@@ -1,0 +1,116 @@
+package fr.gouv.tchap.secure;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertTrue;
+
+import java.io.File;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import javax.xml.parsers.DocumentBuilderFactory;
+import org.junit.BeforeClass;
+import org.junit.Test;
+import org.w3c.dom.Document;
+import org.w3c.dom.Element;
+import org.w3c.dom.NodeList;
+
+/**
+ * (f) {@code app_restrictions.xml} ↔ the native validator: the managed-configuration keys the
+ * MDM can push are exactly the keys the library accepts (DESIGN §8), with the right types, and
+ * every title and description exists in English and French.
+ */
+public class RestrictionsTest {
+    static final String ANDROID_NS = "http://schemas.android.com/apk/res/android";
+
+    @BeforeClass
+    public static void init() {
+        TestEnv.init();
+    }
+
+    static Document parse(String relative) throws Exception {
+        File file = new File(TestEnv.prop("tchap.androidDir"), relative);
+        DocumentBuilderFactory factory = DocumentBuilderFactory.newInstance();
+        factory.setNamespaceAware(true);
+        factory.setFeature("http://apache.org/xml/features/disallow-doctype-decl", true);
+        return factory.newDocumentBuilder().parse(file);
+    }
+
+    /** {@code name → text} of a {@code res/values*} strings file. */
+    static Map<String, String> strings(String relative) throws Exception {
+        Map<String, String> strings = new HashMap<>();
+        NodeList nodes = parse(relative).getElementsByTagName("string");
+        for (int i = 0; i < nodes.getLength(); i++) {
+            Element e = (Element) nodes.item(i);
+            strings.put(e.getAttribute("name"), e.getTextContent());
+        }
+        return strings;
+    }
+
+    /** key → restrictionType of every restriction. */
+    static Map<String, Element> restrictions() throws Exception {
+        Document doc = parse("src/main/res/xml/app_restrictions.xml");
+        assertEquals("restrictions", doc.getDocumentElement().getTagName());
+        Map<String, Element> out = new LinkedHashMap<>();
+        NodeList nodes = doc.getElementsByTagName("restriction");
+        for (int i = 0; i < nodes.getLength(); i++) {
+            Element e = (Element) nodes.item(i);
+            String key = e.getAttributeNS(ANDROID_NS, "key");
+            assertFalse("restriction without android:key", key.isEmpty());
+            assertTrue("nested restrictions are not expected",
+                    e.getParentNode() == doc.getDocumentElement());
+            assertEquals("duplicate restriction " + key, null, out.put(key, e));
+        }
+        return out;
+    }
+
+    @Test
+    public void restrictionKeysAreExactlyTheValidatorKeys() throws Exception {
+        Set<String> xmlKeys = restrictions().keySet();
+        Set<String> nativeKeys = new HashSet<>(SecureClient.configKeys());
+        assertEquals("configKeys() has no duplicates", SecureClient.configKeys().size(),
+                nativeKeys.size());
+        Set<String> onlyXml = new HashSet<>(xmlKeys);
+        onlyXml.removeAll(nativeKeys);
+        Set<String> onlyNative = new HashSet<>(nativeKeys);
+        onlyNative.removeAll(xmlKeys);
+        assertTrue("in app_restrictions.xml but unknown to the validator: " + onlyXml,
+                onlyXml.isEmpty());
+        assertTrue("accepted by the validator but missing from app_restrictions.xml: "
+                + onlyNative, onlyNative.isEmpty());
+    }
+
+    @Test
+    public void typesTitlesAndDescriptions() throws Exception {
+        Map<String, String> english = strings("src/main/res/values/strings.xml");
+        Map<String, String> french = strings("src/main/res/values-fr/strings.xml");
+        Set<String> bools = new HashSet<>();
+        bools.add("strongbox_required");
+        bools.add("unlocked_device_required");
+        for (Map.Entry<String, Element> r : restrictions().entrySet()) {
+            String key = r.getKey();
+            Element e = r.getValue();
+            String type = e.getAttributeNS(ANDROID_NS, "restrictionType");
+            assertEquals("restrictionType of " + key, bools.contains(key) ? "bool" : "string",
+                    type);
+            if (bools.contains(key)) {
+                assertEquals("bool restrictions default to false: " + key, "false",
+                        e.getAttributeNS(ANDROID_NS, "defaultValue"));
+            }
+            for (String attribute : new String[] {"title", "description"}) {
+                String ref = e.getAttributeNS(ANDROID_NS, attribute);
+                assertTrue(key + " " + attribute + " must be a string resource: " + ref,
+                        ref.startsWith("@string/"));
+                String name = ref.substring("@string/".length());
+                assertNotNull("English " + name, english.get(name));
+                assertNotNull("French " + name, french.get(name));
+                assertFalse(english.get(name).trim().isEmpty());
+                assertFalse(french.get(name).trim().isEmpty());
+            }
+        }
+        assertEquals("same strings in both languages", english.keySet(), french.keySet());
+    }
+}

@@ -1,0 +1,165 @@
+package fr.gouv.tchap.secure;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * What the Rust driver ({@code tests/tests/jvm.rs}) prepared for the host JVM tests: the real
+ * {@code libtchap_secure.so}, a running Synapse with pre-registered users, the client
+ * configuration, SoftHSM2 tokens, a scratch directory.
+ *
+ * <p>Non-secret inputs are system properties ({@code tchap.lib}, {@code tchap.config},
+ * {@code tchap.dataRoot}, {@code tchap.pkcs11.library}, {@code tchap.pkcs11.slot},
+ * {@code tchap.pkcs11.otherSlot}, {@code tchap.pkcs11.spareSlot}, {@code tchap.androidDir},
+ * {@code tchap.homeserverUrl}, {@code tchap.serverName}, {@code tchap.trustAnchorsPemFile},
+ * {@code tchap.spkiPins}). The secrets — {@code tchap.users} ({@code localpart:password,…}),
+ * {@code tchap.pkcs11.pin}, {@code tchap.pkcs11.otherPin}, {@code tchap.pkcs11.sparePin} — are
+ * in a mode-0600 properties file named by {@code tchap.secretsFile}, never on the JVM's command
+ * line (DESIGN §2: a PIN is never given on a command line, where {@code ps} shows it).
+ *
+ * <p>A missing input fails the test with a message saying how to run it: nothing is skipped.
+ */
+final class TestEnv {
+    private static Properties secrets;
+    private static Pkcs11KeyBinder mainBinder;
+    private static Pkcs11KeyBinder otherBinder;
+
+    private TestEnv() {}
+
+    /** Loads the library (once) and the secrets file. Call first in every test class. */
+    static synchronized void init() {
+        if (secrets != null) {
+            return;
+        }
+        SecureClient.loadLibrary(prop("tchap.lib"));
+        Properties loaded = new Properties();
+        try (InputStream in = Files.newInputStream(Paths.get(prop("tchap.secretsFile")))) {
+            loaded.load(in);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read tchap.secretsFile", e);
+        }
+        secrets = loaded;
+    }
+
+    /** A required system property. */
+    static String prop(String name) {
+        String value = System.getProperty(name);
+        if (value == null || value.isEmpty()) {
+            throw new IllegalStateException("system property " + name + " is not set: run these"
+                    + " tests through `cargo test -p tchap-secure-tests --test jvm`");
+        }
+        return value;
+    }
+
+    /** A required secret from the secrets file. */
+    static synchronized String secret(String name) {
+        init();
+        String value = secrets.getProperty(name);
+        if (value == null || value.isEmpty()) {
+            throw new IllegalStateException("secret " + name + " missing from tchap.secretsFile");
+        }
+        return value;
+    }
+
+    /** The client configuration JSON the driver wrote (Synapse URL, run PKI anchors, pins). */
+    static byte[] config() {
+        try {
+            return Files.readAllBytes(Paths.get(prop("tchap.config")));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read tchap.config", e);
+        }
+    }
+
+    /** A fresh, empty directory under the run's scratch root (a data directory not yet made). */
+    static File newDataDir(String prefix) throws IOException {
+        Path parent = Files.createTempDirectory(Paths.get(prop("tchap.dataRoot")), prefix + "-");
+        return parent.resolve("data").toFile();
+    }
+
+    static String pkcs11Library() {
+        return prop("tchap.pkcs11.library");
+    }
+
+    static long slot(String property) {
+        return Long.parseLong(prop(property));
+    }
+
+    /** The binder on the main token, shared by the tests (one login per token per process). */
+    static synchronized Pkcs11KeyBinder mainBinder() throws KeyBinderException {
+        init();
+        if (mainBinder == null) {
+            mainBinder = Pkcs11KeyBinder.open(pkcs11Library(), slot("tchap.pkcs11.slot"),
+                    secret("tchap.pkcs11.pin").toCharArray());
+        }
+        return mainBinder;
+    }
+
+    /** The binder on the other token (holds none of the main token's keys). */
+    static synchronized Pkcs11KeyBinder otherBinder() throws KeyBinderException {
+        init();
+        if (otherBinder == null) {
+            otherBinder = Pkcs11KeyBinder.open(pkcs11Library(), slot("tchap.pkcs11.otherSlot"),
+                    secret("tchap.pkcs11.otherPin").toCharArray());
+        }
+        return otherBinder;
+    }
+
+    /** A pre-registered user of the run's Synapse. */
+    static final class User {
+        final String localpart;
+        private final String password;
+
+        User(String localpart, String password) {
+            this.localpart = localpart;
+            this.password = password;
+        }
+
+        /** A fresh copy of the password (login zeroes the array it is given). */
+        byte[] password() {
+            return password.getBytes(StandardCharsets.UTF_8);
+        }
+    }
+
+    /** The pre-registered users (at least three), in the driver's order. */
+    static List<User> users() {
+        List<User> users = new ArrayList<>();
+        for (String pair : secret("tchap.users").split(",")) {
+            int colon = pair.indexOf(':');
+            if (colon <= 0) {
+                throw new IllegalStateException("tchap.users: malformed entry");
+            }
+            users.add(new User(pair.substring(0, colon), pair.substring(colon + 1)));
+        }
+        if (users.size() < 3) {
+            throw new IllegalStateException("tchap.users: need at least 3 users");
+        }
+        return Collections.unmodifiableList(users);
+    }
+
+    /** Polls {@code probe} every 100 ms until it returns non-null (or true), or fails. */
+    static <T> T await(String what, long timeoutSeconds, Callable<T> probe) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+        while (true) {
+            T value = probe.call();
+            if (value != null && !Boolean.FALSE.equals(value)) {
+                return value;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("timed out after " + timeoutSeconds + " s waiting for "
+                        + what);
+            }
+            Thread.sleep(100);
+        }
+    }
+}
