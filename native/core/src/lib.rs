@@ -22,6 +22,6 @@ pub mod net;
 pub mod secret;
 pub mod store;
 
-pub use client::{Client, SessionInfo, SyncSummary, wipe_data_dir};
+pub use client::{Client, FetchedSync, PendingSync, SessionInfo, SyncSummary, wipe_data_dir};
 pub use config::{Config, ConfigError, SpkiPin};
 pub use error::Error;

@@ -7,7 +7,8 @@
 use reqwest::header::HeaderValue;
 use zeroize::Zeroizing;
 
-/// A Matrix access token.
+/// A Matrix access token (cloning copies it into another zeroizing buffer).
+#[derive(Clone)]
 pub struct AccessToken(Zeroizing<String>);
 
 impl AccessToken {

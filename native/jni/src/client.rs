@@ -56,6 +56,11 @@ impl Core {
         f(client, runtime)
     }
 
+    /// The runtime, for work that must not hold the client lock (the sync long-poll).
+    pub(crate) fn runtime(&self) -> Result<&Runtime, BridgeError> {
+        self.runtime.as_ref().ok_or(BridgeError::Wiped)
+    }
+
     /// The client slot, even if poisoned (for wipe, which must work regardless).
     fn slot(&self) -> MutexGuard<'_, Option<Client>> {
         self.client.lock().unwrap_or_else(PoisonError::into_inner)

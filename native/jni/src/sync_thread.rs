@@ -2,7 +2,8 @@
 //! calling the Java `Listener`.
 //!
 //! The loop, until `stopSync` raises the stop flag:
-//! 1. lock the client, run one `sync_once` (2 s long-poll) on the runtime, read the security
+//! 1. prepare the request under the client lock, long-poll (2 s) without it, then apply the
+//!    answer under the lock (`prepare_sync` / `fetch` / `finish_sync`), read the security
 //!    journal, unlock — the lock is never held while Java code runs;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
 //! 3. `onSecurityEvent` for every journal entry newer than the last one delivered;
@@ -173,12 +174,16 @@ impl SyncLoop {
         sync_state(env, listener, "stopped", None);
     }
 
-    /// One sync round under the client lock.
+    /// One sync round. The client lock is held to prepare the request and to apply the
+    /// answer, not during the long-poll: calls from Java threads (send, rooms…) are not held
+    /// up by a waiting sync.
     fn round(&self) -> Result<Round, BridgeError> {
         let core = &self.core;
         let result = catch_unwind(AssertUnwindSafe(|| {
+            let pending = core.with_client(|client, _| Ok(client.prepare_sync(LONG_POLL)?))?;
+            let fetched = core.runtime()?.block_on(pending.fetch())?;
             core.with_client(|client, runtime| {
-                let summary = runtime.block_on(client.sync_once(LONG_POLL))?;
+                let summary = runtime.block_on(client.finish_sync(fetched))?;
                 let security_events = client
                     .store()
                     .security_events()

@@ -283,23 +283,33 @@ impl Client {
     /// transaction. Then pending keys are uploaded, wedged Olm channels recovered and the
     /// outbox flushed.
     pub async fn sync_once(&mut self, timeout: Duration) -> Result<SyncSummary, Error> {
-        let token = self.token()?;
-        let since = self.store.next_batch()?;
-        let timeout_ms = timeout.as_millis().to_string();
-        let response: SyncResponse = call(&self.transport, "/sync", || {
-            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
-            r.access_token = Some(token);
-            r.query.push(("timeout", timeout_ms.clone()));
-            r.query.push(("filter", SYNC_FILTER.to_owned()));
-            r.query.push(("set_presence", "offline".to_owned()));
-            if let Some(since) = &since {
-                r.query.push(("since", since.clone()));
-            }
-            r.timeout = Some(timeout + Duration::from_secs(30));
-            r.max_body_bytes = Some(MAX_SYNC_BYTES);
-            r
+        let pending = self.prepare_sync(timeout)?;
+        let response = pending.fetch().await?;
+        self.finish_sync(response).await
+    }
+
+    /// The first half of [`Client::sync_once`]: what the long-poll needs, taken from the
+    /// client so that the request can run without holding it (the JNI bridge releases its lock
+    /// during the long-poll, so other calls are not held up).
+    pub fn prepare_sync(&self, timeout: Duration) -> Result<PendingSync, Error> {
+        Ok(PendingSync {
+            transport: self.transport.clone(),
+            token: self.token()?.clone(),
+            since: self.store.next_batch()?,
+            timeout,
         })
-        .await?;
+    }
+
+    /// The second half of [`Client::sync_once`]: applies a fetched response atomically, then
+    /// uploads keys, recovers wedged channels and flushes the outbox. A response fetched from
+    /// a token that is no longer the stored one (another sync committed meanwhile) is
+    /// dropped: what it holds comes again from the newer token.
+    pub async fn finish_sync(&mut self, fetched: FetchedSync) -> Result<SyncSummary, Error> {
+        let FetchedSync { since, response } = fetched;
+        if self.store.next_batch()? != since {
+            tracing::debug!("a concurrent sync committed first; dropping this response");
+            return Ok(SyncSummary::default());
+        }
         crate::fault::point("after-sync-response");
         let users = self.users_to_query(&response)?;
         let answer = if users.is_empty() {
@@ -416,6 +426,50 @@ pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Erro
     Store::delete_files(data_dir)?;
     tracing::warn!("data directory wiped");
     Ok(())
+}
+
+/// A sync request ready to run without the client (see [`Client::prepare_sync`]).
+#[derive(Debug)]
+pub struct PendingSync {
+    transport: Transport,
+    token: AccessToken,
+    since: Option<String>,
+    timeout: Duration,
+}
+
+/// A sync response and the token it was requested from.
+#[derive(Debug)]
+pub struct FetchedSync {
+    since: Option<String>,
+    response: SyncResponse,
+}
+
+impl PendingSync {
+    /// The long-poll `GET /sync`.
+    pub async fn fetch(self) -> Result<FetchedSync, Error> {
+        let Self {
+            transport,
+            token,
+            since,
+            timeout,
+        } = self;
+        let timeout_ms = timeout.as_millis().to_string();
+        let response: SyncResponse = call(&transport, "/sync", || {
+            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
+            r.access_token = Some(&token);
+            r.query.push(("timeout", timeout_ms.clone()));
+            r.query.push(("filter", SYNC_FILTER.to_owned()));
+            r.query.push(("set_presence", "offline".to_owned()));
+            if let Some(since) = &since {
+                r.query.push(("since", since.clone()));
+            }
+            r.timeout = Some(timeout + Duration::from_secs(30));
+            r.max_body_bytes = Some(MAX_SYNC_BYTES);
+            r
+        })
+        .await?;
+        Ok(FetchedSync { since, response })
+    }
 }
 
 /// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.
