@@ -55,7 +55,10 @@ val cargoNdk by tasks.registering(Exec::class) {
     description = "Builds libtchap_secure.so for Android with cargo-ndk."
     val jniLibs = layout.projectDirectory.dir("src/main/jniLibs").asFile
     workingDir = rootDir.parentFile
+    // android-env.sh builds the crypto-only OpenSSL for each ABI with the NDK's clang and
+    // points SQLCipher at it (native/openssl-min/README.md): the 6 MB budget per ABI.
     commandLine(
+        "native/openssl-min/android-env.sh",
         "cargo", "ndk",
         "-t", "arm64-v8a",
         "-t", "armeabi-v7a",
