@@ -121,3 +121,18 @@ pub fn raw_event(token: &str, room: &str, event_id: &str) -> serde_json::Value {
     assert_eq!(status, 200, "{event}");
     event
 }
+
+/// Writes a new file readable by its owner only (mode 0600): secrets handed to child
+/// processes (passwords, PINs) go through such files, never through command lines.
+pub fn write_private(path: &std::path::Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    file.write_all(contents.as_bytes())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}

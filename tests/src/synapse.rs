@@ -352,7 +352,7 @@ fn start() -> Result<Synapse, String> {
     let data_dir = crate::scratch::process_dir("synapse");
     let pki = Pki::generate();
     write(&data_dir.join("tls.crt"), &pki.server.chain_pem);
-    write_private(&data_dir.join("tls.key"), &pki.server.key_pem);
+    crate::harness::write_private(&data_dir.join("tls.key"), &pki.server.key_pem);
     write(
         &data_dir.join("log.config"),
         &serde_json::to_string_pretty(&log_config(&data_dir)).expect("log config JSON"),
@@ -579,19 +579,6 @@ fn log_tail(data_dir: &Path, lines: usize) -> String {
 
 fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn write_private(path: &Path, contents: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.write_all(contents.as_bytes())
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 fn random_hex(bytes: usize) -> String {

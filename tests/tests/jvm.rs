@@ -17,8 +17,6 @@
 //! any warning fails the test) and a fixed, pre-touched heap so the open/close leak test
 //! measures native memory, not heap growth.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -139,17 +137,6 @@ fn property(key: &str, value: &str) -> String {
     format!("{key}={value}\n")
 }
 
-fn write_private(path: &Path, contents: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.write_all(contents.as_bytes())
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
 #[test]
 fn java_api_on_the_host_jvm() {
     // --- tools and library -----------------------------------------------------------------
@@ -263,7 +250,7 @@ fn java_api_on_the_host_jvm() {
     let data_root = scratch.path().join("data");
     std::fs::create_dir(&data_root).expect("create the data root");
     let secrets_path = scratch.path().join("secrets.properties");
-    write_private(
+    tchap_secure_tests::harness::write_private(
         &secrets_path,
         &[
             property("tchap.users", &users.join(",")),
