@@ -1,7 +1,8 @@
 //! Secret types: zeroized on drop, never printed.
 //!
-//! - Fixed-size keys are `Box<[u8; 32]>`: the bytes are written once on the heap and moving the
-//!   value moves a pointer, so no stray copies are left on the stack (STYLE §4).
+//! - Fixed-size keys are [`LockedBytes<32>`]: the bytes are written once, in place, on a page of
+//!   their own that is left out of core dumps, locked in RAM when possible and wiped on drop;
+//!   moving the value moves a pointer, so no stray copies are left on the stack (STYLE §4).
 //! - `Debug` destructures every field (`let Self { key: _ } = self;`): adding a field forces a
 //!   decision about whether it may be printed. The output is snapshot-tested.
 //! - None of these types is `Clone`: a second copy of a key is a decision the caller makes
@@ -9,7 +10,8 @@
 
 use std::fmt;
 
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use tchap_secure_memory::LockedBytes;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 /// Variable-length secret bytes (a PIN, an unwrapped root secret), zeroized on drop.
 pub struct SecretBytes {
@@ -62,27 +64,23 @@ macro_rules! key32 {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         pub struct $name {
-            key: Box<[u8; 32]>,
+            key: LockedBytes<32>,
         }
 
         impl $name {
-            /// Wraps key bytes already written on the heap (HKDF output fills the box in place).
-            pub(crate) fn from_boxed(key: Box<[u8; 32]>) -> Self {
+            /// Wraps key bytes already written on their locked page (HKDF output fills it in
+            /// place).
+            pub(crate) fn from_locked(key: LockedBytes<32>) -> Self {
                 Self { key }
             }
 
             /// The raw key bytes. Keep the borrow short.
             pub fn expose(&self) -> &[u8; 32] {
-                &self.key
+                self.key.expose()
             }
         }
 
-        impl Drop for $name {
-            fn drop(&mut self) {
-                self.key.zeroize();
-            }
-        }
-
+        /// `LockedBytes` wipes its page on drop.
         impl ZeroizeOnDrop for $name {}
 
         impl fmt::Debug for $name {
@@ -114,7 +112,7 @@ impl DatabaseKey {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut value = Zeroizing::new(String::with_capacity(2 + 64 + 1));
         value.push_str("x'");
-        for byte in self.key.iter() {
+        for byte in self.key.expose().iter() {
             value.push(char::from(HEX[usize::from(byte >> 4)]));
             value.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
@@ -127,8 +125,10 @@ impl DatabaseKey {
 mod tests {
     use super::*;
 
-    fn boxed(byte: u8) -> Box<[u8; 32]> {
-        Box::new([byte; 32])
+    fn boxed(byte: u8) -> LockedBytes<32> {
+        let mut key = LockedBytes::zeroed();
+        key.expose_mut().fill(byte);
+        key
     }
 
     #[test]
@@ -137,15 +137,15 @@ mod tests {
         let secret = SecretBytes::new(vec![0xAB; 7]);
         assert_eq!(format!("{secret:?}"), "SecretBytes(<redacted 7 bytes>)");
         assert_eq!(
-            format!("{:?}", DatabaseKey::from_boxed(boxed(0xAB))),
+            format!("{:?}", DatabaseKey::from_locked(boxed(0xAB))),
             "DatabaseKey(<redacted>)"
         );
         assert_eq!(
-            format!("{:?}", PickleKey::from_boxed(boxed(0xAB))),
+            format!("{:?}", PickleKey::from_locked(boxed(0xAB))),
             "PickleKey(<redacted>)"
         );
         assert_eq!(
-            format!("{:#?}", MediaKey::from_boxed(boxed(0xAB))),
+            format!("{:#?}", MediaKey::from_locked(boxed(0xAB))),
             "MediaKey(<redacted>)"
         );
     }
@@ -165,7 +165,11 @@ mod tests {
         for (i, b) in bytes.iter_mut().enumerate() {
             *b = u8::try_from(i * 8 + 1).unwrap();
         }
-        let key = DatabaseKey::from_boxed(Box::new(bytes));
+        let key = DatabaseKey::from_locked({
+            let mut key = LockedBytes::zeroed();
+            key.expose_mut().copy_from_slice(&bytes);
+            key
+        });
         let value = key.sqlcipher_pragma_value();
         let expected: String = std::iter::once("x'".to_owned())
             .chain(bytes.iter().map(|b| format!("{b:02x}")))

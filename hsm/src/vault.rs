@@ -58,11 +58,11 @@ use std::path::Path;
 
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
-use zeroize::Zeroize;
 
 use crate::backend::{KekId, KeyVault, NONCE_LEN, TAG_LEN};
 use crate::error::VaultError;
 use crate::secret::{DatabaseKey, MediaKey, PickleKey};
+use tchap_secure_memory::LockedBytes;
 
 /// File name of the wrapped root secret inside the store directory.
 pub const VAULT_FILE: &str = "vault.bin";
@@ -97,7 +97,7 @@ pub struct VaultBinding {
 
 /// An opened vault: the unwrapped root secret R, from which the store keys are derived.
 pub struct Vault {
-    root: Box<[u8; ROOT_LEN]>,
+    root: LockedBytes<ROOT_LEN>,
     kek_id: KekId,
 }
 
@@ -125,16 +125,20 @@ impl Vault {
         let header = encode_header(&kek_id);
         // Dropping `vault` on any early return below zeroizes R.
         let mut vault = Vault {
-            root: Box::new([0u8; ROOT_LEN]),
+            root: LockedBytes::zeroed(),
             kek_id,
         };
         SystemRandom::new()
-            .fill(&mut vault.root[..])
+            .fill(&mut vault.root.expose_mut()[..])
             .map_err(|_| VaultError::Rng)?;
 
         backend.generate_kek(&vault.kek_id)?;
         let written = backend
-            .wrap(&vault.kek_id, &aad(&header, &bound), &vault.root[..])
+            .wrap(
+                &vault.kek_id,
+                &aad(&header, &bound),
+                &vault.root.expose()[..],
+            )
             .and_then(|wrapped| {
                 if wrapped.len() != WRAPPED_LEN {
                     return Err(VaultError::Format {
@@ -170,14 +174,14 @@ impl Vault {
         let bytes = read_vault_file(&dir.join(VAULT_FILE))?;
         let file = VaultFile::parse(&bytes)?;
         let unwrapped = backend.unwrap(&file.kek_id, &aad(file.header, &bound), file.wrapped)?;
-        let mut root = Box::new([0u8; ROOT_LEN]);
+        let mut root = LockedBytes::<ROOT_LEN>::zeroed();
         if unwrapped.len() != ROOT_LEN {
             // Authenticated under our KEK yet the wrong size: not something we wrote.
             return Err(VaultError::Format {
                 reason: "unwrapped root secret has the wrong length",
             });
         }
-        root.copy_from_slice(unwrapped.expose());
+        root.expose_mut().copy_from_slice(unwrapped.expose());
         Ok(Vault {
             root,
             kek_id: file.kek_id,
@@ -196,17 +200,17 @@ impl Vault {
 
     /// The SQLCipher raw database key.
     pub fn database_key(&self) -> DatabaseKey {
-        DatabaseKey::from_boxed(self.derive(INFO_DATABASE))
+        DatabaseKey::from_locked(self.derive(INFO_DATABASE))
     }
 
     /// The vodozemac pickle key.
     pub fn pickle_key(&self) -> PickleKey {
-        PickleKey::from_boxed(self.derive(INFO_PICKLE))
+        PickleKey::from_locked(self.derive(INFO_PICKLE))
     }
 
     /// The attachment cache key.
     pub fn media_key(&self) -> MediaKey {
-        MediaKey::from_boxed(self.derive(INFO_MEDIA))
+        MediaKey::from_locked(self.derive(INFO_MEDIA))
     }
 
     /// Crypto-shred: destroy the KEK in the backend (if present), overwrite vault.bin with zeros, fsync, delete it.
@@ -238,16 +242,16 @@ impl Vault {
         errors.into_iter().next().map_or(Ok(()), Err)
     }
 
-    fn derive(&self, info: &'static [u8]) -> Box<[u8; 32]> {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(&self.root[..]);
-        let mut key = Box::new([0u8; 32]);
+    fn derive(&self, info: &'static [u8]) -> LockedBytes<32> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(&self.root.expose()[..]);
+        let mut key = LockedBytes::<32>::zeroed();
         let info = [info];
         #[allow(
             clippy::expect_used,
             reason = "HKDF-SHA256 fails only for outputs over 255 × 32 bytes; this is 32"
         )]
         prk.expand(&info, hkdf::HKDF_SHA256)
-            .and_then(|okm| okm.fill(&mut key[..]))
+            .and_then(|okm| okm.fill(&mut key.expose_mut()[..]))
             .expect("32-byte HKDF-SHA256 output");
         key
     }
@@ -256,15 +260,13 @@ impl Vault {
     #[cfg(test)]
     fn from_root(root: [u8; ROOT_LEN]) -> Self {
         Vault {
-            root: Box::new(root),
+            root: {
+                let mut locked = LockedBytes::zeroed();
+                locked.expose_mut().copy_from_slice(&root);
+                locked
+            },
             kek_id: KekId::from_bytes([0; 16]),
         }
-    }
-}
-
-impl Drop for Vault {
-    fn drop(&mut self) {
-        self.root.zeroize();
     }
 }
 

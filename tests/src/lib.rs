@@ -14,6 +14,7 @@
 
 mod child;
 pub mod harness;
+pub mod hostile_proxy;
 mod http;
 pub mod pki;
 pub mod ports;

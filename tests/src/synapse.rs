@@ -255,6 +255,24 @@ impl Synapse {
         })
     }
 
+    /// Every access token Synapse holds for `user_id`, read from its database: what a test
+    /// looks for where no token may be (memory after close, logs).
+    pub fn access_tokens(&self, user_id: &str) -> Vec<String> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.database_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open Synapse's database");
+        let mut statement = db
+            .prepare("SELECT token FROM access_tokens WHERE user_id = ?1")
+            .expect("Synapse's access_tokens table");
+        statement
+            .query_map([user_id], |row| row.get::<_, String>(0))
+            .expect("query access tokens")
+            .map(|token| token.expect("a token"))
+            .collect()
+    }
+
     /// The SQLite database Synapse writes (WAL mode; readable with `sqlite3` while it runs).
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("homeserver.db")

@@ -174,7 +174,12 @@ enum Command {
     },
 }
 
+// Every block the CLI frees is wiped first: hyper's, rustls's and serde's buffers included.
+tchap_secure_memory::install_zeroizing_allocator!();
+
 fn main() -> ExitCode {
+    // No core dumps, no attaching by other processes: before any secret is read.
+    tchap_secure_memory::harden_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

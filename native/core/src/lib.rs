@@ -18,7 +18,13 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 mod fault;
+// For the fuzz targets (feature `fuzzing`) and this crate's unit tests only; see its docs.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod net;
+#[cfg(test)]
+mod proptests;
 pub mod secret;
 pub mod store;
 

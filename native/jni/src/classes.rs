@@ -16,7 +16,8 @@
 //! The listener is not in this list: its methods are looked up on the listener object's own
 //! class (`GetObjectClass`), which needs no class loader.
 //!
-//! `JNI_OnLoad` also replaces the process's panic hook: the default hook prints the panic message
+//! `JNI_OnLoad` also hardens the process (no core dumps, see `tchap_secure_memory`) and
+//! replaces the process's panic hook: the default hook prints the panic message
 //! to stderr, and a message formatted at run time may carry data. The replacement logs the
 //! location, and the message only when it is a compile-time string.
 
@@ -109,6 +110,8 @@ pub unsafe extern "system" fn JNI_OnLoad(
         // (ART, HotSpot 17) supports JNI ≥ 1.6, above the 1.4 `from_raw` requires.
         let vm = unsafe { JavaVM::from_raw(vm) };
         install_panic_hook();
+        // No core dumps, no attaching by other processes: before any secret exists.
+        tchap_secure_memory::harden_process();
         // The loading thread is a Java thread: this only borrows its attachment.
         let resolved = vm.attach_current_thread(|env| -> jni::errors::Result<_> {
             match resolve(env) {

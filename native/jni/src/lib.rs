@@ -32,6 +32,9 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+// Every block the library frees is wiped first: hyper's, rustls's and serde's buffers included.
+tchap_secure_memory::install_zeroizing_allocator!();
+
 pub mod classes;
 mod client;
 mod convert;

@@ -6,6 +6,8 @@ mod bad_input;
 mod crash;
 mod crash_points;
 mod hostile;
+mod hostile_server;
+mod log_redaction;
 mod messaging;
 mod rotation;
 mod session;

@@ -59,12 +59,29 @@ pub struct SyncResponse {
     /// Users whose device lists changed or who no longer share a room with us.
     #[serde(default)]
     pub device_lists: DeviceLists,
-    /// How many of our one-time keys the server still holds, by algorithm.
-    #[serde(default)]
+    /// How many of our one-time keys the server still holds, by algorithm. Decoded leniently:
+    /// a count that is not a non-negative integer (or a field that is not an object) is left
+    /// out, as if the server had not said, so one hostile field cannot wedge every sync.
+    #[serde(default, deserialize_with = "lenient_counts")]
     pub device_one_time_keys_count: BTreeMap<String, u64>,
     /// Fallback key algorithms the server holds unused (absent: the server did not say).
     #[serde(default)]
     pub device_unused_fallback_key_types: Option<Vec<String>>,
+}
+
+/// Keeps the entries of a JSON object whose values are non-negative integers; anything else
+/// (another type, a negative or fractional number, a string) is dropped, never an error.
+fn lenient_counts<'de, D>(deserializer: D) -> Result<BTreeMap<String, u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(algorithm, count)| count.as_u64().map(|n| (algorithm, n)))
+            .collect(),
+        _ => BTreeMap::new(),
+    })
 }
 
 /// `device_lists` of a sync response.
@@ -278,5 +295,30 @@ mod tests {
         .unwrap();
         assert_eq!(s.next_batch, "s1");
         assert!(serde_json::from_value::<SyncResponse>(json!({"next_batch": 7})).is_err());
+    }
+
+    #[test]
+    fn hostile_one_time_key_counts_are_dropped_not_fatal() {
+        for (counts, expected) in [
+            (json!({"signed_curve25519": 42}), Some(42)),
+            (json!({"signed_curve25519": -5}), None),
+            (json!({"signed_curve25519": 1e300}), None),
+            (json!({"signed_curve25519": 4.5}), None),
+            (json!({"signed_curve25519": "many"}), None),
+            (json!("not an object"), None),
+            (json!(null), None),
+        ] {
+            let s: SyncResponse = serde_json::from_value(
+                json!({"next_batch": "s1", "device_one_time_keys_count": counts}),
+            )
+            .unwrap();
+            assert_eq!(
+                s.device_one_time_keys_count
+                    .get("signed_curve25519")
+                    .copied(),
+                expected,
+                "{counts}"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::Client;
 use crate::api::types::{MEGOLM_ALGORITHM, SyncResponse};
 use crate::crypto::CryptoError;
-use crate::crypto::devices::apply_keys_query;
+use crate::crypto::devices::{KeysQueryAnswer, apply_keys_query_answer};
 use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::error::Error;
@@ -100,12 +100,12 @@ impl Client {
     pub(crate) async fn query_keys_for_sync(
         &self,
         users: &BTreeSet<String>,
-    ) -> Result<Value, Error> {
+    ) -> Result<KeysQueryAnswer, Error> {
         self.query_keys(users).await
     }
 
-    /// `/keys/query` for `users`.
-    async fn query_keys(&self, users: &BTreeSet<String>) -> Result<Value, Error> {
+    /// `/keys/query` for `users` (decoded so that a device listed twice is noticed).
+    async fn query_keys(&self, users: &BTreeSet<String>) -> Result<KeysQueryAnswer, Error> {
         let device_keys: serde_json::Map<String, Value> =
             users.iter().map(|u| (u.clone(), json!([]))).collect();
         let body = json_body(&json!({ "device_keys": device_keys }));
@@ -130,7 +130,7 @@ impl Client {
         let (own_user, own_device) = self.own_ids()?;
         let users: Vec<String> = users.into_iter().collect();
         let changes = self.with_engine(|tx, _| {
-            let changes = apply_keys_query(tx, &answer, &users, &own_user, &own_device)?;
+            let changes = apply_keys_query_answer(tx, &answer, &users, &own_user, &own_device)?;
             for user in &changes.users_with_removed_devices {
                 // A device gone or blocked: every room shared with its owner rotates.
                 for room in rooms_with_member(tx, user)? {

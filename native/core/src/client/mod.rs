@@ -79,6 +79,8 @@ impl Client {
         backend: &dyn KeyVault,
         transport: Transport,
     ) -> Result<Self, Error> {
+        // Whoever hosts the library, the process holding the keys writes no core dump.
+        tchap_secure_memory::harden_process();
         prepare_data_dir(data_dir)?;
         let binding = VaultBinding {
             server_name: config.server_name().to_owned(),
@@ -311,6 +313,7 @@ impl Client {
             return Ok(SyncSummary::default());
         }
         crate::fault::point("after-sync-response");
+        self.check_sync_token(since.as_deref(), &response.next_batch)?;
         let users = self.users_to_query(&response)?;
         let answer = if users.is_empty() {
             None
@@ -339,17 +342,23 @@ impl Client {
             .is_some_and(|t| !t.iter().any(|k| k == "signed_curve25519"));
         let Self { store, engine, .. } = self;
         let result = store.transaction(|tx| {
-            if let Some(answer) = &answer {
-                crate::crypto::devices::apply_keys_query(
-                    tx,
-                    answer,
-                    &users,
-                    &own_user,
-                    &own_device,
-                )
-                .map_err(crate::crypto::CryptoError::into_store_error)?;
-            }
-            let summary = sync::apply(tx, &response, engine.as_mut())?;
+            let device_events = match &answer {
+                Some(answer) => {
+                    crate::crypto::devices::apply_keys_query_answer(
+                        tx,
+                        answer,
+                        &users,
+                        &own_user,
+                        &own_device,
+                    )
+                    .map_err(crate::crypto::CryptoError::into_store_error)?
+                    .security_events
+                }
+                None => 0,
+            };
+            let mut summary = sync::apply(tx, &response, engine.as_mut())?;
+            summary.security_events += device_events;
+            sync::remember_token(tx, since.as_deref(), &response.next_batch)?;
             let pending = match engine.as_mut() {
                 Some(e) => e
                     .generate_keys(tx, otk_count, fallback_needed)
@@ -378,6 +387,37 @@ impl Client {
         self.unwedge().await?;
         self.flush_outbox().await?;
         Ok(summary)
+    }
+
+    /// Refuses, before anything of it is applied, a sync answer whose `next_batch` is not a
+    /// usable token (empty, or too long to send back) or goes back to a token this store
+    /// already moved past — a replayed answer, which would roll the sync back. A replay is
+    /// journaled. Both are [`ApiError::MalformedResponse`]: the sync loop retries from the
+    /// token it has.
+    fn check_sync_token(&mut self, since: Option<&str>, next_batch: &str) -> Result<(), Error> {
+        let refused = |detail: &str| {
+            Error::Api(ApiError::MalformedResponse {
+                endpoint: "/sync",
+                detail: detail.to_owned(),
+            })
+        };
+        if next_batch.is_empty() || next_batch.len() > sync::MAX_SYNC_TOKEN_BYTES {
+            return Err(refused("next_batch is empty or too long"));
+        }
+        if since != Some(next_batch) && sync::seen_token(self.store.conn(), next_batch)? {
+            self.store.transaction(|tx| {
+                crate::store::rooms::record_security_event(
+                    tx,
+                    "sync_replay_refused",
+                    None,
+                    None,
+                    "the server answered /sync with an earlier token (a replayed answer): ignored",
+                )
+            })?;
+            tracing::warn!("replayed sync answer refused");
+            return Err(refused("replayed answer: next_batch is an earlier token"));
+        }
+        Ok(())
     }
 
     /// Syncs until `on_sync` breaks or a fatal error occurs. Network failures are retried with

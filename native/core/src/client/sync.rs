@@ -7,6 +7,12 @@
 //! `m.room.encryption` is write-once here: an event that changes the algorithm, or removes it,
 //! in a room already known to be encrypted is ignored and recorded as a security event (a
 //! malicious or compromised server must not be able to turn encryption off).
+//!
+//! Before any of it is applied, an answer whose `next_batch` goes back to a token this store
+//! already left behind — a replayed answer, which would roll the sync back — is refused and
+//! journaled (`sync_replay_refused`), and so is a `next_batch` too long to send back
+//! ([`MAX_SYNC_TOKEN_BYTES`]); see `Client::finish_sync`. An event larger than the
+//! specification allows is skipped as malformed, never stored.
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -18,6 +24,74 @@ use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::store::crypto::{self as cdb, NewTimelineEvent, TimelineEvent};
 use crate::store::{self, StoreError};
+
+/// The longest `next_batch` accepted: Synapse's tokens are well under a hundred bytes, and a
+/// token is sent back in the URL of every later sync (a 10-MB one would wedge the client).
+pub(crate) const MAX_SYNC_TOKEN_BYTES: usize = 4096;
+/// How many earlier sync tokens are remembered, to recognise a replayed answer.
+const TOKEN_HISTORY: usize = 256;
+/// `kv` key of that history: a JSON array of truncated SHA-256 digests (hex), oldest first.
+const TOKEN_HISTORY_KEY: &str = "sync.previous_batches";
+
+fn token_digest(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn token_history(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    let stored = store::query_row(
+        conn,
+        "SELECT value FROM kv WHERE key = ?1",
+        rusqlite::params![TOKEN_HISTORY_KEY],
+        |r| r.get::<_, Vec<u8>>(0),
+    )
+    .optional()?;
+    match stored {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+            detail: "sync token history".into(),
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Whether `token` is one this store already moved past (a sync answer carrying it is a
+/// replay).
+pub(crate) fn seen_token(conn: &Connection, token: &str) -> Result<bool, StoreError> {
+    let digest = token_digest(token);
+    Ok(token_history(conn)?.contains(&digest))
+}
+
+/// Inside the sync's transaction: the token the answer was requested from is now behind us.
+pub(crate) fn remember_token(
+    tx: &Connection,
+    since: Option<&str>,
+    next_batch: &str,
+) -> Result<(), StoreError> {
+    let Some(since) = since.filter(|s| *s != next_batch) else {
+        return Ok(());
+    };
+    let mut history = token_history(tx)?;
+    let digest = token_digest(since);
+    if !history.contains(&digest) {
+        history.push(digest);
+    }
+    let excess = history.len().saturating_sub(TOKEN_HISTORY);
+    history.drain(..excess);
+    let bytes = serde_json::to_vec(&history).map_err(|_| StoreError::Corrupt {
+        detail: "sync token history".into(),
+    })?;
+    store::exec(
+        tx,
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        rusqlite::params![TOKEN_HISTORY_KEY, bytes],
+    )?;
+    Ok(())
+}
 
 /// What one applied sync changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -239,6 +313,40 @@ fn retry_undecrypted(
     Ok(())
 }
 
+/// The specification's cap on an event (65,536 bytes in the federation format, which carries
+/// more than what a client receives): a bigger event in a sync is no event a homeserver could
+/// have accepted.
+const MAX_EVENT_BYTES: usize = 65_536;
+
+/// Whether `raw`, without its `unsigned` part (which the server adds for clients, e.g. a state
+/// event's previous content), is larger than [`MAX_EVENT_BYTES`]. Stops counting at the cap.
+fn oversized(raw: &Value) -> bool {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            if self.0 > MAX_EVENT_BYTES {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let Some(object) = raw.as_object() else {
+        return false;
+    };
+    let mut counter = Counter(0);
+    object
+        .iter()
+        .filter(|(key, _)| key.as_str() != "unsigned")
+        .any(|(key, value)| {
+            counter.0 += key.len() + 4;
+            serde_json::to_writer(&mut counter, value).is_err()
+        })
+}
+
 fn apply_events<'a>(
     tx: &Connection,
     room_id: &str,
@@ -248,6 +356,15 @@ fn apply_events<'a>(
     decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
     for raw in events {
+        if oversized(raw) {
+            // Kept out of the store: a hostile server must not fill it 10 MB at a time.
+            tracing::warn!(
+                room_id,
+                "skipping an event larger than the specification allows"
+            );
+            summary.malformed_events += 1;
+            continue;
+        }
         let Some(event) = RoomEvent::parse(raw) else {
             summary.malformed_events += 1;
             continue;
@@ -322,8 +439,25 @@ fn decrypt_room_event(
         summary.malformed_events += 1;
         return Ok(());
     };
-    if cdb::timeline_state(tx, event_id)?.as_deref() == Some("decrypted") {
+    let known = cdb::timeline_state(tx, event_id)?;
+    if known.as_deref() == Some("decrypted") {
         return Ok(()); // seen before (a gappy sync can repeat events)
+    }
+    // The timeline row of an event id keeps its first room and sender: a second event under
+    // the same id from another sender or room must not fill in its body (a server could
+    // otherwise show anyone's message under the sender of a fake pending event).
+    if known.is_some()
+        && let Some(first) = cdb::timeline_event(tx, event_id)?
+        && (first.room_id != room_id || first.sender != event.sender)
+    {
+        return security_event(
+            tx,
+            summary,
+            "event_id_reuse_refused",
+            Some(room_id),
+            Some(&event.sender),
+            event_id,
+        );
     }
     let session_id = Engine::session_id_of(event);
     let base = NewTimelineEvent {
@@ -546,6 +680,50 @@ mod tests {
                 .iter()
                 .all(|e| e.kind == "encryption_change_refused")
         );
+    }
+
+    #[test]
+    fn events_larger_than_the_specification_allows_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let name = |name: &str| json!({"type": "m.room.name", "state_key": "", "sender": "@a:srv", "content": {"name": name}});
+        let mut with_unsigned = name("Cabinet");
+        with_unsigned["unsigned"] = json!({"prev_content": {"name": "x".repeat(MAX_EVENT_BYTES)}});
+        assert!(!oversized(&with_unsigned));
+        assert!(oversized(&name(&"x".repeat(MAX_EVENT_BYTES))));
+        let r = response(
+            json!({"next_batch": "s1", "rooms": {"join": {"!r:srv": {"timeline": {"events": [
+            with_unsigned, name(&"x".repeat(10 * 1024 * 1024))]}}}}}),
+        );
+        let s = store.transaction(|tx| apply(tx, &r, None)).unwrap();
+        assert_eq!((s.malformed_events, s.state_events), (1, 1));
+        let room = store.room("!r:srv").unwrap().unwrap();
+        assert_eq!(room.name.as_deref(), Some("Cabinet"));
+    }
+
+    #[test]
+    fn tokens_left_behind_are_recognised_and_the_history_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        store
+            .transaction(|tx| {
+                remember_token(tx, None, "s1")?; // the first sync: nothing behind us
+                remember_token(tx, Some("s1"), "s1")?; // nothing new: same token
+                assert!(!seen_token(tx, "s1")?);
+                remember_token(tx, Some("s1"), "s2")?;
+                assert!(seen_token(tx, "s1")?);
+                assert!(!seen_token(tx, "s2")?);
+                for n in 2..(TOKEN_HISTORY + 10) {
+                    remember_token(tx, Some(&format!("s{n}")), &format!("s{}", n + 1))?;
+                }
+                assert_eq!(token_history(tx)?.len(), TOKEN_HISTORY);
+                assert!(!seen_token(tx, "s1")?, "the oldest tokens are forgotten");
+                assert!(seen_token(tx, &format!("s{}", TOKEN_HISTORY + 9))?);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

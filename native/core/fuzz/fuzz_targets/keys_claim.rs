@@ -1,0 +1,13 @@
+//! A `/keys/claim` answer: one-time key lookup, signature check, Olm session creation.
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::keys_claim(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});

@@ -1,0 +1,13 @@
+//! A `/keys/query` answer: device ids, self-signatures over canonical JSON, TOFU pinning.
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::keys_query(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});

@@ -1,0 +1,13 @@
+//! The decrypted plaintext of an Olm to-device message (payload checks, `m.room_key`).
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::olm_plaintext(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});

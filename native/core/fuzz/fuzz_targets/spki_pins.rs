@@ -1,0 +1,13 @@
+//! The `spki_pins_sha256` list (one pin a line) of a valid configuration: base64, length, count.
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::spki_pins(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});

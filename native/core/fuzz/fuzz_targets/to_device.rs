@@ -1,0 +1,13 @@
+//! One to-device event: envelope, Olm message shape, clear room-key refusal.
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::to_device(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});

@@ -1,0 +1,13 @@
+//! The `trust_anchors_pem` string of a valid configuration: PEM parsing and the X.509 anchor check.
+//!
+//! A panic, or an outcome `FuzzError::is_finding` calls a bug, is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tchap_secure_core::fuzz_api;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = fuzz_api::trust_anchors_pem(data) {
+        assert!(!e.is_finding(), "{e}");
+    }
+});
