@@ -32,4 +32,6 @@ if ! "$VENV/bin/python" -c "import synapse, sys; from importlib.metadata import 
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "matrix-synapse==$SYNAPSE_VERSION"
 fi
+# cargo-deny and cargo-cyclonedx (pinned, from crates.io) for the supply-chain tests.
+"$(dirname "$0")/supply-chain.sh" --tools-only
 echo "setup: ok (SoftHSM2 $(softhsm2-util --version), Synapse $SYNAPSE_VERSION in $VENV)"

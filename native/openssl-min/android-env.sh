@@ -45,6 +45,15 @@ for abi in ${ABIS:-arm64-v8a armeabi-v7a x86_64}; do
     done < <(TARGET="$target" CC="$bin/$clang" AR="$bin/llvm-ar" RANLIB="$bin/llvm-ranlib" \
         "$here/build.sh")
 done
+# Reproducible builds (tests/repro-check.sh checks the same settings on the host): no build
+# path in the library. Panic locations of registry crates carry $CARGO_HOME; C sources built by
+# `cc` carry their directory in __FILE__.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+repo="$(cd "$here/../.." && pwd)"
+exports+=("CARGO_ENCODED_RUSTFLAGS=--remap-path-prefix=$cargo_home=/build/cargo"$'\x1f'"--remap-path-prefix=$repo=/build/src")
+for abi_target in aarch64_linux_android armv7_linux_androideabi x86_64_linux_android i686_linux_android; do
+    exports+=("CFLAGS_$abi_target=-ffile-prefix-map=$cargo_home=/build/cargo -ffile-prefix-map=$repo=/build/src")
+done
 exports+=("LIBSQLITE3_FLAGS=$(sed -e 's/#.*//' "$here/sqlite-flags" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')")
 
 if [[ $# -eq 0 ]]; then

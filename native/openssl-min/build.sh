@@ -74,6 +74,15 @@ fi
 src="$(cd "$OPENSSL_SRC_DIR" && pwd)"
 version="$(awk -F= '$1 == "MAJOR" || $1 == "MINOR" || $1 == "PATCH" { print $2 }' \
     "$src/VERSION.dat" | paste -sd. -)"
+# Reproducible builds: OpenSSL embeds its build time ("built on: …" in libcrypto.a). Unless the
+# caller sets SOURCE_DATE_EPOCH, use the release date of these sources (GNU or BSD date).
+release_date="$(sed -n 's/^RELEASE_DATE="\(.*\)"$/\1/p' "$src/VERSION.dat")"
+if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
+    SOURCE_DATE_EPOCH="$(date -u -d "$release_date" +%s 2>/dev/null \
+        || date -u -j -f '%d %b %Y %H:%M:%S' "$release_date 00:00:00" +%s)" \
+        || die "cannot read RELEASE_DATE in $src/VERSION.dat"
+fi
+export SOURCE_DATE_EPOCH
 
 # --- tools ------------------------------------------------------------------------------
 CC="${CC:-cc}"
@@ -135,6 +144,7 @@ ar: $AR
 ranlib: $RANLIB
 cflags: ${cflags[*]}
 options: ${opts[*]}
+source date epoch: $SOURCE_DATE_EPOCH
 avx512 stubs: ${avx512_stubs[*]:-none}
 build.sh: $({ sha256sum "$here/build.sh" 2>/dev/null || shasum -a 256 "$here/build.sh"; } | cut -d' ' -f1)"
 
