@@ -12,6 +12,9 @@
 pub mod api;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
+pub mod bench_fixtures;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
 pub mod bench_internals;
 pub mod client;
 pub mod config;

@@ -28,18 +28,18 @@ pub(crate) struct AccountRow {
 }
 
 pub(crate) fn load_account(conn: &Connection) -> Result<Option<AccountRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT pickle, pending_upload FROM crypto_account WHERE id = 1",
-            [],
-            |r| {
-                Ok(AccountRow {
-                    pickle: r.get(0)?,
-                    pending_upload: r.get(1)?,
-                })
-            },
-        )
-        .optional()?)
+    Ok(super::query_row(
+        conn,
+        "SELECT pickle, pending_upload FROM crypto_account WHERE id = 1",
+        [],
+        |r| {
+            Ok(AccountRow {
+                pickle: r.get(0)?,
+                pending_upload: r.get(1)?,
+            })
+        },
+    )
+    .optional()?)
 }
 
 pub(crate) fn save_account(
@@ -100,21 +100,21 @@ pub(crate) fn mark_clean(conn: &Connection, user_id: &str) -> Result<(), StoreEr
 /// Tracked users whose device list must be queried.
 pub(crate) fn dirty_users(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt =
-        conn.prepare("SELECT user_id FROM tracked_users WHERE dirty = 1 ORDER BY user_id")?;
+        conn.prepare_cached("SELECT user_id FROM tracked_users WHERE dirty = 1 ORDER BY user_id")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Whether `user_id` is tracked.
 pub(crate) fn is_tracked(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM tracked_users WHERE user_id = ?1",
-            params![user_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(super::query_row(
+        conn,
+        "SELECT 1 FROM tracked_users WHERE user_id = ?1",
+        params![user_id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 /// Trust state of a device: pinned on first use, or blocked after its key changed.
@@ -184,7 +184,7 @@ pub(crate) fn devices_of(
     conn: &Connection,
     user_id: &str,
 ) -> Result<Vec<DeviceRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DEVICE_COLUMNS} WHERE user_id = ?1 ORDER BY device_id"
     ))?;
     let rows = stmt.query_map(params![user_id], device_row)?;
@@ -196,13 +196,13 @@ pub(crate) fn device_by_curve25519(
     conn: &Connection,
     curve25519: &str,
 ) -> Result<Option<DeviceRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {DEVICE_COLUMNS} WHERE curve25519 = ?1 AND deleted = 0"),
-            params![curve25519],
-            device_row,
-        )
-        .optional()?)
+    Ok(super::query_row(
+        conn,
+        &format!("SELECT {DEVICE_COLUMNS} WHERE curve25519 = ?1 AND deleted = 0"),
+        params![curve25519],
+        device_row,
+    )
+    .optional()?)
 }
 
 /// Inserts or replaces a device record.
@@ -235,7 +235,7 @@ pub(crate) fn olm_sessions(
     conn: &Connection,
     sender_key: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT session_id, pickle FROM olm_sessions WHERE sender_key = ?1
          ORDER BY last_used_ms DESC, created_ms DESC",
     )?;
@@ -270,13 +270,13 @@ pub(crate) fn request_unwedge(
     min_interval_ms: i64,
 ) -> Result<bool, StoreError> {
     let now = now_ms();
-    let last: Option<i64> = conn
-        .query_row(
-            "SELECT last_ms FROM olm_unwedge WHERE sender_key = ?1",
-            params![sender_key],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let last: Option<i64> = super::query_row(
+        conn,
+        "SELECT last_ms FROM olm_unwedge WHERE sender_key = ?1",
+        params![sender_key],
+        |r| r.get(0),
+    )
+    .optional()?;
     if last.is_some_and(|t| now - t < min_interval_ms) {
         return Ok(false);
     }
@@ -331,26 +331,26 @@ pub(crate) fn inbound_session(
     room_id: &str,
     session_id: &str,
 ) -> Result<Option<InboundRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT room_id, session_id, sender_key, sender_user_id, sender_device_id, sender_ed25519,
+    Ok(super::query_row(
+        conn,
+        "SELECT room_id, session_id, sender_key, sender_user_id, sender_device_id, sender_ed25519,
                     pickle, first_index
              FROM inbound_group_sessions WHERE room_id = ?1 AND session_id = ?2",
-            params![room_id, session_id],
-            |r| {
-                Ok(InboundRow {
-                    room_id: r.get(0)?,
-                    session_id: r.get(1)?,
-                    sender_key: r.get(2)?,
-                    sender_user_id: r.get(3)?,
-                    sender_device_id: r.get(4)?,
-                    sender_ed25519: r.get(5)?,
-                    pickle: r.get(6)?,
-                    first_index: r.get(7)?,
-                })
-            },
-        )
-        .optional()?)
+        params![room_id, session_id],
+        |r| {
+            Ok(InboundRow {
+                room_id: r.get(0)?,
+                session_id: r.get(1)?,
+                sender_key: r.get(2)?,
+                sender_user_id: r.get(3)?,
+                sender_device_id: r.get(4)?,
+                sender_ed25519: r.get(5)?,
+                pickle: r.get(6)?,
+                first_index: r.get(7)?,
+            })
+        },
+    )
+    .optional()?)
 }
 
 pub(crate) fn save_inbound_session(conn: &Connection, s: &InboundRow) -> Result<(), StoreError> {
@@ -400,23 +400,23 @@ pub(crate) fn outbound_session(
     conn: &Connection,
     room_id: &str,
 ) -> Result<Option<OutboundRow>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT room_id, session_id, pickle, created_ms, message_count, shared_with
+    let row = super::query_row(
+        conn,
+        "SELECT room_id, session_id, pickle, created_ms, message_count, shared_with
              FROM outbound_group_sessions WHERE room_id = ?1",
-            params![room_id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, u32>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![room_id],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        },
+    )
+    .optional()?;
     let Some((room_id, session_id, pickle, created_ms, message_count, shared)) = row else {
         return Ok(None);
     };
@@ -468,13 +468,13 @@ pub(crate) fn record_megolm_index(
     message_index: u32,
     event_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let previous: Option<String> = conn
-        .query_row(
-            "SELECT event_id FROM megolm_indices WHERE session_id = ?1 AND message_index = ?2",
-            params![session_id, message_index],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let previous: Option<String> = super::query_row(
+        conn,
+        "SELECT event_id FROM megolm_indices WHERE session_id = ?1 AND message_index = ?2",
+        params![session_id, message_index],
+        |r| r.get(0),
+    )
+    .optional()?;
     match previous {
         Some(p) if p != event_id => Ok(Some(p)),
         Some(_) => Ok(None),
@@ -568,13 +568,13 @@ pub(crate) fn timeline_state(
     conn: &Connection,
     event_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT state FROM timeline WHERE event_id = ?1",
-            params![event_id],
-            |r| r.get(0),
-        )
-        .optional()?)
+    Ok(super::query_row(
+        conn,
+        "SELECT state FROM timeline WHERE event_id = ?1",
+        params![event_id],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 /// Events of `room_id` waiting for the key of `session_id`: `(event_id, raw JSON)`.
@@ -583,7 +583,7 @@ pub(crate) fn undecrypted_events(
     room_id: &str,
     session_id: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT event_id, raw FROM timeline
          WHERE state = 'undecryptable' AND room_id = ?1 AND session_id = ?2 AND raw IS NOT NULL
          ORDER BY seq",
@@ -631,13 +631,13 @@ pub(crate) fn timeline_event(
     conn: &Connection,
     event_id: &str,
 ) -> Result<Option<TimelineEvent>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("{TIMELINE_SELECT} WHERE t.event_id = ?1"),
-            params![event_id],
-            timeline_row,
-        )
-        .optional()?)
+    Ok(super::query_row(
+        conn,
+        &format!("{TIMELINE_SELECT} WHERE t.event_id = ?1"),
+        params![event_id],
+        timeline_row,
+    )
+    .optional()?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,8 +667,9 @@ pub(crate) fn push_outbox(conn: &Connection, row: &OutboxRow) -> Result<(), Stor
 /// Pending requests in the order they were queued (to-device room keys before the messages
 /// they unlock).
 pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT txn_id, kind, target, body FROM outbox ORDER BY created_ms, rowid")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT txn_id, kind, target, body FROM outbox ORDER BY created_ms, rowid",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(OutboxRow {
             txn_id: r.get(0)?,
@@ -697,4 +698,100 @@ pub(crate) fn remove_outbox(conn: &Connection, txn_id: &str) -> Result<(), Store
         params![txn_id],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::tests::test_vault;
+
+    /// The hot queries go through the prepared-statement cache: a statement handed back must
+    /// be reset and see every later write, in later transactions, after a rolled-back one,
+    /// and after the schema changed.
+    #[test]
+    fn cached_queries_see_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let event = |id: &'static str, state: &'static str| NewTimelineEvent {
+            event_id: id,
+            room_id: "!r:srv",
+            sender: "@a:srv",
+            origin_ts: 1,
+            state,
+            session_id: Some("S"),
+            sender_device: None,
+            trust: None,
+            body: None,
+            raw: Some("{}"),
+            error: None,
+        };
+        for round in 0..3u32 {
+            store
+                .transaction(|tx| {
+                    for i in 0..40u32 {
+                        let index = round * 40 + i;
+                        let id = format!("$e{index}");
+                        assert_eq!(timeline_state(tx, &id)?, None);
+                        assert_eq!(record_megolm_index(tx, "S", index, &id)?, None);
+                        assert_eq!(record_megolm_index(tx, "S", index, &id)?, None);
+                        assert_eq!(
+                            record_megolm_index(tx, "S", index, "$other")?,
+                            Some(id.clone())
+                        );
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        store
+            .transaction(|tx| save_timeline_event(tx, &event("$t", "undecryptable")))
+            .unwrap();
+        assert_eq!(
+            timeline_state(store.conn(), "$t").unwrap().as_deref(),
+            Some("undecryptable")
+        );
+        assert_eq!(
+            undecrypted_events(store.conn(), "!r:srv", "S")
+                .unwrap()
+                .len(),
+            1
+        );
+        // Written then rolled back: the cached statements must not see it.
+        store
+            .scratch_transaction(|tx| {
+                save_timeline_event(tx, &event("$t", "decrypted"))?;
+                assert_eq!(timeline_state(tx, "$t")?.as_deref(), Some("decrypted"));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            timeline_state(store.conn(), "$t").unwrap().as_deref(),
+            Some("undecryptable")
+        );
+        store
+            .transaction(|tx| save_timeline_event(tx, &event("$t", "decrypted")))
+            .unwrap();
+        let e = timeline_event(store.conn(), "$t").unwrap().unwrap();
+        assert_eq!(e.state, "decrypted");
+        assert!(
+            undecrypted_events(store.conn(), "!r:srv", "S")
+                .unwrap()
+                .is_empty()
+        );
+        // A schema change invalidates prepared statements: the cached ones are prepared again.
+        store
+            .conn()
+            .execute_batch("CREATE INDEX timeline_by_sender ON timeline (sender);")
+            .unwrap();
+        assert_eq!(
+            timeline_state(store.conn(), "$t").unwrap().as_deref(),
+            Some("decrypted")
+        );
+        assert_eq!(
+            record_megolm_index(store.conn(), "S", 0, "$other").unwrap(),
+            Some("$e0".to_owned())
+        );
+    }
 }

@@ -84,14 +84,14 @@ pub(crate) fn room_encryption(
     tx: &rusqlite::Connection,
     room_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .query_row(
-            "SELECT encryption FROM rooms WHERE room_id = ?1",
-            params![room_id],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()?
-        .flatten())
+    Ok(super::query_row(
+        tx,
+        "SELECT encryption FROM rooms WHERE room_id = ?1",
+        params![room_id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
 }
 
 pub(crate) fn set_room_encryption(
@@ -129,7 +129,7 @@ pub(crate) fn member_ids(
     conn: &rusqlite::Connection,
     room_id: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT user_id FROM members WHERE room_id = ?1 AND membership IN ('join', 'invite') ORDER BY user_id",
     )?;
     let rows = stmt.query_map(params![room_id], |r| r.get(0))?;
@@ -182,14 +182,13 @@ impl Store {
 
     /// One room, whatever our membership.
     pub fn room(&self, room_id: &str) -> Result<Option<RoomSummary>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                &format!("{ROOM_SUMMARY_SELECT} WHERE r.room_id = ?1"),
-                params![room_id],
-                room_summary,
-            )
-            .optional()?)
+        Ok(super::query_row(
+            self.conn(),
+            &format!("{ROOM_SUMMARY_SELECT} WHERE r.room_id = ?1"),
+            params![room_id],
+            room_summary,
+        )
+        .optional()?)
     }
 
     /// The members of a room (any membership), by user id.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmarks of issue 7, side by side in one run: Tchap Secure, matrix-sdk 0.18 with its SQLite
+# stores, and the raw limits (vodozemac, SQLCipher). Writes bench/results.json, the Markdown
+# table bench/results.md and the plot bench/results.svg (see tests/src/bin/bench_report.rs).
+#
+#   tests/run-bench.sh            # everything (the first run also builds the cold-open fixture)
+#   tests/run-bench.sh --quick    # fewer fresh-process runs (cold open ×3, initial sync ×1)
+#
+# Criterion benches (receive 10,000 messages from 10 senders, send 10,000, room-key share to 50
+# devices) write to bench/criterion (CRITERION_HOME); fresh-process figures (peak RSS of the
+# receive path, cold open, initial sync of 200 rooms from the real Synapse) go to bench/raw as
+# JSON lines; the stripped library size comes from tests/size-report.sh. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests/setup.sh
+export TCHAP_SECURE_SYNAPSE_VENV="${TCHAP_SECURE_SYNAPSE_VENV:-${TCHAP_SECURE_CACHE:-$HOME/.cache/tchap-secure}/synapse-venv}"
+runs=7 sync_runs=3
+[[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+target="${CARGO_TARGET_DIR:-target}"
+rm -rf bench/criterion bench/raw
+mkdir -p bench/raw
+export CRITERION_HOME="$PWD/bench/criterion"
+
+step "criterion benches (bench profile: opt-level s as shipped, thin LTO)"
+cargo bench -p tchap-secure-tests
+
+step "peak RSS of the receive path, one fresh process per implementation"
+cargo build --quiet --profile bench -p tchap-secure-tests --bins
+for which in receive-ours receive-matrix-sdk receive-raw; do
+    "$target/release/bench_rss" "$which" | tee -a bench/raw/rss.jsonl
+done
+
+step "cold open and initial sync, fresh processes"
+"$target/release/bench_fresh" --out bench/raw --runs "$runs" --sync-runs "$sync_runs"
+
+step "size of the shipped library"
+so_size="$(tests/size-report.sh --quiet)"
+echo "$so_size bytes"
+
+step "report"
+"$target/release/bench_report" --out bench --so-size "$so_size"
+echo
+echo "bench/results.json, bench/results.md, bench/results.svg"
