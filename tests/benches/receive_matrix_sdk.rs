@@ -298,18 +298,8 @@ fn rss() {
     assert_eq!(n, MESSAGES);
     println!(
         r#"{{"scenario":"receive_10k","implementation":"matrix_sdk","peak_rss_kib":{}}}"#,
-        peak_rss_kib()
+        tchap_secure_tests::bench_setup::peak_rss_kib().expect("VmHWM in /proc/self/status")
     );
-}
-
-/// `VmHWM` of this process (KiB).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("/proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 fn main() {

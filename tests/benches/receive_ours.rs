@@ -73,15 +73,6 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
-    if std::env::var_os("DIAG").is_some() {
-        let mut group = c.benchmark_group("diag_receive_10k");
-        group.sample_size(10);
-        group.throughput(Throughput::Elements(MESSAGES as u64));
-        group.bench_function("raw_vodozemac_in_ours_process", |b| {
-            b.iter(|| assert_eq!(fixture.decrypt_raw().expect("raw"), MESSAGES))
-        });
-        group.finish();
-    }
 }
 
 /// The receive workload once, events generated 100 at a time; prints the peak RSS.
@@ -100,18 +91,8 @@ fn rss() {
     assert_eq!(n, MESSAGES);
     println!(
         r#"{{"scenario":"receive_10k","implementation":"tchap_secure","peak_rss_kib":{}}}"#,
-        peak_rss_kib()
+        tchap_secure_tests::bench_setup::peak_rss_kib().expect("VmHWM in /proc/self/status")
     );
-}
-
-/// `VmHWM` of this process (KiB).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("/proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 fn main() {

@@ -32,8 +32,9 @@
 //! loaded" means: any of the 100,000 decrypts at once, with no further set-up.
 //!
 //! It prints one JSON line: `ms` (process start → 4 done), `open_ms` (process start → 2 done),
-//! and the steps from `main`. "Process start" is the parent's `CLOCK_MONOTONIC` reading just
-//! before `spawn` (`--spawned-at-ns`); without it, times count from `main`.
+//! the steps from `main`, and `peak_rss_kib` (`VmHWM`). "Process start" is the parent's
+//! `CLOCK_MONOTONIC` reading just before `spawn` (`--spawned-at-ns`); without it, times count
+//! from `main`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -253,6 +254,7 @@ fn run(fixture: &Fixture, spawned_at: Option<u64>, probe: Option<usize>, t_main:
             "rooms": rooms.len(),
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
+            "peak_rss_kib": tchap_secure_tests::bench_setup::peak_rss_kib(),
         })
     );
     drop(entered);

@@ -43,16 +43,6 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
-/// Peak resident set size of this process, in KiB (`VmHWM`).
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 fn main() {
     let t_main = monotonic_ns();
     let args: Vec<String> = std::env::args().collect();
@@ -124,7 +114,7 @@ fn main() {
     });
     let (t_open, t_login, syncs, joined, events) = result;
     let t_synced = monotonic_ns();
-    let peak = peak_rss_kib();
+    let peak = tchap_secure_tests::bench_setup::peak_rss_kib().expect("VmHWM in /proc/self/status");
     assert!(
         joined >= rooms,
         "{joined} of {rooms} rooms after {syncs} syncs"

@@ -468,25 +468,24 @@ pub(crate) fn record_megolm_index(
     message_index: u32,
     event_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let previous: Option<String> = super::query_row(
+    // The index is almost always new: try to record it first, and read what holds it only
+    // when it was already taken (one statement instead of two on the common path).
+    let inserted = super::exec(
+        conn,
+        "INSERT INTO megolm_indices (session_id, message_index, event_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT(session_id, message_index) DO NOTHING",
+        params![session_id, message_index, event_id],
+    )?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let previous: String = super::query_row(
         conn,
         "SELECT event_id FROM megolm_indices WHERE session_id = ?1 AND message_index = ?2",
         params![session_id, message_index],
         |r| r.get(0),
-    )
-    .optional()?;
-    match previous {
-        Some(p) if p != event_id => Ok(Some(p)),
-        Some(_) => Ok(None),
-        None => {
-            super::exec(
-                conn,
-                "INSERT INTO megolm_indices (session_id, message_index, event_id) VALUES (?1, ?2, ?3)",
-                params![session_id, message_index, event_id],
-            )?;
-            Ok(None)
-        }
-    }
+    )?;
+    Ok((previous != event_id).then_some(previous))
 }
 
 // ---------------------------------------------------------------------------------------------
