@@ -481,22 +481,37 @@ impl Receiver {
         })
     }
 
-    /// Applies one sync response carrying `events` in [`ROOM`]'s timeline, in one transaction
-    /// (`sync::apply`: decryption, the sender/room/replay checks, the timeline rows, the sync
-    /// token), as `Client::finish_sync` does after the request. Returns how many messages
+    /// Applies one sync response carrying `events` in [`ROOM`]'s timeline: its body is made
+    /// with [`sync_body`], then given to [`Receiver::receive_body`]. Returns how many messages
     /// were decrypted.
     pub fn receive(&mut self, events: &[Value]) -> Result<usize, Error> {
+        let body = sync_body(self.syncs + 1, events)?;
+        self.receive_body(&body)
+    }
+
+    /// Applies the body of one `/sync` answer as `Client::finish_sync` does after the
+    /// request: decoded from the bytes, then `sync::apply` in one transaction (decryption, the
+    /// sender/room/replay checks, the timeline rows, the sync token). Returns how many
+    /// messages were decrypted.
+    pub fn receive_body(&mut self, body: &[u8]) -> Result<usize, Error> {
         self.syncs += 1;
-        let response: SyncResponse = serde_json::from_value(json!({
-            "next_batch": format!("s{}", self.syncs),
-            "rooms": { "join": { ROOM: { "timeline": { "events": events } } } },
-        }))
-        .map_err(|e| bad(e.to_string()))?;
+        let response: SyncResponse =
+            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
         let Self { store, engine, .. } = self;
         let summary =
             store.transaction(|tx| crate::client::sync::apply(tx, &response, Some(engine)))?;
         Ok(summary.messages.len())
     }
+}
+
+/// The body of the `/sync` answer number `batch` (its `next_batch` is `s{batch}`) carrying
+/// `events` in [`ROOM`]'s timeline, as the server sends it.
+pub fn sync_body(batch: usize, events: &[Value]) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&json!({
+        "next_batch": format!("s{batch}"),
+        "rooms": { "join": { ROOM: { "timeline": { "events": events } } } },
+    }))
+    .map_err(|e| bad(e.to_string()))
 }
 
 /// Encrypted messages from several senders in one room, generated once, and what a receiver
@@ -505,6 +520,8 @@ impl Receiver {
 pub struct ReceiveFixture {
     senders: Senders,
     events: Vec<Value>,
+    /// The events as the bodies of successive `/sync` answers of [`EVENTS_PER_SYNC`] events.
+    bodies: Vec<Vec<u8>>,
 }
 
 impl ReceiveFixture {
@@ -512,7 +529,16 @@ impl ReceiveFixture {
     pub fn new(senders: usize, messages: usize) -> Result<Self, Error> {
         let mut senders = Senders::new(senders)?;
         let events = senders.next_events(messages);
-        Ok(Self { senders, events })
+        let bodies = events
+            .chunks(EVENTS_PER_SYNC)
+            .enumerate()
+            .map(|(i, chunk)| sync_body(i + 1, chunk))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            senders,
+            events,
+            bodies,
+        })
     }
 
     /// The senders.
@@ -540,12 +566,14 @@ impl ReceiveFixture {
         Receiver::new(dir, vault, &self.senders)
     }
 
-    /// The full receive path: sync responses of [`EVENTS_PER_SYNC`] events, each applied in
-    /// one transaction. Returns how many messages were decrypted.
+    /// The full receive path from the bytes the server sends: sync responses of
+    /// [`EVENTS_PER_SYNC`] events, each decoded and applied in one transaction. Returns how
+    /// many messages were decrypted. A receiver takes them once (their sync tokens are then
+    /// known to it).
     pub fn receive(&self, receiver: &mut Receiver) -> Result<usize, Error> {
         let mut decrypted = 0;
-        for chunk in self.events.chunks(EVENTS_PER_SYNC) {
-            decrypted += receiver.receive(chunk)?;
+        for body in &self.bodies {
+            decrypted += receiver.receive_body(body)?;
         }
         Ok(decrypted)
     }

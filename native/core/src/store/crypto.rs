@@ -539,9 +539,9 @@ pub(crate) fn save_timeline_event(
     e: &NewTimelineEvent<'_>,
 ) -> Result<(), StoreError> {
     super::exec(conn,
-        "INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state, session_id, sender_device,
+        "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, session_id, sender_device,
                                trust, body, raw, error)
-         VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM timeline), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT(event_id) DO UPDATE SET state = excluded.state, session_id = excluded.session_id,
              sender_device = excluded.sender_device, trust = excluded.trust, body = excluded.body,
              raw = excluded.raw, error = excluded.error",

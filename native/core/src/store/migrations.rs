@@ -126,6 +126,43 @@ const MIGRATIONS: &[&str] = &[
          body       TEXT NOT NULL,
          created_ms INTEGER NOT NULL
      ) STRICT;",
+    // 3: fewer B-trees written per received message (measured in the receive benchmark, issue
+    // 7). The timeline's `seq` becomes its rowid (a new row gets max(seq) + 1 as before, without
+    // the sub-query whose open cursor made SQLite save and copy cursor keys on every insert);
+    // the index of undecryptable events only holds those; the replay record is one B-tree.
+    "CREATE TABLE timeline_v3 (
+         seq           INTEGER PRIMARY KEY,
+         event_id      TEXT NOT NULL UNIQUE,
+         room_id       TEXT NOT NULL,
+         sender        TEXT NOT NULL,
+         origin_ts     INTEGER NOT NULL,
+         state         TEXT NOT NULL,
+         session_id    TEXT,
+         sender_device TEXT,
+         trust         TEXT,
+         body          TEXT,
+         raw           TEXT,
+         error         TEXT
+     ) STRICT;
+     INSERT INTO timeline_v3 (seq, event_id, room_id, sender, origin_ts, state, session_id,
+                              sender_device, trust, body, raw, error)
+         SELECT seq, event_id, room_id, sender, origin_ts, state, session_id, sender_device,
+                trust, body, raw, error
+         FROM timeline;
+     DROP TABLE timeline;
+     ALTER TABLE timeline_v3 RENAME TO timeline;
+     CREATE INDEX timeline_by_room ON timeline (room_id, seq);
+     CREATE INDEX timeline_undecryptable ON timeline (room_id, session_id)
+         WHERE state = 'undecryptable';
+     CREATE TABLE megolm_indices_v3 (
+         session_id    TEXT NOT NULL,
+         message_index INTEGER NOT NULL,
+         event_id      TEXT NOT NULL,
+         PRIMARY KEY (session_id, message_index)
+     ) STRICT, WITHOUT ROWID;
+     INSERT INTO megolm_indices_v3 SELECT session_id, message_index, event_id FROM megolm_indices;
+     DROP TABLE megolm_indices;
+     ALTER TABLE megolm_indices_v3 RENAME TO megolm_indices;",
 ];
 
 /// The schema version this library writes.
@@ -190,7 +227,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, SCHEMA_VERSION);
         let name: String = conn
             .query_row(
                 "SELECT display_name FROM members WHERE user_id = '@a:s'",
@@ -200,6 +237,65 @@ mod tests {
             .unwrap();
         assert_eq!(name, "A");
         conn.execute("INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state) VALUES ('$e', '!r:s', 1, '@a:s', 0, 'decrypted')", []).unwrap();
+    }
+
+    #[test]
+    fn version_2_upgrades_to_version_3_keeping_the_timeline_and_replay_records() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO timeline (event_id, room_id, seq, sender, origin_ts, state, session_id, raw)
+                 VALUES ('$b', '!r:s', 2, '@a:s', 20, 'undecryptable', 'S', '{}'),
+                        ('$a', '!r:s', 1, '@a:s', 10, 'decrypted', 'S', NULL);
+             INSERT INTO megolm_indices VALUES ('S', 0, '$a');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 3);
+        let order: Vec<(i64, String, String)> = conn
+            .prepare("SELECT seq, event_id, state FROM timeline ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            order,
+            [
+                (1, "$a".into(), "decrypted".into()),
+                (2, "$b".into(), "undecryptable".into())
+            ]
+        );
+        // A new row still takes the next sequence number; event ids stay unique.
+        conn.execute("INSERT INTO timeline (event_id, room_id, sender, origin_ts, state) VALUES ('$c', '!r:s', '@a:s', 30, 'decrypted')", []).unwrap();
+        let seq: i64 = conn
+            .query_row("SELECT seq FROM timeline WHERE event_id = '$c'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(seq, 3);
+        assert!(conn.execute("INSERT INTO timeline (event_id, room_id, sender, origin_ts, state) VALUES ('$c', '!r:s', '@a:s', 30, 'decrypted')", []).is_err());
+        let replay: String = conn
+            .query_row(
+                "SELECT event_id FROM megolm_indices WHERE session_id = 'S' AND message_index = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(replay, "$a");
+        // The undecryptable events are found through the partial index.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT event_id, raw FROM timeline
+                 WHERE state = 'undecryptable' AND room_id = '!r:s' AND session_id = 'S' AND raw IS NOT NULL",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("timeline_undecryptable"), "{plan}");
     }
 
     #[test]
