@@ -91,7 +91,7 @@ fn rss() {
     assert_eq!(n, MESSAGES);
     println!(
         r#"{{"scenario":"receive_10k","implementation":"tchap_secure","peak_rss_kib":{}}}"#,
-        tchap_secure_tests::bench_setup::peak_rss_kib().expect("VmHWM in /proc/self/status")
+        tchap_secure_core::bench_internals::peak_rss_kib().expect("VmHWM in /proc/self/status")
     );
 }
 

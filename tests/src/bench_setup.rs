@@ -53,16 +53,6 @@ pub fn monotonic_ns() -> u64 {
         + u64::try_from(t.tv_nsec).unwrap_or_default()
 }
 
-/// Peak resident set size of this process in KiB (`VmHWM` of `/proc/self/status`); `None`
-/// where the kernel does not report it.
-pub fn peak_rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// The median of `values` (the mean of the middle two for an even count); NaN if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();

@@ -46,6 +46,18 @@ use crate::store::Store;
 use crate::store::crypto::{self as cdb, OutboxRow};
 use crate::store::rooms;
 
+/// Peak resident set size of this process in KiB (`VmHWM` of `/proc/self/status`); `None`
+/// where the kernel does not report it. (Here rather than in the test crate: the measuring
+/// binaries that need their parent's `SOFTHSM2_CONF` must not link the test crate's SoftHSM2
+/// module, whose start-up constructor points that variable at a fresh per-process token.)
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// The room of every fixture.
 pub const ROOM: &str = "!bench:secure.tchap.test";
 /// Our user in the receive fixtures.

@@ -322,7 +322,7 @@ fn run(fixture: &Path, secret: Secret, spawned_at: Option<u64>, probe: Option<us
             "rooms": rooms,
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
-            "peak_rss_kib": tchap_secure_tests::bench_setup::peak_rss_kib(),
+            "peak_rss_kib": tchap_secure_core::bench_internals::peak_rss_kib(),
         })
     );
     // Do not wait for background tasks (an app keeps running; the measure is taken).

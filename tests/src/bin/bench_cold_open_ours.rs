@@ -254,7 +254,7 @@ fn run(fixture: &Fixture, spawned_at: Option<u64>, probe: Option<usize>, t_main:
             "rooms": rooms.len(),
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
-            "peak_rss_kib": tchap_secure_tests::bench_setup::peak_rss_kib(),
+            "peak_rss_kib": tchap_secure_core::bench_internals::peak_rss_kib(),
         })
     );
     drop(entered);

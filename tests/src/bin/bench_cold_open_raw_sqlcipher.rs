@@ -137,7 +137,7 @@ fn main() {
             "rooms": rooms,
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
-            "peak_rss_kib": tchap_secure_tests::bench_setup::peak_rss_kib(),
+            "peak_rss_kib": tchap_secure_core::bench_internals::peak_rss_kib(),
         })
     );
 }

@@ -114,7 +114,8 @@ fn main() {
     });
     let (t_open, t_login, syncs, joined, events) = result;
     let t_synced = monotonic_ns();
-    let peak = tchap_secure_tests::bench_setup::peak_rss_kib().expect("VmHWM in /proc/self/status");
+    let peak =
+        tchap_secure_core::bench_internals::peak_rss_kib().expect("VmHWM in /proc/self/status");
     assert!(
         joined >= rooms,
         "{joined} of {rooms} rooms after {syncs} syncs"
