@@ -4,6 +4,7 @@ use tchap_secure_hsm::VaultError;
 
 use crate::api::ApiError;
 use crate::config::ConfigError;
+use crate::media::{AttachmentError, ScannerError};
 use crate::net::{TlsRejection, TransportError};
 use crate::store::StoreError;
 
@@ -26,6 +27,15 @@ pub enum Error {
     /// End-to-end encryption refused or failed.
     #[error("encryption: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// An attachment could not be encrypted, verified or decrypted (e.g. its ciphertext does
+    /// not match its SHA-256, or it is over the size limit).
+    #[error("attachment: {0}")]
+    Attachment(#[from] AttachmentError),
+    /// A received attachment could not be had through the content scanner: refused as
+    /// infected (`ScannerError::InfectedFile`), scanner unavailable, … Never followed by a
+    /// direct download.
+    #[error("content scanner: {0}")]
+    Scanner(#[from] ScannerError),
     /// The MDM pushed a new wipe command: the data directory was crypto-shredded on open.
     #[error("remote wipe executed: the local data was destroyed")]
     RemoteWipe,
@@ -71,6 +81,8 @@ impl Error {
             Self::Store(_) => "store",
             Self::Api(a) => a.code(),
             Self::Crypto(c) => c.code(),
+            Self::Attachment(a) => a.code(),
+            Self::Scanner(s) => s.code(),
             Self::RemoteWipe => "remote_wipe",
             Self::NotLoggedIn => "no_session",
             Self::AlreadyLoggedIn { .. } => "session_exists",
@@ -83,18 +95,28 @@ impl Error {
     /// The TLS rejection behind this error, if the failure is that the peer was rejected.
     pub fn tls_rejection(&self) -> Option<&TlsRejection> {
         match self {
-            Self::Api(ApiError::Transport(TransportError::Tls(r))) => Some(r),
+            Self::Api(ApiError::Transport(TransportError::Tls(r)))
+            | Self::Scanner(ScannerError::Transport(TransportError::Tls(r))) => Some(r),
             _ => None,
         }
     }
 
-    /// True for network-level failures other than a TLS rejection (refused, timeout, HTTP).
+    /// True for network-level failures other than a TLS rejection (refused, timeout, HTTP),
+    /// including a content scanner that cannot be used ([`ScannerError::is_unavailable`]).
     pub fn is_network(&self) -> bool {
-        matches!(
-            self,
+        let network = match self {
             Self::Api(
-                ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. }
-            )
-        ) && self.tls_rejection().is_none()
+                ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. },
+            ) => true,
+            Self::Scanner(s) => s.is_unavailable(),
+            _ => false,
+        };
+        network && self.tls_rejection().is_none()
+    }
+
+    /// True when the content scanner refused a received file as not clean: the caller records
+    /// a security event and shows the refusal; nothing of the file was written.
+    pub fn is_infected_file(&self) -> bool {
+        matches!(self, Self::Scanner(ScannerError::InfectedFile { .. }))
     }
 }

@@ -25,6 +25,7 @@ mod fault;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzz_api;
+pub mod media;
 pub mod net;
 #[cfg(test)]
 mod proptests;
