@@ -166,9 +166,15 @@ fn raw_measures(dir: &Path) -> Vec<Measure> {
         .collect()
 }
 
-/// One spelling per implementation: `tchap-secure` and `tchap_secure` are the same column.
+/// One spelling per implementation: `tchap-secure` and `tchap_secure` are the same column, the
+/// fresh-process name of matrix-sdk with a raw store key is criterion's `matrix_sdk_raw_key`,
+/// and the receive path's `raw` memory run (bare vodozemac then bare SQLCipher) says so.
 fn normalise(implementation: &str) -> String {
-    implementation.replace('-', "_")
+    match implementation {
+        "matrix-sdk (raw store key)" => "matrix_sdk_raw_key".into(),
+        "raw" => "raw_vodozemac_and_sqlcipher".into(),
+        other => other.replace('-', "_"),
+    }
 }
 
 fn find(ms: &[Measure], scenario: &str, implementation: &str, metric: &str) -> Option<f64> {
