@@ -32,6 +32,9 @@ if ! "$VENV/bin/python" -c "import synapse, sys; from importlib.metadata import 
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "matrix-synapse==$SYNAPSE_VERSION"
 fi
+# The content scanner's testbed (issue 8): ClamAV, nginx, matrix-content-scanner 1.0.8 in its
+# own virtualenv, the local signature database and the EICAR file.
+"$(dirname "$0")/scanner/setup-scanner.sh" | grep -v "^[A-Z_]*="
 # cargo-deny and cargo-cyclonedx (pinned, from crates.io) for the supply-chain tests.
 "$(dirname "$0")/supply-chain.sh" --tools-only
 echo "setup: ok (SoftHSM2 $(softhsm2-util --version), Synapse $SYNAPSE_VERSION in $VENV)"

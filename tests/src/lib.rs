@@ -5,6 +5,7 @@
 //! - [`tls_server`]: minimal real TLS peers on loopback (rustls TLS 1.3, OpenSSL TLS 1.2-only,
 //!   and a TCP black hole) for transport tests.
 //! - [`synapse`]: one real Synapse homeserver per test process, serving TLS itself.
+//! - [`content_scanner`]: matrix-content-scanner + ClamAV behind an nginx TLS front (issue 8).
 //! - [`softhsm`]: per-run SoftHSM2 tokens.
 //! - [`ports`]: free loopback ports.
 //!
@@ -14,6 +15,7 @@
 
 pub mod bench_setup;
 mod child;
+pub mod content_scanner;
 pub mod harness;
 pub mod hostile_proxy;
 mod http;

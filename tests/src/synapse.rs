@@ -72,14 +72,48 @@ impl std::fmt::Debug for Synapse {
     }
 }
 
+/// What differs between the testbed's Synapse instances. `Default` is the shared server's
+/// configuration ([`Synapse::shared`]).
+#[derive(Clone, Debug)]
+pub struct SynapseOptions {
+    /// Synapse's `enable_authenticated_media` (its default, `true`: media uploaded while it is
+    /// on are served only by the authenticated `/_matrix/client/v1/media/download`). `false`
+    /// for the content scanner's testbed: matrix-content-scanner 1.0.x downloads through the
+    /// legacy, unauthenticated `/_matrix/media/v3/download`.
+    pub enable_authenticated_media: bool,
+}
+
+impl Default for SynapseOptions {
+    fn default() -> Self {
+        Self {
+            enable_authenticated_media: true,
+        }
+    }
+}
+
 impl Synapse {
     /// The process's Synapse, started on first call (a few seconds; later calls return at
     /// once). If it failed to start, every call panics with the same diagnosis.
     pub fn shared() -> &'static Synapse {
         static SHARED: OnceLock<Result<Synapse, String>> = OnceLock::new();
-        match SHARED.get_or_init(start) {
+        match SHARED.get_or_init(|| start(&SynapseOptions::default())) {
             Ok(synapse) => synapse,
             Err(diagnosis) => panic!("the shared Synapse did not start: {diagnosis}"),
+        }
+    }
+
+    /// A second process-wide Synapse, separate from [`Synapse::shared`], with
+    /// `enable_authenticated_media: false` (see [`SynapseOptions`]): the homeserver behind the
+    /// content scanner's testbed (`content_scanner.rs`). Own PKI, own data directory, same
+    /// lifetime rules as the shared one; started on first call.
+    pub fn shared_legacy_media() -> &'static Synapse {
+        static LEGACY_MEDIA: OnceLock<Result<Synapse, String>> = OnceLock::new();
+        let options = SynapseOptions {
+            enable_authenticated_media: false,
+        };
+        match LEGACY_MEDIA.get_or_init(|| start(&options)) {
+            Ok(synapse) => synapse,
+            Err(diagnosis) => panic!("the legacy-media Synapse did not start: {diagnosis}"),
         }
     }
 
@@ -358,7 +392,7 @@ fn venv_path() -> PathBuf {
     Path::new(&home).join(".cache/tchap-secure/synapse-venv")
 }
 
-fn start() -> Result<Synapse, String> {
+fn start(options: &SynapseOptions) -> Result<Synapse, String> {
     let venv = venv_path();
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -367,7 +401,11 @@ fn start() -> Result<Synapse, String> {
             venv.display()
         ));
     }
-    let data_dir = crate::scratch::process_dir("synapse");
+    let data_dir = crate::scratch::process_dir(if options.enable_authenticated_media {
+        "synapse"
+    } else {
+        "synapse-legacy-media"
+    });
     let pki = Pki::generate();
     write(&data_dir.join("tls.crt"), &pki.server.chain_pem);
     crate::harness::write_private(&data_dir.join("tls.key"), &pki.server.key_pem);
@@ -384,7 +422,7 @@ fn start() -> Result<Synapse, String> {
         // JSON is YAML: no hand-rolled YAML quoting.
         write(
             &config_path,
-            &serde_json::to_string_pretty(&homeserver_config(&data_dir, port, &secret))
+            &serde_json::to_string_pretty(&homeserver_config(&data_dir, port, &secret, options))
                 .expect("homeserver config JSON"),
         );
         if attempt == 0 {
@@ -492,7 +530,12 @@ fn unlimited() -> Value {
     json!({"per_second": 10_000, "burst_count": 100_000})
 }
 
-fn homeserver_config(data_dir: &Path, port: u16, registration_shared_secret: &str) -> Value {
+fn homeserver_config(
+    data_dir: &Path,
+    port: u16,
+    registration_shared_secret: &str,
+    options: &SynapseOptions,
+) -> Value {
     let path = |name: &str| data_dir.join(name).display().to_string();
     json!({
         "server_name": SERVER_NAME,
@@ -511,6 +554,7 @@ fn homeserver_config(data_dir: &Path, port: u16, registration_shared_secret: &st
         "database": {"name": "sqlite3", "args": {"database": path("homeserver.db")}},
         "log_config": path("log.config"),
         "media_store_path": path("media_store"),
+        "enable_authenticated_media": options.enable_authenticated_media,
         "signing_key_path": path("signing.key"),
         "enable_registration": false,
         "registration_shared_secret": registration_shared_secret,

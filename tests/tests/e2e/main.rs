@@ -10,6 +10,7 @@ mod hostile_server;
 mod log_redaction;
 mod messaging;
 mod rotation;
+mod scanner_testbed;
 mod session;
 mod support;
 mod transport;
