@@ -45,13 +45,8 @@ pub const COLD_OPEN_FIXTURE_VERSION: &str = "cold-open-v2";
 /// Megolm messages the peer sends in each room of the initial-sync account.
 pub const MESSAGES_PER_ROOM: usize = 3;
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the machine, so a
-/// parent's reading before `spawn` and a child's reading when ready can be subtracted.
-pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
-        + u64::try_from(t.tv_nsec).unwrap_or_default()
-}
+/// `CLOCK_MONOTONIC` in nanoseconds, as the measuring binaries read it.
+pub use tchap_secure_core::bench_internals::monotonic_ns;
 
 /// The median of `values` (the mean of the middle two for an even count); NaN if empty.
 pub fn median(values: &[f64]) -> f64 {

@@ -46,6 +46,19 @@ use crate::store::Store;
 use crate::store::crypto::{self as cdb, OutboxRow};
 use crate::store::rooms;
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the machine, so a
+/// parent's reading before `spawn` and a child's reading when ready can be subtracted.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
+        + u64::try_from(t.tv_nsec).unwrap_or_default()
+}
+
+/// Milliseconds from one [`monotonic_ns`] reading to a later one (0 if `to` is earlier).
+pub fn elapsed_ms(from: u64, to: u64) -> f64 {
+    to.saturating_sub(from) as f64 / 1e6
+}
+
 /// Peak resident set size of this process in KiB (`VmHWM` of `/proc/self/status`); `None`
 /// where the kernel does not report it. (Here rather than in the test crate: the measuring
 /// binaries that need their parent's `SOFTHSM2_CONF` must not link the test crate's SoftHSM2

@@ -40,6 +40,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use tchap_secure_core::bench_internals::{elapsed_ms, monotonic_ns, peak_rss_kib};
 
 use serde_json::{Value, json};
 use tchap_secure_core::bench_fixtures::{self, ColdOpenOutput, ColdOpenSpec, Probe};
@@ -48,17 +49,6 @@ use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes, Vault, VaultBindi
 use zeroize::Zeroizing;
 
 tchap_secure_memory::install_zeroizing_allocator!();
-
-/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the machine.
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
-        + u64::try_from(t.tv_nsec).unwrap_or_default()
-}
-
-fn ms(from: u64, to: u64) -> f64 {
-    to.saturating_sub(from) as f64 / 1e6
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -241,20 +231,20 @@ fn run(fixture: &Fixture, spawned_at: Option<u64>, probe: Option<usize>, t_main:
         json!({
             "scenario": "cold_open",
             "implementation": "tchap-secure",
-            "ms": ms(start, t_ready),
-            "open_ms": ms(start, t_open),
+            "ms": elapsed_ms(start, t_ready),
+            "open_ms": elapsed_ms(start, t_open),
             "from": if spawned_at.is_some() { "spawn" } else { "main" },
-            "spawn_to_main_ms": spawned_at.map(|s| ms(s, t_main)),
-            "inputs_ms": ms(t_main, t_inputs),
-            "token_ms": ms(t_inputs, t_token),
-            "runtime_ms": ms(t_token, t_runtime),
-            "client_open_ms": ms(t_runtime, t_open),
-            "rooms_ms": ms(t_open, t_rooms),
-            "first_decrypt_ms": ms(t_rooms, t_ready),
+            "spawn_to_main_ms": spawned_at.map(|s| elapsed_ms(s, t_main)),
+            "inputs_ms": elapsed_ms(t_main, t_inputs),
+            "token_ms": elapsed_ms(t_inputs, t_token),
+            "runtime_ms": elapsed_ms(t_token, t_runtime),
+            "client_open_ms": elapsed_ms(t_runtime, t_open),
+            "rooms_ms": elapsed_ms(t_open, t_rooms),
+            "first_decrypt_ms": elapsed_ms(t_rooms, t_ready),
             "rooms": rooms.len(),
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
-            "peak_rss_kib": tchap_secure_core::bench_internals::peak_rss_kib(),
+            "peak_rss_kib": peak_rss_kib(),
         })
     );
     drop(entered);

@@ -12,20 +12,11 @@
 //! like `bench_cold_open_ours` (`open_ms`: the database opened and its first page decrypted).
 
 use std::path::{Path, PathBuf};
+use tchap_secure_core::bench_internals::{elapsed_ms, monotonic_ns, peak_rss_kib};
 
 use serde_json::{Value, json};
 use vodozemac::megolm::{InboundGroupSession, InboundGroupSessionPickle, MegolmMessage};
 use zeroize::Zeroizing;
-
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
-        + u64::try_from(t.tv_nsec).unwrap_or_default()
-}
-
-fn ms(from: u64, to: u64) -> f64 {
-    to.saturating_sub(from) as f64 / 1e6
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -126,18 +117,18 @@ fn main() {
         json!({
             "scenario": "cold_open",
             "implementation": "raw-sqlcipher",
-            "ms": ms(start, t_ready),
-            "open_ms": ms(start, t_open),
+            "ms": elapsed_ms(start, t_ready),
+            "open_ms": elapsed_ms(start, t_open),
             "from": if spawned_at.is_some() { "spawn" } else { "main" },
-            "spawn_to_main_ms": spawned_at.map(|s| ms(s, t_main)),
-            "inputs_ms": ms(t_main, t_inputs),
-            "database_open_ms": ms(t_inputs, t_open),
-            "rooms_ms": ms(t_open, t_rooms),
-            "first_decrypt_ms": ms(t_rooms, t_ready),
+            "spawn_to_main_ms": spawned_at.map(|s| elapsed_ms(s, t_main)),
+            "inputs_ms": elapsed_ms(t_main, t_inputs),
+            "database_open_ms": elapsed_ms(t_inputs, t_open),
+            "rooms_ms": elapsed_ms(t_open, t_rooms),
+            "first_decrypt_ms": elapsed_ms(t_rooms, t_ready),
             "rooms": rooms,
             "inbound_sessions": manifest["inbound_sessions"],
             "probe": index,
-            "peak_rss_kib": tchap_secure_core::bench_internals::peak_rss_kib(),
+            "peak_rss_kib": peak_rss_kib(),
         })
     );
 }

@@ -18,6 +18,7 @@
 //! `peak_rss_kib` from `VmHWM`).
 
 use std::path::{Path, PathBuf};
+use tchap_secure_core::bench_internals::{elapsed_ms, monotonic_ns, peak_rss_kib};
 
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
@@ -27,16 +28,6 @@ use zeroize::Zeroizing;
 
 /// Syncs allowed before the rooms must all be there.
 const MAX_SYNCS: usize = 20;
-
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
-        + u64::try_from(t.tv_nsec).unwrap_or_default()
-}
-
-fn ms(from: u64, to: u64) -> f64 {
-    to.saturating_sub(from) as f64 / 1e6
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -114,8 +105,7 @@ fn main() {
     });
     let (t_open, t_login, syncs, joined, events) = result;
     let t_synced = monotonic_ns();
-    let peak =
-        tchap_secure_core::bench_internals::peak_rss_kib().expect("VmHWM in /proc/self/status");
+    let peak = peak_rss_kib().expect("VmHWM in /proc/self/status");
     assert!(
         joined >= rooms,
         "{joined} of {rooms} rooms after {syncs} syncs"
@@ -125,12 +115,12 @@ fn main() {
         json!({
             "scenario": format!("initial_sync_{rooms}_rooms"),
             "implementation": "matrix-sdk",
-            "ms": ms(t_inputs, t_synced),
+            "ms": elapsed_ms(t_inputs, t_synced),
             "peak_rss_kib": peak,
-            "open_ms": ms(t_inputs, t_open),
-            "login_ms": ms(t_open, t_login),
-            "sync_ms": ms(t_login, t_synced),
-            "inputs_ms": ms(t_main, t_inputs),
+            "open_ms": elapsed_ms(t_inputs, t_open),
+            "login_ms": elapsed_ms(t_open, t_login),
+            "sync_ms": elapsed_ms(t_login, t_synced),
+            "inputs_ms": elapsed_ms(t_main, t_inputs),
             "syncs": syncs,
             "rooms": joined,
             "timeline_events": events,

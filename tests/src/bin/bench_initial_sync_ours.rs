@@ -22,6 +22,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tchap_secure_core::bench_internals::{elapsed_ms, monotonic_ns, peak_rss_kib};
 
 use serde_json::{Value, json};
 use tchap_secure_core::{Client, Config};
@@ -32,16 +33,6 @@ tchap_secure_memory::install_zeroizing_allocator!();
 
 /// Syncs allowed before the rooms must all be there.
 const MAX_SYNCS: usize = 20;
-
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or_default() * 1_000_000_000
-        + u64::try_from(t.tv_nsec).unwrap_or_default()
-}
-
-fn ms(from: u64, to: u64) -> f64 {
-    to.saturating_sub(from) as f64 / 1e6
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -109,8 +100,7 @@ fn main() {
         }
     });
     let t_synced = monotonic_ns();
-    let peak =
-        tchap_secure_core::bench_internals::peak_rss_kib().expect("VmHWM in /proc/self/status");
+    let peak = peak_rss_kib().expect("VmHWM in /proc/self/status");
     assert!(
         stored >= rooms,
         "{stored} of {rooms} rooms after {syncs} syncs"
@@ -134,13 +124,13 @@ fn main() {
         json!({
             "scenario": format!("initial_sync_{rooms}_rooms"),
             "implementation": "tchap-secure",
-            "ms": ms(t_inputs, t_synced),
+            "ms": elapsed_ms(t_inputs, t_synced),
             "peak_rss_kib": peak,
-            "token_and_runtime_ms": ms(t_inputs, t_token),
-            "open_ms": ms(t_token, t_open),
-            "login_ms": ms(t_open, t_login),
-            "sync_ms": ms(t_login, t_synced),
-            "inputs_ms": ms(t_main, t_inputs),
+            "token_and_runtime_ms": elapsed_ms(t_inputs, t_token),
+            "open_ms": elapsed_ms(t_token, t_open),
+            "login_ms": elapsed_ms(t_open, t_login),
+            "sync_ms": elapsed_ms(t_login, t_synced),
+            "inputs_ms": elapsed_ms(t_main, t_inputs),
             "syncs": syncs,
             "rooms": stored,
             "timeline_events": events,
