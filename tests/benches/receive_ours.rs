@@ -19,34 +19,16 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use tchap_secure_core::bench_internals::{EVENTS_PER_SYNC, ReceiveFixture, Receiver, Senders};
-use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes, Vault, VaultBinding};
-use tchap_secure_tests::softhsm::SoftHsmToken;
+use tchap_secure_tests::bench_setup::bench_vault;
 
 tchap_secure_memory::install_zeroizing_allocator!();
 
 const SENDERS: usize = 10;
 const MESSAGES: usize = 10_000;
 
-/// A vault on the process-wide SoftHSM2 token, in `dir`.
-fn vault(dir: &std::path::Path) -> Vault {
-    let token = SoftHsmToken::process_wide();
-    let backend = Pkcs11Vault::open(
-        &Pkcs11Config {
-            module: token.module.clone(),
-            token_label: token.label.clone(),
-        },
-        &SecretBytes::from(token.user_pin.as_bytes()),
-    )
-    .expect("open the token");
-    let binding = VaultBinding {
-        server_name: "secure.tchap.test".into(),
-    };
-    Vault::create(dir, &backend, &binding).expect("vault")
-}
-
 fn bench(c: &mut Criterion) {
     let work = tempfile::tempdir().expect("temp dir");
-    let vault = vault(work.path());
+    let vault = bench_vault(work.path());
     let fixture = ReceiveFixture::new(SENDERS, MESSAGES).expect("fixture");
     let mut counter = 0u64;
     let mut receiver = || {
@@ -78,7 +60,7 @@ fn bench(c: &mut Criterion) {
 /// The receive workload once, events generated 100 at a time; prints the peak RSS.
 fn rss() {
     let work = tempfile::tempdir().expect("temp dir");
-    let vault = vault(work.path());
+    let vault = bench_vault(work.path());
     let dir = work.path().join("receiver");
     std::fs::create_dir_all(&dir).expect("dir");
     let mut senders = Senders::new(SENDERS).expect("senders");

@@ -25,8 +25,7 @@ use tchap_secure_core::bench_internals::{
     KeyShareFixture, PeerDevice, SendFixture, keys_claim_answer, keys_query_answer, message_body,
     peer_devices,
 };
-use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes, Vault, VaultBinding};
-use tchap_secure_tests::softhsm::SoftHsmToken;
+use tchap_secure_tests::bench_setup::bench_vault;
 
 tchap_secure_memory::install_zeroizing_allocator!();
 
@@ -34,26 +33,9 @@ const MESSAGES: usize = 10_000;
 const USERS: usize = 10;
 const DEVICES_PER_USER: usize = 5;
 
-/// A vault on the process-wide SoftHSM2 token, in `dir`.
-fn vault(dir: &std::path::Path) -> Vault {
-    let token = SoftHsmToken::process_wide();
-    let backend = Pkcs11Vault::open(
-        &Pkcs11Config {
-            module: token.module.clone(),
-            token_label: token.label.clone(),
-        },
-        &SecretBytes::from(token.user_pin.as_bytes()),
-    )
-    .expect("open the token");
-    let binding = VaultBinding {
-        server_name: "secure.tchap.test".into(),
-    };
-    Vault::create(dir, &backend, &binding).expect("vault")
-}
-
 fn bench(c: &mut Criterion) {
     let work = tempfile::tempdir().expect("temp dir");
-    let vault = vault(work.path());
+    let vault = bench_vault(work.path());
     let bodies: Vec<String> = (0..MESSAGES).map(message_body).collect();
     let mut counter = 0u64;
     let mut fresh_dir = |prefix: &str| {

@@ -48,6 +48,25 @@ pub const MESSAGES_PER_ROOM: usize = 3;
 /// `CLOCK_MONOTONIC` in nanoseconds, as the measuring binaries read it.
 pub use tchap_secure_core::bench_internals::monotonic_ns;
 
+/// A vault in `dir` whose KEK is on the process-wide SoftHSM2 token (the in-process benches of
+/// our receive and send paths).
+pub fn bench_vault(dir: &Path) -> tchap_secure_hsm::Vault {
+    use tchap_secure_hsm::{Pkcs11Config, Pkcs11Vault, SecretBytes, Vault, VaultBinding};
+    let token = crate::softhsm::SoftHsmToken::process_wide();
+    let backend = Pkcs11Vault::open(
+        &Pkcs11Config {
+            module: token.module.clone(),
+            token_label: token.label.clone(),
+        },
+        &SecretBytes::from(token.user_pin.as_bytes()),
+    )
+    .expect("open the token");
+    let binding = VaultBinding {
+        server_name: "secure.tchap.test".into(),
+    };
+    Vault::create(dir, &backend, &binding).expect("vault")
+}
+
 /// The median of `values` (the mean of the middle two for an even count); NaN if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
