@@ -4,7 +4,8 @@
 # table bench/results.md and the plot bench/results.svg (see tests/src/bin/bench_report.rs).
 #
 #   tests/run-bench.sh            # everything (the first run also builds the cold-open fixture)
-#   tests/run-bench.sh --quick    # fewer fresh-process runs (cold open ×3, initial sync ×1)
+#   tests/run-bench.sh --quick    # fewer fresh-process runs (cold open ×3, initial sync ×1;
+#                                 # default ×51 and ×11)
 #
 # Criterion benches (receive 10,000 messages from 10 senders, send 10,000, room-key share to 50
 # devices) write to bench/criterion (CRITERION_HOME); fresh-process figures (peak RSS of the
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 export TCHAP_SECURE_SYNAPSE_VENV="${TCHAP_SECURE_SYNAPSE_VENV:-${TCHAP_SECURE_CACHE:-$HOME/.cache/tchap-secure}/synapse-venv}"
-runs=7 sync_runs=3
+runs=51 sync_runs=11
 [[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 target="${CARGO_TARGET_DIR:-target}"
@@ -23,7 +24,10 @@ mkdir -p bench/raw
 export CRITERION_HOME="$PWD/bench/criterion"
 
 step "criterion benches (bench profile: opt-level s as shipped, thin LTO)"
-cargo bench -p tchap-secure-tests
+# The fresh-process benches (`--bench cold_open`, `--bench initial_sync`) measure what
+# bench_fresh measures below; they are for a developer's focused runs and are not repeated here.
+cargo bench -p tchap-secure-tests --bench receive --bench receive_ours --bench receive_matrix_sdk \
+    --bench send --bench send_ours --bench send_matrix_sdk
 
 step "peak RSS of the receive path, one fresh process per implementation"
 cargo build --quiet --profile bench -p tchap-secure-tests --bins

@@ -317,6 +317,22 @@ impl ContentScanner {
         std::fs::read_to_string(self.nginx_dir().join("access.log")).unwrap_or_default()
     }
 
+    /// nginx's access log once `ready(log)` holds, waiting up to 5 s: nginx writes a request's
+    /// line after it has sent the response, so a client that has just read its response may be
+    /// ahead of the log. A check that some request did *not* happen (no plain download) must
+    /// first wait for the line of the last request the test made, or it could pass on a log
+    /// that is merely late. Returns the log as it is after the wait, ready or not.
+    pub fn nginx_access_log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.nginx_access_log();
+            if ready(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// nginx's error log (e.g. `connect() failed (111: Connection refused)` with the scanner
     /// stopped).
     pub fn nginx_error_log(&self) -> String {

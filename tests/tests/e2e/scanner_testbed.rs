@@ -125,6 +125,14 @@ fn request_paths(access_log: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many `download_encrypted` requests nginx's access log records.
+fn proxied_downloads(access_log: &str) -> usize {
+    request_paths(access_log)
+        .iter()
+        .filter(|p| *p == &format!("{MEDIA_PROXY}/download_encrypted"))
+        .count()
+}
+
 /// No client request reached a plain (unscanned) media download: neither the legacy
 /// `/_matrix/media/{v3,r0,…}/download/…` nor the authenticated
 /// `/_matrix/client/v1/media/download/…`.
@@ -229,7 +237,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
     );
 
     // nginx saw the client's requests (the log is live), and no plain media download.
-    let access_log = scanner.nginx_access_log();
+    let access_log = scanner.nginx_access_log_when(|log| proxied_downloads(log) >= 2);
     let paths = request_paths(&access_log);
     assert_eq!(
         paths
@@ -239,14 +247,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
         2,
         "{access_log}"
     );
-    assert_eq!(
-        paths
-            .iter()
-            .filter(|p| *p == &format!("{MEDIA_PROXY}/download_encrypted"))
-            .count(),
-        2,
-        "{access_log}"
-    );
+    assert_eq!(proxied_downloads(&access_log), 2, "{access_log}");
     assert_no_plain_download(&access_log);
 
     // Scanner stopped: nginx's own 502 page (text/html), not the scanner's JSON 502
@@ -281,7 +282,8 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
         response.body == clean.ciphertext,
         "after rotation: wrong body"
     );
-    assert_no_plain_download(&scanner.nginx_access_log());
+    // Four downloads asked of the front: clean, EICAR, scanner stopped, after rotation.
+    assert_no_plain_download(&scanner.nginx_access_log_when(|log| proxied_downloads(log) >= 4));
 
     eprintln!(
         "scanner testbed: scanner + nginx up in {started:?}; clean download {clean_time:?}, \
