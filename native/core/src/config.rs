@@ -45,7 +45,16 @@ pub const KNOWN_KEYS: &[&str] = &[
     "strongbox_required",
     "unlocked_device_required",
     "wipe_command_nonce",
+    "max_attachment_bytes",
 ];
+
+/// Attachment size cap when the configuration sets none (`max_attachment_bytes`): 100 MiB.
+/// The server's `m.upload.size` lowers it further at upload time.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Largest `max_attachment_bytes` accepted: what an Android `integer` managed-configuration
+/// restriction can hold (`i32::MAX`, 2 GiB − 1).
+pub const MAX_ATTACHMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
 
 /// A SHA-256 digest of a DER `SubjectPublicKeyInfo`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +99,7 @@ pub struct Config {
     strongbox_required: bool,
     unlocked_device_required: bool,
     wipe_command_nonce: Option<String>,
+    max_attachment_bytes: u64,
 }
 
 /// Why a configuration was refused. Every variant names the offending key.
@@ -217,6 +227,24 @@ impl Config {
                 }
             })
             .transpose()?;
+        let max_attachment_bytes = match map.get("max_attachment_bytes") {
+            None => DEFAULT_MAX_ATTACHMENT_BYTES,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (1..=MAX_ATTACHMENT_BYTES_LIMIT).contains(&v) => v,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "max_attachment_bytes",
+                        reason: format!("an integer from 1 to {MAX_ATTACHMENT_BYTES_LIMIT}"),
+                    });
+                }
+            },
+            Some(_) => {
+                return Err(ConfigError::WrongType {
+                    key: "max_attachment_bytes",
+                    expected: "an integer",
+                });
+            }
+        };
         Ok(Self {
             homeserver_url,
             server_name,
@@ -228,6 +256,7 @@ impl Config {
             unlocked_device_required: optional_bool(map, "unlocked_device_required")?
                 .unwrap_or(false),
             wipe_command_nonce,
+            max_attachment_bytes,
         })
     }
 
@@ -275,6 +304,12 @@ impl Config {
     /// start, the data directory is crypto-shredded (see `Client::open`).
     pub fn wipe_command_nonce(&self) -> Option<&str> {
         self.wipe_command_nonce.as_deref()
+    }
+
+    /// The largest attachment sent or received, in bytes (plaintext when sending, ciphertext
+    /// when receiving: the same length in AES-CTR).
+    pub fn max_attachment_bytes(&self) -> u64 {
+        self.max_attachment_bytes
     }
 }
 
@@ -474,6 +509,45 @@ mod tests {
         let c = parse(&v).unwrap();
         assert_eq!(c.trust_anchors().len(), 2);
         assert_eq!(c.pins_expire_at().unwrap().year(), 2030);
+    }
+
+    #[test]
+    fn attachment_cap_defaults_and_is_bounded() {
+        assert_eq!(
+            parse(&good()).unwrap().max_attachment_bytes(),
+            DEFAULT_MAX_ATTACHMENT_BYTES
+        );
+        for ok in [1, 10_485_760, MAX_ATTACHMENT_BYTES_LIMIT] {
+            let mut v = good();
+            v["max_attachment_bytes"] = json!(ok);
+            assert_eq!(parse(&v).unwrap().max_attachment_bytes(), ok);
+        }
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(MAX_ATTACHMENT_BYTES_LIMIT + 1),
+            json!(1.5),
+        ] {
+            let mut v = good();
+            v["max_attachment_bytes"] = bad.clone();
+            assert_eq!(
+                parse(&v).unwrap_err(),
+                ConfigError::Invalid {
+                    key: "max_attachment_bytes",
+                    reason: format!("an integer from 1 to {MAX_ATTACHMENT_BYTES_LIMIT}"),
+                },
+                "{bad}"
+            );
+        }
+        let mut v = good();
+        v["max_attachment_bytes"] = json!("100MB");
+        assert_eq!(
+            parse(&v).unwrap_err(),
+            ConfigError::WrongType {
+                key: "max_attachment_bytes",
+                expected: "an integer"
+            }
+        );
     }
 
     #[test]

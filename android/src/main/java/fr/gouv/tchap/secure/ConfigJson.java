@@ -30,10 +30,16 @@ import java.util.TreeMap;
  *       array (empty items dropped, each item trimmed).
  *   <li>{@link Boolean} → {@code true}/{@code false}.
  *   <li>{@code String[]} or a {@link Collection} of Strings → JSON array of strings.
- *   <li>{@link Integer}, {@link Long} → JSON number (no configuration key takes one today: the
- *       validator refuses it, which is the point).
+ *   <li>{@link Integer}, {@link Long} → JSON number: {@code max_attachment_bytes} (an Android
+ *       {@code integer} restriction, delivered as an Integer). Absent, the key is omitted and the
+ *       validator's default applies (100 MiB); its range (1 to {@link Integer#MAX_VALUE}) is
+ *       checked by the validator, not here.
  *   <li>anything else → {@link IllegalArgumentException}.
  * </ul>
+ *
+ * No value is converted from one type to another: a String under a bool or integer key stays
+ * a JSON string (and the validator refuses it with a wrong-type error), a number under a string
+ * key stays a number.
  *
  * Keys are written in sorted order, so the same map always gives the same bytes.
  */

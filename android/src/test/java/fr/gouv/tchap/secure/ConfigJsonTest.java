@@ -2,6 +2,7 @@ package fr.gouv.tchap.secure;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -100,6 +101,49 @@ public class ConfigJsonTest {
         }
     }
 
+    /** The attachment cap, the one integer restriction: Integer → JSON number, absent → omitted. */
+    @Test
+    public void mapsTheAttachmentCap() throws Exception {
+        assertEquals("{\"max_attachment_bytes\":10485760}",
+                ConfigJson.toJson(map("max_attachment_bytes", 10_485_760)));
+        assertEquals("{\"max_attachment_bytes\":2147483647}",
+                ConfigJson.toJson(map("max_attachment_bytes", Integer.MAX_VALUE)));
+        // Sorted among the other keys, like every key.
+        assertEquals("{\"flag\":true,\"max_attachment_bytes\":1,\"server_name\":\"s\"}",
+                ConfigJson.toJson(map("server_name", "s", "max_attachment_bytes", 1,
+                        "flag", Boolean.TRUE)));
+        // Absent or null: omitted, so the validator's default (100 MiB) applies.
+        Map<String, Object> absent = mdmRestrictions();
+        assertFalse(ConfigJson.toJson(absent).contains("max_attachment_bytes"));
+        assertEquals("{\"server_name\":\"s\"}",
+                ConfigJson.toJson(map("server_name", "s", "max_attachment_bytes", null)));
+        // A wrong Java type is not converted: a String stays a JSON string (the validator
+        // refuses it, see below), a Double is refused here.
+        assertEquals("{\"max_attachment_bytes\":\"104857600\"}",
+                ConfigJson.toJson(map("max_attachment_bytes", "104857600")));
+        try {
+            ConfigJson.toJson(map("max_attachment_bytes", 1.5e6));
+            fail("a Double was accepted");
+        } catch (IllegalArgumentException expected) {
+            // only String, Boolean, Integer/Long, String arrays
+        }
+    }
+
+    @Test
+    public void theNativeValidatorTakesTheAttachmentCapInItsRange() throws Exception {
+        for (int ok : new int[] {1, 10_485_760, 104_857_600, Integer.MAX_VALUE}) {
+            Map<String, Object> values = mdmRestrictions();
+            values.put("max_attachment_bytes", ok);
+            SecureClient.checkConfig(ConfigJson.fromMap(values));
+        }
+        for (Object bad : new Object[] {0, -1, Integer.MIN_VALUE, 2_147_483_648L,
+                "104857600", Boolean.TRUE}) {
+            Map<String, Object> values = mdmRestrictions();
+            values.put("max_attachment_bytes", bad);
+            assertRefused(values);
+        }
+    }
+
     @Test
     public void mdmDocumentPassesTheNativeValidator() throws Exception {
         SecureClient.checkConfig(ConfigJson.fromMap(mdmRestrictions()));
@@ -126,6 +170,14 @@ public class ConfigJsonTest {
         Map<String, Object> boolAsString = mdmRestrictions();
         boolAsString.put("strongbox_required", "true");
         assertRefused(boolAsString);
+
+        Map<String, Object> integerAsString = mdmRestrictions();
+        integerAsString.put("max_attachment_bytes", "104857600");
+        assertRefused(integerAsString);
+
+        Map<String, Object> integerOutOfRange = mdmRestrictions();
+        integerOutOfRange.put("max_attachment_bytes", 0);
+        assertRefused(integerOutOfRange);
     }
 
     private static void assertRefused(Map<String, Object> values) {

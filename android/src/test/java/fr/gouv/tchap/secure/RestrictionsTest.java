@@ -87,16 +87,17 @@ public class RestrictionsTest {
     public void typesTitlesAndDescriptions() throws Exception {
         Map<String, String> english = strings("src/main/res/values/strings.xml");
         Map<String, String> french = strings("src/main/res/values-fr/strings.xml");
-        Set<String> bools = new HashSet<>();
-        bools.add("strongbox_required");
-        bools.add("unlocked_device_required");
+        // Every key not listed here is a string.
+        Map<String, String> types = new HashMap<>();
+        types.put("strongbox_required", "bool");
+        types.put("unlocked_device_required", "bool");
+        types.put("max_attachment_bytes", "integer");
         for (Map.Entry<String, Element> r : restrictions().entrySet()) {
             String key = r.getKey();
             Element e = r.getValue();
             String type = e.getAttributeNS(ANDROID_NS, "restrictionType");
-            assertEquals("restrictionType of " + key, bools.contains(key) ? "bool" : "string",
-                    type);
-            if (bools.contains(key)) {
+            assertEquals("restrictionType of " + key, types.getOrDefault(key, "string"), type);
+            if ("bool".equals(type)) {
                 assertEquals("bool restrictions default to false: " + key, "false",
                         e.getAttributeNS(ANDROID_NS, "defaultValue"));
             }
@@ -112,5 +113,24 @@ public class RestrictionsTest {
             }
         }
         assertEquals("same strings in both languages", english.keySet(), french.keySet());
+    }
+
+    /**
+     * {@code max_attachment_bytes} is an Android {@code integer} restriction (32-bit, as the
+     * validator's range) whose default shown in the MDM console is the validator's own default
+     * when the key is absent (native {@code DEFAULT_MAX_ATTACHMENT_BYTES}, 100 MiB), and the
+     * validator accepts that default as a JSON number.
+     */
+    @Test
+    public void attachmentCapIsAnIntegerWithTheValidatorsDefault() throws Exception {
+        Element e = restrictions().get("max_attachment_bytes");
+        assertNotNull("max_attachment_bytes is in app_restrictions.xml", e);
+        assertEquals("integer", e.getAttributeNS(ANDROID_NS, "restrictionType"));
+        String defaultValue = e.getAttributeNS(ANDROID_NS, "defaultValue");
+        assertEquals("default of max_attachment_bytes", String.valueOf(100 * 1024 * 1024),
+                defaultValue);
+        Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
+        values.put("max_attachment_bytes", Integer.valueOf(defaultValue));
+        SecureClient.checkConfig(ConfigJson.fromMap(values));
     }
 }

@@ -41,8 +41,10 @@ public final class ManagedConfig {
     private ManagedConfig() {}
 
     /**
-     * The application restrictions the MDM pushed, as a map (String, Boolean, String[] values
-     * as in the Bundle). Empty if none were pushed (the validator then reports the missing
+     * The application restrictions the MDM pushed, as a map (String, Boolean, Integer,
+     * String[] values as in the Bundle: an {@code integer} restriction such as
+     * {@code max_attachment_bytes} is an Integer, written as a JSON number by
+     * {@link ConfigJson}). Empty if none were pushed (the validator then reports the missing
      * keys). Never includes defaults: {@code RestrictionsManager} returns only what the MDM set.
      */
     @SuppressWarnings("deprecation") // Bundle.get(String): the only untyped getter.
