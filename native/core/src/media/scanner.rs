@@ -54,7 +54,7 @@
 //! protocol code above.
 
 use std::fmt;
-use std::io::{self, Cursor, Read, Seek, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ use vodozemac::pk_encryption::PkEncryption;
 use zeroize::Zeroizing;
 
 use super::AttachmentError;
-use super::attachment::verify_ciphertext;
+use super::attachment::{BUFFER_LEN, verify_ciphertext};
 use super::encrypted_file::{EncryptedFile, ValidatedFile};
 use crate::net::{Request, Transport, TransportError};
 
@@ -589,9 +589,9 @@ impl<B: AsRef<[u8]>> fmt::Debug for ScanOutcome<B> {
 
 /// Classifies an answer to `download_encrypted` (the table in the module docs).
 ///
-/// `content_type` is the response's `Content-Type` if the transport exposes it (it does not
-/// yet: pass `None`, and a body that does not parse as JSON counts as non-JSON). Only the
-/// `reason` code and a known `info` are kept from an error body.
+/// `content_type` is the response's `Content-Type`, if any (without one, a body that does not
+/// parse as JSON counts as non-JSON). Only the `reason` code and a known `info` are kept from
+/// an error body.
 pub fn classify_response<B: AsRef<[u8]>>(
     status: u16,
     content_type: Option<&str>,
@@ -720,36 +720,64 @@ pub fn decrypt_scanned<R: Read + Seek, W: Write>(
 /// (`InfectedFile`, `Unavailable`, …) and nothing is written. There is no fallback to the
 /// plain media API, ever.
 ///
-/// The ciphertext is buffered whole (the transport reads bodies into memory): peak memory is
-/// the ciphertext size, capped at `max_bytes` (more is [`AttachmentError::TooLarge`]), plus
-/// one 64 KiB buffer. A streaming transport will replace the buffer by a seekable temp file
-/// passed to [`decrypt_scanned`]; nothing else changes.
-pub async fn download_through_scanner<W: Write>(
+/// The clean answer (the ciphertext, at most `max_bytes`) is streamed into `spool`, an empty
+/// seekable store the caller provides (the client uses an unnamed temp file in its data
+/// directory; it only ever holds ciphertext), then hashed and decrypted from there: memory
+/// stays at a network chunk plus one 64 KiB buffer whatever the file's size. Error answers are
+/// read whole (they are small, and capped by the same limit).
+pub async fn download_through_scanner<S, W>(
     transport: &Transport,
     keys: &ScannerKeyCache,
     file: &ValidatedFile,
     max_bytes: u64,
+    spool: &mut S,
     sink: W,
-) -> Result<u64, ScannerError> {
+) -> Result<u64, ScannerError>
+where
+    S: Read + Write + Seek,
+    W: Write,
+{
+    let too_large = |e| match e {
+        TransportError::BodyTooLarge { .. } => {
+            ScannerError::Attachment(AttachmentError::TooLarge { limit: max_bytes })
+        }
+        other => ScannerError::Transport(other),
+    };
     let mut key = cached_or_fetched_key(transport, keys).await?;
     let mut retried = false;
     loop {
         let body = encrypted_request_body(&key, file)?;
         let response = transport
-            .send(download_request(body, max_bytes))
+            .send_streaming(download_request(body, max_bytes))
             .await
-            .map_err(|e| match e {
-                TransportError::BodyTooLarge { .. } => {
-                    ScannerError::Attachment(AttachmentError::TooLarge { limit: max_bytes })
-                }
-                other => ScannerError::Transport(other),
-            })?;
+            .map_err(too_large)?;
         let status = response.status;
-        let outcome = classify_response(status, None, response.body);
+        if status == 200 {
+            tracing::info!(status, outcome = "clean", "content scanner answered");
+            spool
+                .seek(SeekFrom::Start(0))
+                .map_err(AttachmentError::Io)?;
+            let mut writer = std::io::BufWriter::with_capacity(BUFFER_LEN, &mut *spool);
+            response.copy_to(&mut writer).await.map_err(too_large)?;
+            writer.flush().map_err(AttachmentError::Io)?;
+            drop(writer);
+            spool
+                .seek(SeekFrom::Start(0))
+                .map_err(AttachmentError::Io)?;
+            return decrypt_scanned(file, &mut *spool, max_bytes, sink);
+        }
+        let content_type = response.content_type.clone();
+        let response = response.read_body().await.map_err(too_large)?;
+        let outcome = classify_response(status, content_type.as_deref(), response.body);
         tracing::info!(status, outcome = outcome.kind(), "content scanner answered");
         match outcome {
-            ScanOutcome::Clean(ciphertext) => {
-                return decrypt_scanned(file, Cursor::new(&ciphertext[..]), max_bytes, sink);
+            // Only a 200 is `Clean`, and a 200 was handled above.
+            ScanOutcome::Clean(_) => {
+                return Err(ScannerError::Protocol {
+                    status,
+                    reason: None,
+                    info: None,
+                });
             }
             ScanOutcome::KeyRejected if !retried => {
                 let fresh = fetch_public_key(transport).await?;
@@ -769,6 +797,8 @@ pub async fn download_through_scanner<W: Write>(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use serde_json::{Value, json};
     use vodozemac::pk_encryption::{Message, PkDecryption};
 

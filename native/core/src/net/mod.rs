@@ -6,4 +6,4 @@ mod transport;
 
 pub use error::{TlsRejection, TransportError};
 pub use pinning::{PinRejection, spki_pin_of_certificate};
-pub use transport::{Limits, Request, Response, Transport};
+pub use transport::{Limits, Request, Response, StreamBody, StreamingResponse, Transport};

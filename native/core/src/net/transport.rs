@@ -66,6 +66,69 @@ pub struct Request<'a> {
     pub timeout: Option<Duration>,
     /// Body cap for this request, if not the default.
     pub max_body_bytes: Option<usize>,
+    /// A streamed body (an attachment's ciphertext) instead of `body`; see [`StreamBody`].
+    pub stream: Option<StreamBody>,
+}
+
+/// A request body produced while it is sent (an attachment encrypted on the fly): chunks come
+/// from a bounded channel, so memory stays at a few chunks whatever the length. The length is
+/// known in advance (`Content-Length`; the homeserver refuses chunked uploads) and a producer
+/// that sends more or fewer bytes fails the request rather than sending a different body.
+#[derive(Debug)]
+pub struct StreamBody {
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// Exact length, in bytes.
+    pub len: u64,
+    /// The chunks; a closed channel before `len` bytes is a failed body.
+    pub chunks: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+/// The `http_body::Body` hyper reads a [`StreamBody`] through.
+struct ChannelBody {
+    remaining: u64,
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match self.chunks.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the request body ended early",
+            )))),
+            Poll::Ready(Some(chunk)) => {
+                let len = chunk.len() as u64;
+                if len > self.remaining {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the request body is longer than announced",
+                    ))));
+                }
+                self.remaining -= len;
+                Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 impl<'a> Request<'a> {
@@ -79,6 +142,7 @@ impl<'a> Request<'a> {
             access_token: None,
             timeout: None,
             max_body_bytes: None,
+            stream: None,
         }
     }
 }
@@ -92,6 +156,85 @@ pub struct Response {
     pub retry_after_secs: Option<u64>,
     /// The body, zeroized on drop.
     pub body: Zeroizing<Vec<u8>>,
+}
+
+/// A response whose body has not been read yet (status and headers only): read it whole with
+/// [`StreamingResponse::read_body`] or stream it with [`StreamingResponse::copy_to`].
+#[derive(Debug)]
+pub struct StreamingResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, if the server sent one.
+    pub retry_after_secs: Option<u64>,
+    /// The `Content-Type` header, if any (parameters included).
+    pub content_type: Option<String>,
+    declared: Option<u64>,
+    limit: u64,
+    inner: reqwest::Response,
+}
+
+impl StreamingResponse {
+    /// Reads the whole body into a zeroizing buffer, within the request's cap.
+    pub async fn read_body(mut self) -> Result<Response, TransportError> {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let declared = self
+            .declared
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(16 * 1024);
+        // Pre-size from Content-Length so the buffer never reallocates (a reallocation would
+        // leave an unzeroized copy behind).
+        let mut body = Zeroizing::new(Vec::with_capacity(declared.min(limit)));
+        while let Some(chunk) = self
+            .inner
+            .chunk()
+            .await
+            .map_err(TransportError::from_reqwest)?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(TransportError::BodyTooLarge { limit });
+            }
+            if body.len() + chunk.len() > body.capacity() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity(
+                    (body.capacity() * 2)
+                        .max(body.len() + chunk.len())
+                        .min(limit),
+                ));
+                bigger.extend_from_slice(&body);
+                body = bigger;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status: self.status,
+            retry_after_secs: self.retry_after_secs,
+            body,
+        })
+    }
+
+    /// Streams the body into `sink` chunk by chunk (memory: one network chunk), within the
+    /// request's cap: past it, [`TransportError::BodyTooLarge`] and nothing more is written.
+    /// Returns the number of bytes written. For bodies that are not secret (ciphertext).
+    pub async fn copy_to<W: std::io::Write>(mut self, sink: &mut W) -> Result<u64, TransportError> {
+        let mut written = 0u64;
+        while let Some(chunk) = self
+            .inner
+            .chunk()
+            .await
+            .map_err(TransportError::from_reqwest)?
+        {
+            written += chunk.len() as u64;
+            if written > self.limit {
+                return Err(TransportError::BodyTooLarge {
+                    limit: usize::try_from(self.limit).unwrap_or(usize::MAX),
+                });
+            }
+            sink.write_all(&chunk)
+                .map_err(|e| TransportError::Network {
+                    detail: format!("writing the response body: {e}"),
+                })?;
+        }
+        Ok(written)
+    }
 }
 
 /// The only way the client talks to the network.
@@ -184,6 +327,15 @@ impl Transport {
 
     /// Sends a request and reads the whole response body, within the limits.
     pub async fn send(&self, request: Request<'_>) -> Result<Response, TransportError> {
+        self.send_streaming(request).await?.read_body().await
+    }
+
+    /// Sends a request and returns once the status and headers are in; the body is the
+    /// caller's to read (whole or streamed), within the request's cap.
+    pub async fn send_streaming(
+        &self,
+        request: Request<'_>,
+    ) -> Result<StreamingResponse, TransportError> {
         let url = self.url(&request)?;
         let mut builder = self.client.request(request.method.clone(), url);
         if let Some(timeout) = request.timeout {
@@ -202,8 +354,16 @@ impl Transport {
             builder = builder
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(Bytes::from_owner(body));
+        } else if let Some(stream) = request.stream {
+            builder = builder
+                .header(CONTENT_TYPE, HeaderValue::from_static(stream.content_type))
+                .header(CONTENT_LENGTH, HeaderValue::from(stream.len))
+                .body(reqwest::Body::wrap(ChannelBody {
+                    remaining: stream.len,
+                    chunks: stream.chunks,
+                }));
         }
-        let mut response = builder.send().await.map_err(TransportError::from_reqwest)?;
+        let response = builder.send().await.map_err(TransportError::from_reqwest)?;
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             return Err(TransportError::Redirect { status });
@@ -213,8 +373,8 @@ impl Transport {
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(TransportError::BodyTooLarge { limit });
         }
         let retry_after_secs = response
@@ -222,32 +382,18 @@ impl Transport {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        // Pre-size from Content-Length so the buffer never reallocates (a reallocation would
-        // leave an unzeroized copy behind).
-        let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(16 * 1024).min(limit)));
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(TransportError::from_reqwest)?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(TransportError::BodyTooLarge { limit });
-            }
-            if body.len() + chunk.len() > body.capacity() {
-                let mut bigger = Zeroizing::new(Vec::with_capacity(
-                    (body.capacity() * 2)
-                        .max(body.len() + chunk.len())
-                        .min(limit),
-                ));
-                bigger.extend_from_slice(&body);
-                body = bigger;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Response {
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(StreamingResponse {
             status,
             retry_after_secs,
-            body,
+            content_type,
+            declared,
+            limit: limit as u64,
+            inner: response,
         })
     }
 }
