@@ -339,6 +339,31 @@ impl ContentScanner {
         std::fs::read_to_string(self.nginx_dir().join("error.log")).unwrap_or_default()
     }
 
+    /// `clamscan -r` with the testbed's signature database (the EICAR signatures) over
+    /// `paths`: the `FOUND` lines, empty if nothing matched. Panics if clamscan fails (exit 2:
+    /// unreadable path, no database), so an error never reads as "clean".
+    pub fn clamscan(&self, paths: &[PathBuf]) -> Vec<String> {
+        let output = Command::new("clamscan")
+            .args(["-r", "--no-summary", "--infected", "--stdout", "-d"])
+            .arg(&self.install.clamav_db)
+            .arg("--")
+            .args(paths)
+            .output()
+            .expect("run clamscan");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        match output.status.code() {
+            Some(0) | Some(1) => stdout
+                .lines()
+                .filter(|l| l.ends_with(" FOUND"))
+                .map(str::to_owned)
+                .collect(),
+            other => panic!(
+                "clamscan failed ({other:?}): {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
     /// The scanner's output (its INFO log, and `clamscan`'s verdict lines), across restarts.
     pub fn scanner_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("scanner.log")).unwrap_or_default()

@@ -69,6 +69,12 @@ impl InProcess {
     pub fn open(&self) -> Result<Client, tchap_secure_core::Error> {
         Client::open(synapse_config(), &self.data_dir(), &self.vault)
     }
+
+    /// Opens this data directory with another configuration (e.g. the content scanner's
+    /// front as the homeserver URL).
+    pub fn open_with(&self, config: Config) -> Result<Client, tchap_secure_core::Error> {
+        Client::open(config, &self.data_dir(), &self.vault)
+    }
 }
 
 pub fn open_token(label: &str, pin: &str) -> Result<Pkcs11Vault, tchap_secure_hsm::VaultError> {

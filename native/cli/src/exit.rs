@@ -17,12 +17,15 @@ pub(crate) const SERVER_REFUSED: u8 = 5;
 pub(crate) const VAULT: u8 = 6;
 /// Local database failure.
 pub(crate) const STORE: u8 = 7;
-/// Refused by the end-to-end encryption policy (e.g. a room without encryption).
+/// Refused by the end-to-end encryption policy (e.g. a room without encryption, an attachment
+/// whose ciphertext does not match its SHA-256).
 pub(crate) const CRYPTO: u8 = 8;
+/// The content scanner refused a received file (infected): nothing was written.
+pub(crate) const INFECTED: u8 = 9;
 
 pub(crate) const HELP: &str = "Exit status: 0 success; 1 other failure; 2 configuration or usage error; \
 3 TLS peer rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure; \
-8 refused by the encryption policy.
+8 refused by the encryption policy; 9 file refused by the antivirus.
 Secrets: token PIN from $TCHAP_SECURE_TOKEN_PIN or --pin-stdin; password from $TCHAP_SECURE_PASSWORD or --password-stdin.";
 
 /// A failure on its way to the exit status.
@@ -64,6 +67,8 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
             Error::Config(_) => CONFIG,
+            _ if e.is_infected_file() => INFECTED,
+            _ if e.is_attachment_tampered() => CRYPTO,
             _ if e.tls_rejection().is_some() => TLS_REJECTED,
             _ if e.is_network() => NETWORK,
             Error::Api(

@@ -10,7 +10,8 @@
 //! Exit status: 0 success; 1 other failure; 2 configuration or usage error; 3 the TLS peer was
 //! rejected; 4 any other network failure (refused, timeout, HTTP error, malformed answer);
 //! 5 the homeserver refused the request (Matrix error); 6 vault or token failure; 7 local
-//! database failure; 8 refused by the end-to-end encryption policy.
+//! database failure; 8 refused by the end-to-end encryption policy; 9 a received file refused
+//! by the content scanner (antivirus).
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tchap_secure_core::client::media::OutgoingFile;
 use tchap_secure_core::net::{Limits, Transport, spki_pin_of_certificate};
 use tchap_secure_core::{Client, Config};
 use tchap_secure_hsm::{DEFAULT_SOFTHSM_MODULE, Pkcs11Config, Pkcs11Vault};
@@ -139,6 +141,31 @@ enum Command {
         /// The message (else read from standard input).
         #[arg(long)]
         text: Option<String>,
+    },
+    /// Send a file, encrypted (AES-256-CTR, key in the Megolm-encrypted event), as an
+    /// `m.file` (`m.image` for images).
+    SendFile {
+        /// Room id.
+        room: String,
+        /// The file.
+        path: PathBuf,
+        /// Name shown to the recipients (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Media type (default: from the extension, else application/octet-stream).
+        #[arg(long)]
+        mimetype: Option<String>,
+    },
+    /// Sync, then download a received file through the content scanner (antivirus), verify and
+    /// decrypt it. Writes --out only if the file is clean and intact; never overwrites.
+    Download {
+        /// Room id.
+        room: String,
+        /// Event id of the file message.
+        event_id: String,
+        /// Where to write the file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Sync and print each decrypted message as it arrives (--json: one object per line).
     Listen {
@@ -371,6 +398,31 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 let event_id = client.send_text(room, &body).await?;
                 out.message("event_id", &event_id);
             }
+            Command::SendFile {
+                room,
+                path,
+                name,
+                mimetype,
+            } => {
+                let event_id = send_file(
+                    &mut client,
+                    room,
+                    path,
+                    name.as_deref(),
+                    mimetype.as_deref(),
+                )
+                .await?;
+                out.message("event_id", &event_id);
+            }
+            Command::Download {
+                room,
+                event_id,
+                out: path,
+            } => {
+                client.sync_once(Duration::ZERO).await?;
+                let bytes = download(&mut client, room, event_id, path).await?;
+                out.downloaded(event_id, path, bytes);
+            }
             Command::Listen {
                 timeout_ms,
                 max_messages,
@@ -416,6 +468,105 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         }
         Ok::<(), Failure>(())
     })
+}
+
+/// Media types by extension, for the common office and image formats; anything else is sent
+/// as `application/octet-stream`.
+const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("pdf", "application/pdf"),
+    ("txt", "text/plain"),
+    ("csv", "text/csv"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+    ("odt", "application/vnd.oasis.opendocument.text"),
+    ("ods", "application/vnd.oasis.opendocument.spreadsheet"),
+    ("odp", "application/vnd.oasis.opendocument.presentation"),
+    (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    (
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    (
+        "pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    ("zip", "application/zip"),
+];
+
+fn media_type_of(path: &std::path::Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    MEDIA_TYPES.iter().find(|(e, _)| *e == ext).map(|(_, t)| *t)
+}
+
+async fn send_file(
+    client: &mut Client,
+    room: &str,
+    path: &std::path::Path,
+    name: Option<&str>,
+    mimetype: Option<&str>,
+) -> Result<String, Failure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    let default_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outgoing = OutgoingFile {
+        name: name.unwrap_or(&default_name),
+        mimetype: mimetype.or_else(|| media_type_of(path)),
+        len,
+    };
+    Ok(client.send_file(room, file, outgoing).await?)
+}
+
+/// Downloads into a private temporary file next to `path` and moves it into place only when
+/// the scanner said clean and the whole ciphertext matched: a refused or tampered file never
+/// appears at `path`, and an existing file is never overwritten.
+async fn download(
+    client: &mut Client,
+    room: &str,
+    event_id: &str,
+    path: &std::path::Path,
+) -> Result<u64, Failure> {
+    if path.exists() {
+        return Err(Failure::usage(format!(
+            "{} exists: choose another --out",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut partial = tempfile::Builder::new()
+        .prefix(".tchap-secure-download-")
+        .tempfile_in(&dir)
+        .map_err(|e| Failure::usage(format!("cannot write in {}: {e}", dir.display())))?;
+    let bytes = client
+        .download_file(
+            room,
+            event_id,
+            std::io::BufWriter::new(partial.as_file_mut()),
+        )
+        .await?;
+    partial
+        .as_file()
+        .sync_all()
+        .map_err(|e| Failure::other(format!("cannot write {}: {e}", dir.display())))?;
+    partial
+        .persist_noclobber(path)
+        .map_err(|e| Failure::usage(format!("cannot create {}: {}", path.display(), e.error)))?;
+    Ok(bytes)
 }
 
 fn pin(cert: &PathBuf, out: &Output) -> Result<(), Failure> {

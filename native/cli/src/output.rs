@@ -40,6 +40,21 @@ impl Output {
         }
     }
 
+    pub(crate) fn downloaded(&self, event_id: &str, path: &std::path::Path, bytes: u64) {
+        if self.json {
+            print_json(&json!({
+                "downloaded": event_id,
+                "path": path.display().to_string(),
+                "bytes": bytes,
+            }));
+        } else {
+            println!(
+                "downloaded: {bytes} bytes, scanned clean and verified, to {}",
+                path.display()
+            );
+        }
+    }
+
     pub(crate) fn pins(&self, pins: &[String]) {
         if self.json {
             print_json(&json!({ "spki_pins_sha256": pins }));
@@ -164,7 +179,24 @@ impl Output {
                 "state": e.state,
                 "body": e.body,
                 "error": e.error,
+                "attachment": e.attachment,
             }));
+            return;
+        }
+        if let (Some(a), "decrypted") = (&e.attachment, e.state.as_str()) {
+            let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
+            println!(
+                "[{}] {who} <{}> sent a file: {} ({}, {}) — tchap-secure download {} {} --out FILE",
+                e.room_id,
+                e.sender,
+                a.name,
+                a.mimetype.as_deref().unwrap_or("unknown type"),
+                a.size
+                    .map(|n| format!("{n} bytes"))
+                    .unwrap_or_else(|| "unknown size".into()),
+                e.room_id,
+                e.event_id
+            );
             return;
         }
         let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);

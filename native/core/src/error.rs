@@ -119,4 +119,14 @@ impl Error {
     pub fn is_infected_file(&self) -> bool {
         matches!(self, Self::Scanner(ScannerError::InfectedFile { .. }))
     }
+
+    /// True when a received attachment's ciphertext is not the one its event announced
+    /// (modified, truncated or extended on the server): refused, nothing usable written.
+    pub fn is_attachment_tampered(&self) -> bool {
+        matches!(
+            self,
+            Self::Attachment(AttachmentError::HashMismatch)
+                | Self::Scanner(ScannerError::Attachment(AttachmentError::HashMismatch))
+        )
+    }
 }

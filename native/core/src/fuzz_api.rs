@@ -536,6 +536,7 @@ impl Fixture {
                         body: None,
                         raw: Some(&raw),
                         error: Some("no room key"),
+                        attachment: None,
                     },
                 )
             })

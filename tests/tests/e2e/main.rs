@@ -2,6 +2,7 @@
 //! users per test), SoftHSM2 tokens, the real `tchap-secure` binary, real TLS peers.
 
 mod at_rest;
+mod attachments;
 mod bad_input;
 mod crash;
 mod crash_points;

@@ -80,6 +80,20 @@ pub(crate) fn malformed(endpoint: &'static str, e: &serde_json::Error) -> ApiErr
     }
 }
 
+/// Decodes an answer already received (a request that cannot be repeated, such as a streamed
+/// upload: no rate-limit retry): a 2xx body as `T`, anything else as its [`ApiError`].
+pub(crate) fn decode<T: DeserializeOwned>(
+    endpoint: &'static str,
+    response: &Response,
+) -> Result<T, ApiError> {
+    if (200..300).contains(&response.status) {
+        return serde_json::from_slice(&response.body).map_err(|e| malformed(endpoint, &e));
+    }
+    let error = error_of(response);
+    tracing::debug!(endpoint, status = response.status, %error, "API call failed");
+    Err(error)
+}
+
 /// Sends `make()` (rebuilt for each retry) and decodes a successful answer as `T`.
 pub(crate) async fn call<'a, T, F>(
     transport: &Transport,

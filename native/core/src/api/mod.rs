@@ -4,5 +4,5 @@ mod call;
 mod error;
 pub mod types;
 
-pub(crate) use call::{call, jitter};
+pub(crate) use call::{call, decode, jitter};
 pub use error::ApiError;

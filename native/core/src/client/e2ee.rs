@@ -360,6 +360,12 @@ impl Client {
     /// outbound session is rotated if due, and its key is shared (Olm) with every device that
     /// does not have it; blocked devices are told the key is withheld.
     pub async fn send_text(&mut self, room_id: &str, body: &str) -> Result<String, Error> {
+        self.send_room_message(room_id, json!({ "msgtype": "m.text", "body": body }))
+            .await
+    }
+
+    /// Refuses a room we may not send to: unknown, not Megolm-encrypted, or not joined.
+    pub(crate) fn check_sendable_room(&self, room_id: &str) -> Result<(), Error> {
         let room = self
             .store
             .room(room_id)?
@@ -376,6 +382,16 @@ impl Client {
                 what: format!("not joined to {room_id}"),
             });
         }
+        Ok(())
+    }
+
+    /// Sends an `m.room.message` with `content`, Megolm-encrypted (see [`Client::send_text`]).
+    pub(crate) async fn send_room_message(
+        &mut self,
+        room_id: &str,
+        content: Value,
+    ) -> Result<String, Error> {
+        self.check_sendable_room(room_id)?;
         let members = crate::store::rooms::member_ids(self.store.conn(), room_id)?;
         self.with_engine(|tx, _| {
             for m in &members {
@@ -397,7 +413,6 @@ impl Client {
         let shareable = self.establish_olm(plan.to_share).await?;
         let (to_device_txn, withheld_txn, event_txn) =
             (random_txn_id()?, random_txn_id()?, random_txn_id()?);
-        let content = json!({ "msgtype": "m.text", "body": body });
         self.with_engine(|tx, engine| {
             let key = engine.room_key_content(tx, room_id)?;
             let mut messages: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();

@@ -5,6 +5,7 @@
 //! if any: a restart never needs the password again.
 
 mod e2ee;
+pub mod media;
 mod rooms;
 pub(crate) mod sync;
 
@@ -53,6 +54,8 @@ pub struct Client {
     /// derived from it when the E2EE engine is (re)loaded.
     vault: Vault,
     engine: Option<crate::crypto::engine::Engine>,
+    /// The content scanner's public key, shared by this client's downloads.
+    scanner_keys: crate::media::ScannerKeyCache,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
@@ -120,6 +123,7 @@ impl Client {
             session,
             vault,
             engine: None,
+            scanner_keys: crate::media::ScannerKeyCache::default(),
         };
         client.reload_engine()?;
         Ok(client)

@@ -402,6 +402,7 @@ fn apply_events<'a>(
                         body: None,
                         raw: None,
                         error: Some("unencrypted message refused"),
+                        attachment: None,
                     },
                 )?;
                 security_event(
@@ -472,12 +473,25 @@ fn decrypt_room_event(
         body: None,
         raw: None,
         error: None,
+        attachment: None,
     };
     match engine.megolm_decrypt(tx, room_id, event, &mut decrypted.cache) {
         Ok(d) => {
-            let body = (d.event_type == "m.room.message")
+            let message = d.event_type == "m.room.message";
+            let body = message
                 .then(|| d.content.get("body").and_then(Value::as_str))
                 .flatten();
+            // An attachment is kept only once its `EncryptedFile` validated; a media message
+            // with a clear `url` or a malformed `file` stays readable as text, marked, and is
+            // journalled.
+            let (attachment, refused) = if message {
+                match super::media::attachment_column(&d.content) {
+                    Ok(column) => (column, None),
+                    Err(why) => (None, Some(why)),
+                }
+            } else {
+                (None, None)
+            };
             cdb::save_timeline_event(
                 tx,
                 &NewTimelineEvent {
@@ -485,9 +499,21 @@ fn decrypt_room_event(
                     trust: Some(d.trust),
                     body,
                     session_id: Some(&d.session_id),
+                    error: refused,
+                    attachment: attachment.as_deref(),
                     ..base
                 },
             )?;
+            if let Some(why) = refused {
+                security_event(
+                    tx,
+                    summary,
+                    "attachment_refused",
+                    Some(room_id),
+                    Some(&event.sender),
+                    &format!("{event_id}: {why}"),
+                )?;
+            }
             decrypted.ids.push(event_id.to_owned());
         }
         Err(e) => {

@@ -40,7 +40,7 @@ pub mod encrypted_file;
 pub mod file_name;
 pub mod scanner;
 #[cfg(test)]
-mod test_vectors;
+pub(crate) mod test_vectors;
 
 pub use attachment::{
     BUFFER_LEN, EncryptedAttachment, VerifiedCiphertext, encrypt_attachment, verify_ciphertext,

@@ -23,7 +23,7 @@ pub(super) const SDK_PLAINTEXT: &[u8] = b"It's a secret to everybody";
 pub(super) const SDK_URL: &str = "mxc://example.org/AbCdEf_-0123";
 
 /// The vector as the `file` object of an event.
-pub(super) fn sdk_file_json() -> Value {
+pub(crate) fn sdk_file_json() -> Value {
     json!({
         "url": SDK_URL,
         "key": {

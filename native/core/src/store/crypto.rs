@@ -9,6 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use super::StoreError;
 
@@ -516,6 +517,31 @@ pub struct TimelineEvent {
     pub body: Option<String>,
     /// Why decryption was refused or is pending.
     pub error: Option<String>,
+    /// The attachment an `m.file` / `m.image` message announces (download it with
+    /// `Client::download_file`); its key is not part of this view.
+    pub attachment: Option<AttachmentSummary>,
+}
+
+/// What the timeline shows of a received or sent attachment: no key, IV or hash (those stay in
+/// the database, for `Client::download_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AttachmentSummary {
+    /// `m.file` or `m.image`.
+    pub msgtype: String,
+    /// The file name, sanitised (`media::sanitize_file_name`): safe to use as a file name.
+    pub name: String,
+    /// The announced media type, if it is a well-formed `type/subtype`.
+    pub mimetype: Option<String>,
+    /// The announced size in bytes (the sender's claim; the download is capped anyway).
+    pub size: Option<u64>,
+}
+
+impl AttachmentSummary {
+    /// The summary part of an `attachment` column (see `client::media`), or `None` if the
+    /// stored JSON is not one.
+    pub(crate) fn from_stored(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
 }
 
 /// Fields of a timeline row to write.
@@ -531,6 +557,8 @@ pub(crate) struct NewTimelineEvent<'a> {
     pub(crate) body: Option<&'a str>,
     pub(crate) raw: Option<&'a str>,
     pub(crate) error: Option<&'a str>,
+    /// The attachment column: summary fields plus the validated `EncryptedFile`.
+    pub(crate) attachment: Option<&'a str>,
 }
 
 /// Inserts or updates an event (a late key turns `undecryptable` into `decrypted`).
@@ -540,11 +568,11 @@ pub(crate) fn save_timeline_event(
 ) -> Result<(), StoreError> {
     super::exec(conn,
         "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, session_id, sender_device,
-                               trust, body, raw, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                               trust, body, raw, error, attachment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT(event_id) DO UPDATE SET state = excluded.state, session_id = excluded.session_id,
              sender_device = excluded.sender_device, trust = excluded.trust, body = excluded.body,
-             raw = excluded.raw, error = excluded.error",
+             raw = excluded.raw, error = excluded.error, attachment = excluded.attachment",
         params![
             e.event_id,
             e.room_id,
@@ -556,7 +584,8 @@ pub(crate) fn save_timeline_event(
             e.trust,
             e.body,
             e.raw,
-            e.error
+            e.error,
+            e.attachment
         ],
     )?;
     Ok(())
@@ -593,7 +622,7 @@ pub(crate) fn undecrypted_events(
 
 const TIMELINE_SELECT: &str =
     "SELECT t.event_id, t.room_id, t.sender, m.display_name, t.origin_ts, t.state,
-        t.session_id, t.sender_device, t.trust, t.body, t.error, t.seq
+        t.session_id, t.sender_device, t.trust, t.body, t.error, t.seq, t.attachment
     FROM timeline t LEFT JOIN members m ON m.room_id = t.room_id AND m.user_id = t.sender";
 
 fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
@@ -609,7 +638,26 @@ fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
         trust: r.get(8)?,
         body: r.get(9)?,
         error: r.get(10)?,
+        attachment: r
+            .get::<_, Option<String>>(12)?
+            .and_then(|json| AttachmentSummary::from_stored(&json)),
     })
+}
+
+/// The stored attachment of a decrypted event of `room_id`: `(sender, attachment column)`.
+pub(crate) fn timeline_attachment(
+    conn: &Connection,
+    room_id: &str,
+    event_id: &str,
+) -> Result<Option<(String, Zeroizing<String>)>, StoreError> {
+    Ok(super::query_row(
+        conn,
+        "SELECT sender, attachment FROM timeline
+         WHERE event_id = ?1 AND room_id = ?2 AND state = 'decrypted' AND attachment IS NOT NULL",
+        params![event_id, room_id],
+        |r| Ok((r.get(0)?, Zeroizing::new(r.get::<_, String>(1)?))),
+    )
+    .optional()?)
 }
 
 /// The last `limit` events of a room, oldest first, with the sender's display name.
@@ -725,6 +773,7 @@ mod tests {
             body: None,
             raw: Some("{}"),
             error: None,
+            attachment: None,
         };
         for round in 0..3u32 {
             store

@@ -163,6 +163,10 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO megolm_indices_v3 SELECT session_id, message_index, event_id FROM megolm_indices;
      DROP TABLE megolm_indices;
      ALTER TABLE megolm_indices_v3 RENAME TO megolm_indices;",
+    // 4: attachments (issue 8). The `m.file` / `m.image` an event announces: name, media type,
+    // size and the validated `EncryptedFile` (key, IV, hash; this column is as secret as the
+    // Megolm keys, and as protected: the whole database is SQLCipher-encrypted).
+    "ALTER TABLE timeline ADD COLUMN attachment TEXT;",
 ];
 
 /// The schema version this library writes.
@@ -240,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn version_3_upgrades_to_version_4_with_no_attachment_on_old_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 3).unwrap();
+        conn.execute("INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, body) VALUES ('$a', '!r:s', '@a:s', 10, 'decrypted', 'hello')", []).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
+        let (body, attachment): (String, Option<String>) = conn
+            .query_row(
+                "SELECT body, attachment FROM timeline WHERE event_id = '$a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((body.as_str(), attachment), ("hello", None));
+    }
+
+    #[test]
     fn version_2_upgrades_to_version_3_keeping_the_timeline_and_replay_records() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 2).unwrap();
@@ -250,7 +274,7 @@ mod tests {
              INSERT INTO megolm_indices VALUES ('S', 0, '$a');",
         )
         .unwrap();
-        migrate(&mut conn).unwrap();
+        migrate_to(&mut conn, 3).unwrap();
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

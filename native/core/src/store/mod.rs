@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use tchap_secure_hsm::DatabaseKey;
 use zeroize::Zeroizing;
 
-pub use crypto::{DeviceRecord, DeviceState, TimelineEvent};
+pub use crypto::{AttachmentSummary, DeviceRecord, DeviceState, TimelineEvent};
 pub use migrations::SCHEMA_VERSION;
 pub use rooms::{Member, RoomSummary, SecurityEvent};
 pub use session::StoredSession;
