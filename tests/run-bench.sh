@@ -27,11 +27,11 @@ step "criterion benches (bench profile: opt-level s as shipped, thin LTO)"
 # The fresh-process benches (`--bench cold_open`, `--bench initial_sync`) measure what
 # bench_fresh measures below; they are for a developer's focused runs and are not repeated here.
 cargo bench -p tchap-secure-tests --bench receive --bench receive_ours --bench receive_matrix_sdk \
-    --bench send --bench send_ours --bench send_matrix_sdk
+    --bench send --bench send_ours --bench send_matrix_sdk --bench attachment
 
-step "peak RSS of the receive path, one fresh process per implementation"
+step "peak RSS of the receive path (one fresh process per implementation) and of attachments"
 cargo build --quiet --profile bench -p tchap-secure-tests --bins
-for which in receive-ours receive-matrix-sdk receive-raw; do
+for which in receive-ours receive-matrix-sdk receive-raw attachment-1mib attachment-50mb; do
     "$target/release/bench_rss" "$which" | tee -a bench/raw/rss.jsonl
 done
 

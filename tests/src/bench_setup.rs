@@ -41,7 +41,8 @@ use crate::synapse::Synapse;
 
 /// Changes whenever the cold-open fixture's content or layout changes (old caches are then
 /// ignored, not reused).
-pub const COLD_OPEN_FIXTURE_VERSION: &str = "cold-open-v2";
+/// v3: our store at schema 4 (timeline attachment column).
+pub const COLD_OPEN_FIXTURE_VERSION: &str = "cold-open-v3";
 /// Megolm messages the peer sends in each room of the initial-sync account.
 pub const MESSAGES_PER_ROOM: usize = 3;
 

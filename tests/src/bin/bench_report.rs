@@ -104,6 +104,16 @@ fn criterion_measures(root: &Path) -> Vec<Measure> {
             let scenario = benchmark["group_id"].as_str().unwrap_or("?").to_owned();
             let implementation = normalise(benchmark["function_id"].as_str().unwrap_or("?"));
             let source = format!("criterion mean, {}", group.file_name().to_string_lossy());
+            if let Some(bytes) = benchmark["throughput"]["Bytes"].as_f64() {
+                found.push(Measure {
+                    scenario,
+                    implementation,
+                    metric: "mb_per_s".into(),
+                    value: bytes / 1e6 / (mean_ns * 1e-9),
+                    source,
+                });
+                continue;
+            }
             match benchmark["throughput"]["Elements"].as_f64() {
                 Some(elements) => found.push(Measure {
                     scenario,
@@ -249,6 +259,7 @@ fn goals(ms: &[Measure]) -> Vec<Goal> {
 fn unit(metric: &str) -> &'static str {
     match metric {
         "per_s" | "messages_per_s" => "/s",
+        "mb_per_s" => "MB/s",
         "ms" => "ms",
         "open_ms" => "ms (open only)",
         "peak_rss_kib" => "KiB peak RSS",
@@ -328,7 +339,7 @@ fn svg(ms: &[Measure]) -> String {
     for ((scenario, metric), mut bars) in groups {
         bars.sort_by_key(|(i, _)| IMPLEMENTATIONS.iter().position(|x| x == i).unwrap_or(9));
         let max = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max).max(1e-9);
-        let better = if matches!(metric.as_str(), "per_s" | "messages_per_s") {
+        let better = if matches!(metric.as_str(), "per_s" | "messages_per_s" | "mb_per_s") {
             "higher is better"
         } else {
             "lower is better"

@@ -2,11 +2,12 @@
 //! sync responses of 100), each implementation once in a fresh process:
 //!
 //! ```text
-//! bench_rss receive-ours | receive-matrix-sdk | receive-raw
+//! bench_rss receive-ours | receive-matrix-sdk | receive-raw | attachment-1mib | attachment-50mb
 //! ```
 //!
 //! prints one JSON line `{"scenario":"receive_10k","implementation":…,"peak_rss_kib":…}`
-//! (the process's `VmHWM`).
+//! (the process's `VmHWM`); the `attachment-*` modes, an attachment encrypted and decrypted
+//! file to file (`benches/attachment.rs`).
 //!
 //! The measuring code is in the benchmark binaries themselves (`--rss` mode of
 //! `benches/receive_ours.rs`, `receive_matrix_sdk.rs`, `receive.rs`), because the global
@@ -20,12 +21,19 @@ use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let scenario = std::env::args().nth(1).unwrap_or_default();
-    let bench = match scenario.as_str() {
-        "receive-ours" => "receive_ours",
-        "receive-matrix-sdk" => "receive_matrix_sdk",
-        "receive-raw" => "receive",
+    let (bench, extra) = match scenario.as_str() {
+        "receive-ours" => ("receive_ours", None),
+        "receive-matrix-sdk" => ("receive_matrix_sdk", None),
+        "receive-raw" => ("receive", None),
+        // Attachments encrypted and decrypted file to file: the same peak for 1 MiB and 50 MB
+        // shows that memory does not grow with the file.
+        "attachment-1mib" => ("attachment", Some("1048576")),
+        "attachment-50mb" => ("attachment", Some("50000000")),
         _ => {
-            eprintln!("usage: bench_rss receive-ours | receive-matrix-sdk | receive-raw");
+            eprintln!(
+                "usage: bench_rss receive-ours | receive-matrix-sdk | receive-raw | \
+                 attachment-1mib | attachment-50mb"
+            );
             return ExitCode::from(2);
         }
     };
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
             "--",
             "--rss",
         ])
+        .args(extra)
         .output();
     let output = match output {
         Ok(o) => o,
