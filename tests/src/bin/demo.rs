@@ -1,7 +1,9 @@
-//! The end-to-end demo: a secure infrastructure on loopback with its own PKI, two cabinet
-//! members on hardware-bound keys logging in over pinned TLS, an encrypted room between them,
-//! what an attacker in the network gets (nothing), and what a thief of the data directory gets
-//! (ciphertext). Every step runs the real `tchap-secure` binary and prints what it ran.
+//! The end-to-end demo: a secure infrastructure on loopback with its own PKI (Synapse, the
+//! content scanner with ClamAV, nginx as the single TLS front), two cabinet members on
+//! hardware-bound keys logging in over pinned TLS, an encrypted room between them, a document
+//! sent and received through the antivirus and an infected one refused, what an attacker in
+//! the network gets (nothing), and what a thief of the data directory gets (ciphertext).
+//! Every step runs the real `tchap-secure` binary and prints what it ran.
 //!
 //! Run it with `tests/run-demo.sh` (which installs what it needs and builds the binaries).
 
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
+use tchap_secure_tests::content_scanner::ContentScanner;
 use tchap_secure_tests::pki::Pki;
 use tchap_secure_tests::softhsm::SoftHsmToken;
 use tchap_secure_tests::synapse::Synapse;
@@ -129,18 +132,26 @@ fn main() {
         .tempdir()
         .expect("temp dir");
 
-    heading("1. The secure infrastructure: its own PKI, Synapse serving TLS 1.3 itself");
-    let synapse = Synapse::shared();
+    heading(
+        "1. The secure infrastructure: its own PKI, Synapse, the content scanner (antivirus), one TLS 1.3 front",
+    );
+    let synapse = Synapse::shared_legacy_media();
     let pki = &synapse.pki;
     println!(
         "Synapse 1.163.2 up in {:?} at {}",
         synapse.startup_time(),
         synapse.base_url
     );
+    let scanner = ContentScanner::start(synapse);
+    println!(
+        "matrix-content-scanner 1.0.8 + ClamAV behind nginx at {} (/_matrix/media_proxy/ → \
+         scanner, the rest → Synapse)",
+        scanner.front_url()
+    );
     println!("trust anchor: the infrastructure's own root CA (no system or user CA)");
     println!("SPKI pins:    server key {}", pki.server_pin());
     println!("              backup key {}", pki.backup_pin);
-    let config_value = synapse.client_config();
+    let config_value = scanner.client_config();
     let config = work.path().join("tchap-secure.json");
     std::fs::write(
         &config,
@@ -275,7 +286,86 @@ fn main() {
     let (s, _) = alice.run(&config, &["devices", &bruno.user_id]);
     expect(s == 0, "devices");
 
-    heading("7. What the homeserver stored for that room: ciphertext only");
+    heading(
+        "7. Documents: encrypted on Alice's phone, scanned by the antivirus before Bruno opens them",
+    );
+    let note = work.path().join("note-au-ministre.txt");
+    let note_text =
+        "NOTE AU MINISTRE\nObjet : ordre du jour du conseil restreint (Clemenceau).\n".repeat(200);
+    std::fs::write(&note, &note_text).expect("write the note");
+    let (s, out) = alice.run(
+        &config,
+        &["--json", "send-file", &room, &note.to_string_lossy()],
+    );
+    expect(s == 0, "send-file");
+    let note_event = serde_json::from_str::<Value>(out.trim()).expect("json")["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let (s, out) = bruno.run(
+        &config,
+        &["listen", "--max-messages", "1", "--timeout-ms", "5000"],
+    );
+    expect(
+        s == 0 && out.contains("note-au-ministre.txt"),
+        "Bruno sees the file",
+    );
+    let received = work.path().join("bruno-note.txt");
+    let (s, _) = bruno.run(
+        &config,
+        &[
+            "download",
+            &room,
+            &note_event,
+            "--out",
+            &received.to_string_lossy(),
+        ],
+    );
+    let got = std::fs::read(&received).unwrap_or_default();
+    expect(
+        s == 0 && got == note_text.as_bytes(),
+        "Bruno's copy is Alice's document",
+    );
+    println!(
+        "Bruno's copy is byte-identical to Alice's ({} bytes).",
+        got.len()
+    );
+
+    println!("Alice sends the EICAR antivirus test file as a document:");
+    let eicar = work.path().join("rapport.txt");
+    std::fs::copy(scanner.eicar_path(), &eicar).expect("copy the EICAR file");
+    let (s, out) = alice.run(
+        &config,
+        &["--json", "send-file", &room, &eicar.to_string_lossy()],
+    );
+    expect(s == 0, "send-file");
+    let eicar_event = serde_json::from_str::<Value>(out.trim()).expect("json")["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let refused = work.path().join("bruno-rapport.txt");
+    let (s, _) = bruno.run(
+        &config,
+        &[
+            "download",
+            &room,
+            &eicar_event,
+            "--out",
+            &refused.to_string_lossy(),
+        ],
+    );
+    expect(
+        s == 9,
+        "the infected file must be refused with exit status 9",
+    );
+    expect(!refused.exists(), "nothing written for the infected file");
+    println!(
+        "Refused by the antivirus (exit status 9); nothing was written. Bruno's security journal:"
+    );
+    let (s, out) = bruno.run(&config, &["security-events"]);
+    expect(s == 0 && out.contains("infected_file"), "journalled");
+
+    heading("8. What the homeserver stored for that room: ciphertext only");
     let db = rusqlite::Connection::open_with_flags(
         synapse.database_path(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -311,9 +401,9 @@ fn main() {
             ciphertext.len()
         );
     }
-    let leaked = rows
-        .iter()
-        .any(|(_, j)| j.contains("Clemenceau") || j.contains("Bien reçu"));
+    let leaked = rows.iter().any(|(_, j)| {
+        j.contains("Clemenceau") || j.contains("Bien reçu") || j.contains("note-au-ministre")
+    });
     println!(
         "message text found in the server's database: {}",
         if leaked { "YES" } else { "no" }
@@ -322,9 +412,38 @@ fn main() {
         encrypted.len() >= 2 && clear_messages == 0 && !leaked,
         "the server must hold ciphertext only",
     );
+    let mut media = Vec::new();
+    let mut dirs = vec![synapse.data_dir.join("media_store")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                media.push(path);
+            }
+        }
+    }
+    let clear_documents = media
+        .iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap_or_default()
+                .windows(16)
+                .any(|w| w == b"NOTE AU MINISTRE")
+        })
+        .count();
+    println!(
+        "files in the server's media store: {}; holding the note in clear: {clear_documents}",
+        media.len()
+    );
+    expect(
+        clear_documents == 0,
+        "the server must hold the documents encrypted",
+    );
 
     heading(
-        "8. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
+        "9. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
     );
     let attacker = Pki::generate();
     let mut forged = config_value.clone();
@@ -339,9 +458,12 @@ fn main() {
     );
     expect(s == 3, "pin mismatch must exit 3");
 
-    heading("9. A thief with the data directory but not the token gets ciphertext");
+    heading("10. A thief with the data directory but not the token gets ciphertext");
     for entry in std::fs::read_dir(&alice.data_dir).expect("read dir") {
         let path = entry.expect("entry").path();
+        if path.is_dir() {
+            continue; // spool/: unnamed temp files only, nothing left
+        }
         let bytes = std::fs::read(&path).expect("read");
         let head: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
         println!(
@@ -377,7 +499,7 @@ fn main() {
     );
     expect(s == 6, "another token must exit 6");
 
-    heading("10. Remote wipe: the KEK is destroyed on the token, the data directory erased");
+    heading("11. Remote wipe: the KEK is destroyed on the token, the data directory erased");
     let (s, _) = alice.run(&config, &["wipe", "--yes"]);
     expect(s == 0, "wipe");
     println!("\nDemo complete.");

@@ -16,6 +16,8 @@ use tchap_secure_tests::content_scanner::{ContentScanner, MEDIA_PROXY};
 use tchap_secure_tests::harness::{InProcess, PASSWORD, password, rt};
 use tchap_secure_tests::synapse::Synapse;
 
+use crate::support::Member;
+
 struct Fixture {
     scanner: ContentScanner,
     a: InProcess,
@@ -564,4 +566,100 @@ fn attachments_over_the_configured_cap_are_refused_before_upload_and_before_decr
     rt.block_on(f.bob.sync_once(Duration::from_millis(500)))
         .unwrap();
     assert_eq!(f.bob.messages(&f.room, 100).unwrap().len(), messages_before);
+}
+
+/// The CLI end to end: `send-file`, `listen` showing the file, `download --out` writing the
+/// exact bytes, never overwriting; the EICAR file refused with exit status 9 and
+/// `infected_file`, no output file and no partial file left next to it.
+#[test]
+fn the_cli_sends_and_downloads_files_and_exits_9_on_an_infected_one() {
+    let synapse = Synapse::shared_legacy_media();
+    let scanner = ContentScanner::start(synapse);
+    let config = scanner.client_config();
+    let alice = Member::on(synapse, &config, "cli-attach-a");
+    let bruno = Member::on(synapse, &config, "cli-attach-b");
+    alice.login().ok();
+    bruno.login().ok();
+    let room = alice
+        .run(&["create-room", "--invite", &bruno.user_id])
+        .ok()
+        .json()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bruno.run(&["rooms"]).ok();
+    bruno.run(&["join", &room]).ok();
+    alice.run(&["rooms"]).ok();
+
+    let work = tempfile::tempdir().unwrap();
+    let doc = document(150_001, 7);
+    let doc_path = work.path().join("compte-rendu.pdf");
+    std::fs::write(&doc_path, &doc).unwrap();
+    let event_id = alice
+        .run(&["send-file", &room, doc_path.to_str().unwrap()])
+        .ok()
+        .json()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listen = bruno
+        .run(&["listen", "--max-messages", "1", "--timeout-ms", "5000"])
+        .ok()
+        .json();
+    assert_eq!(listen["event_id"], event_id.as_str(), "{listen}");
+    assert_eq!(listen["attachment"]["name"], "compte-rendu.pdf", "{listen}");
+    assert_eq!(
+        listen["attachment"]["mimetype"], "application/pdf",
+        "{listen}"
+    );
+    assert_eq!(listen["attachment"]["size"], doc.len(), "{listen}");
+    assert!(
+        listen["attachment"].get("file").is_none(),
+        "key material in the output: {listen}"
+    );
+
+    let out = work.path().join("received.pdf");
+    let downloaded = bruno
+        .run(&["download", &room, &event_id, "--out", out.to_str().unwrap()])
+        .ok()
+        .json();
+    assert_eq!(downloaded["bytes"], doc.len(), "{downloaded}");
+    assert!(
+        std::fs::read(&out).unwrap() == doc,
+        "the downloaded file differs"
+    );
+    // Never overwrites.
+    let again = bruno.run(&["download", &room, &event_id, "--out", out.to_str().unwrap()]);
+    assert_eq!(again.status, 2, "{again:?}");
+    assert!(std::fs::read(&out).unwrap() == doc);
+
+    let eicar_path = work.path().join("rapport.txt");
+    std::fs::copy(scanner.eicar_path(), &eicar_path).unwrap();
+    let eicar_event = alice
+        .run(&["send-file", &room, eicar_path.to_str().unwrap()])
+        .ok()
+        .json()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused_path = work.path().join("refused.txt");
+    let refused = bruno.run(&[
+        "download",
+        &room,
+        &eicar_event,
+        "--out",
+        refused_path.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status, 9, "{refused:?}");
+    assert_eq!(refused.error()["error"], "infected_file", "{refused:?}");
+    assert!(!refused_path.exists(), "the infected file was written");
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tchap-secure-download-"))
+        .collect();
+    assert!(left.is_empty(), "partial downloads left: {left:?}");
+    let journal = bruno.run(&["security-events"]).ok().stdout;
+    assert!(journal.contains("infected_file"), "{journal}");
 }

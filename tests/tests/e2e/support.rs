@@ -137,10 +137,16 @@ impl Member {
     /// Registers a unique user on the shared Synapse and prepares a data dir and a token.
     pub fn new(prefix: &str) -> Self {
         let synapse = Synapse::shared();
+        Self::on(synapse, &synapse.client_config(), prefix)
+    }
+
+    /// As [`Member::new`], on `synapse` with the client configuration `config` (e.g. the
+    /// content scanner's front as the homeserver URL).
+    pub fn on(synapse: &Synapse, config: &Value, prefix: &str) -> Self {
         let localpart = synapse.unique_user(prefix);
         let registered = synapse.register(&localpart, PASSWORD, false);
         let dir = tempfile::tempdir().unwrap();
-        let config_path = write_config(dir.path(), &synapse.client_config());
+        let config_path = write_config(dir.path(), config);
         let token_label = format!("{prefix}-token");
         let pin = format!("{prefix}-pin-1234");
         let token = SoftHsmToken::with_pin(&token_label, &pin);
