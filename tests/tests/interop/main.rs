@@ -2,8 +2,10 @@
 //! 0.18 peers (DESIGN §9) on the shared testbed Synapse, over the run's PKI.
 //!
 //! The self-tests here prove the peer itself works (two matrix-sdk peers talking to each
-//! other) before our own client is tested against it.
+//! other) before our own client is tested against it. The attachment tests
+//! (`attachments.rs`) use the content scanner's testbed and its legacy-media Synapse instead.
 
+mod attachments;
 mod ours;
 mod peer;
 

@@ -2,6 +2,9 @@
 //! in a temporary directory, its own device, E2EE on, talking to the shared testbed Synapse
 //! over the run's PKI.
 //!
+//! A peer can also log in on another testbed Synapse ([`Peer::login_on`]), e.g. the
+//! legacy-media one behind the content scanner; it always talks to that Synapse directly.
+//!
 //! TLS: the only trust anchor is the run's root CA (`ClientBuilder::add_root_certificates` +
 //! `disable_built_in_root_certificates`, which matrix-sdk turns into reqwest's
 //! `tls_certs_only`: a rustls webpki verifier over that one root, no platform verifier, no
@@ -17,22 +20,30 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::config::{RequestConfig, SyncSettings};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
 use matrix_sdk::reqwest::Certificate;
+use matrix_sdk::ruma::api::Metadata;
+use matrix_sdk::ruma::api::client::authenticated_media::get_content::v1::Request as AuthenticatedDownload;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{
     Request as CreateRoomRequest, RoomPreset,
 };
 use matrix_sdk::ruma::api::client::room::get_room_event::v3::Request as GetRoomEventRequest;
+use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::member::MembershipState;
-use matrix_sdk::ruma::events::room::message::{MessageType, RoomMessageEventContent};
+use matrix_sdk::ruma::events::room::message::{
+    FileMessageEventContent, MessageType, RoomMessageEventContent,
+};
 use matrix_sdk::ruma::events::{
     AnySyncMessageLikeEvent, AnySyncTimelineEvent, InitialStateEvent, SyncMessageLikeEvent,
 };
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{
-    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    DeviceId, EventId, MxcUri, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
+    UserId,
 };
 use matrix_sdk::{Client, Room};
 use serde_json::Value;
@@ -51,6 +62,19 @@ struct Text {
     body: String,
 }
 
+/// A decrypted `m.room.message` with an `m.file` msgtype.
+#[derive(Clone, Debug)]
+pub struct FileMessage {
+    pub room: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub event_id: OwnedEventId,
+    /// The content as ruma parses it (`source` is `MediaSource::Encrypted` for a `file`,
+    /// `Plain` for a clear `url`).
+    pub content: FileMessageEventContent,
+    /// The decrypted content as JSON, exactly as the sender wrote it.
+    pub json: Value,
+}
+
 /// An event the SDK could not decrypt (yet).
 #[derive(Clone, Debug)]
 struct Pending {
@@ -63,6 +87,7 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Log {
     texts: Vec<Text>,
+    files: Vec<FileMessage>,
     /// Encrypted events that decrypted (any type), by id.
     decrypted: HashSet<OwnedEventId>,
     /// Encrypted events that have not decrypted so far.
@@ -92,7 +117,12 @@ impl Peer {
     /// fresh store, then syncs once so the device's identity and one-time keys are uploaded
     /// before anyone tries to share a room key with it.
     pub async fn login(localpart: &str, password: &str) -> Peer {
-        let synapse = Synapse::shared();
+        Self::login_on(Synapse::shared(), localpart, password).await
+    }
+
+    /// [`Peer::login`] on `synapse` (e.g. [`Synapse::shared_legacy_media`]), reached directly
+    /// at its `base_url` with its PKI's root CA as the only trust anchor.
+    pub async fn login_on(synapse: &Synapse, localpart: &str, password: &str) -> Peer {
         let store = tempfile::tempdir().expect("temporary directory for the peer's store");
         let client = client_trusting(&synapse.base_url, &synapse.pki.root_ca_pem, &store)
             .await
@@ -190,16 +220,7 @@ impl Peer {
     /// `/keys/claim`, Olm-encrypted `m.room_key` to-device). Panics if the room is not
     /// encrypted, so a test can never send plaintext by mistake.
     pub async fn send_text(&self, room: &RoomId, body: &str) -> OwnedEventId {
-        let joined = self.room(room);
-        let encryption = joined
-            .latest_encryption_state()
-            .await
-            .unwrap_or_else(|e| panic!("{}: encryption state of {room}: {e}", self.user_id));
-        assert!(
-            encryption.is_encrypted(),
-            "{}: {room} is not encrypted, refusing to send plaintext",
-            self.user_id
-        );
+        let joined = self.encrypted_room(room).await;
         let sent = joined
             .send(RoomMessageEventContent::text_plain(body))
             .await
@@ -211,6 +232,101 @@ impl Peer {
             sent.response.event_id
         );
         sent.response.event_id
+    }
+
+    /// Sends `data` as an attachment with `Room::send_attachment`: in an encrypted room the SDK
+    /// encrypts the file (AES-256-CTR, fresh key and IV, SHA-256 of the ciphertext), uploads
+    /// the ciphertext (`POST /_matrix/media/v3/upload`) and sends an `m.room.message` whose
+    /// msgtype follows `mimetype` (`m.file` for `application/*`) with the `EncryptedFile` as
+    /// its `file`, Megolm-encrypted. Panics if the room is not encrypted. The SDK returns only
+    /// the event id: check the server's copy ([`Peer::megolm_session_of`]) for encryption.
+    pub async fn send_attachment(
+        &self,
+        room: &RoomId,
+        filename: &str,
+        mimetype: &str,
+        data: Vec<u8>,
+        config: AttachmentConfig,
+    ) -> OwnedEventId {
+        let joined = self.encrypted_room(room).await;
+        let Ok(content_type) = mimetype.parse() else {
+            panic!("{mimetype:?} is not a media type");
+        };
+        joined
+            .send_attachment(filename, &content_type, data, config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: send {filename} to {room}: {e}", self.user_id))
+            .event_id
+    }
+
+    /// Syncs until the decrypted `m.file` message `event_id` is seen in `room` (sent by anyone,
+    /// this peer included), or `timeout`.
+    pub async fn wait_for_file(
+        &self,
+        room: &RoomId,
+        event_id: &EventId,
+        timeout: Duration,
+    ) -> Option<FileMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = {
+                let log = self.log.lock().expect("peer log lock");
+                log.files
+                    .iter()
+                    .find(|f| f.room == room && f.event_id == event_id)
+                    .cloned()
+            };
+            if found.is_some() {
+                return found;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            self.sync_once().await;
+        }
+    }
+
+    /// The attachment of `content`, downloaded and decrypted by the SDK (`Media::get_file`,
+    /// no cache): straight from Synapse, the SDK knows no content scanner. The SDK checks the
+    /// ciphertext's SHA-256 against `hashes.sha256` before it returns the plaintext.
+    pub async fn download_file(&self, content: &FileMessageEventContent) -> Vec<u8> {
+        self.client
+            .media()
+            .get_file(content, false)
+            .await
+            .unwrap_or_else(|e| panic!("{}: download the file: {e}", self.user_id))
+            .unwrap_or_else(|| panic!("{}: the file message has no source", self.user_id))
+    }
+
+    /// The bytes the server stores at `uri`, as they are: downloaded as a plain (unencrypted)
+    /// media, nothing decrypted.
+    pub async fn download_stored(&self, uri: &MxcUri) -> Vec<u8> {
+        let request = MediaRequestParameters {
+            source: MediaSource::Plain(uri.to_owned()),
+            format: MediaFormat::File,
+        };
+        self.client
+            .media()
+            .get_media_content(&request, false)
+            .await
+            .unwrap_or_else(|e| panic!("{}: download {uri} as stored: {e}", self.user_id))
+    }
+
+    /// The download endpoint the SDK picks on this server, by the SDK's own rule
+    /// (`Media::get_media_content`): the authenticated `/_matrix/client/v1/media/download` if
+    /// the server's `/versions` allow it (Matrix 1.11, or `org.matrix.msc3916.stable`), else
+    /// the legacy `/_matrix/media/v3/download`.
+    pub async fn media_download_endpoint(&self) -> &'static str {
+        let versions = self
+            .client
+            .supported_versions()
+            .await
+            .unwrap_or_else(|e| panic!("{}: the server's versions: {e}", self.user_id));
+        if AuthenticatedDownload::PATH_BUILDER.is_supported(&versions) {
+            "/_matrix/client/v1/media/download"
+        } else {
+            "/_matrix/media/v3/download"
+        }
     }
 
     /// Syncs until a decrypted `m.room.message` with this body is seen in `room`, or
@@ -351,6 +467,21 @@ impl Peer {
             .to_owned()
     }
 
+    /// `room`, after checking it is encrypted: a test never sends plaintext by mistake.
+    async fn encrypted_room(&self, room: &RoomId) -> Room {
+        let joined = self.room(room);
+        let encryption = joined
+            .latest_encryption_state()
+            .await
+            .unwrap_or_else(|e| panic!("{}: encryption state of {room}: {e}", self.user_id));
+        assert!(
+            encryption.is_encrypted(),
+            "{}: {room} is not encrypted, refusing to send plaintext",
+            self.user_id
+        );
+        joined
+    }
+
     fn room(&self, room: &RoomId) -> Room {
         self.client
             .get_room(room)
@@ -409,17 +540,33 @@ impl Log {
                 if !self.decrypted.insert(event_id.clone()) {
                     return;
                 }
-                if let Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(
+                let Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(
                     SyncMessageLikeEvent::Original(message),
                 ))) = event.raw().deserialize()
-                    && let MessageType::Text(text) = message.content.msgtype
-                {
-                    self.texts.push(Text {
+                else {
+                    return;
+                };
+                match message.content.msgtype {
+                    MessageType::Text(text) => self.texts.push(Text {
                         room: room.to_owned(),
                         sender: message.sender,
                         event_id,
                         body: text.body,
-                    });
+                    }),
+                    MessageType::File(content) => {
+                        let json = serde_json::from_str::<Value>(event.raw().json().get())
+                            .ok()
+                            .and_then(|mut e| e.get_mut("content").map(Value::take))
+                            .unwrap_or_default();
+                        self.files.push(FileMessage {
+                            room: room.to_owned(),
+                            sender: message.sender,
+                            event_id,
+                            content,
+                            json,
+                        });
+                    }
+                    _ => {}
                 }
             }
             // Plaintext events (state, or a cleartext message) never count as decrypted text.
