@@ -15,11 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 export TCHAP_SECURE_SYNAPSE_VENV="${TCHAP_SECURE_SYNAPSE_VENV:-${TCHAP_SECURE_CACHE:-$HOME/.cache/tchap-secure}/synapse-venv}"
-runs=51 sync_runs=11
-[[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1
+runs=51 sync_runs=11 pairs=7
+[[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1 pairs=1
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 target="${CARGO_TARGET_DIR:-target}"
-rm -rf bench/criterion bench/raw
+rm -rf bench/criterion bench/raw bench/pairs
 mkdir -p bench/raw
 export CRITERION_HOME="$PWD/bench/criterion"
 
@@ -28,6 +28,16 @@ step "criterion benches (bench profile: opt-level s as shipped, thin LTO)"
 # bench_fresh measures below; they are for a developer's focused runs and are not repeated here.
 cargo bench -p tchap-secure-tests --bench receive --bench receive_ours --bench receive_matrix_sdk \
     --bench send --bench send_ours --bench send_matrix_sdk --bench attachment
+
+step "receive path: raw vodozemac and ours alternately, $pairs pairs (the ratio, robust to drift)"
+# The machine's speed drifts by up to ±20% within minutes here: a ratio of two measurements
+# taken minutes apart carries that drift. Each pair runs raw vodozemac then ours back to back;
+# bench_report takes the median of the pairs' ratios (bench/pairs/<n>/).
+for n in $(seq 1 "$pairs"); do
+    CRITERION_HOME="$PWD/bench/pairs/$n" cargo bench --quiet -p tchap-secure-tests --bench receive -- raw_vodozemac >/dev/null
+    CRITERION_HOME="$PWD/bench/pairs/$n" cargo bench --quiet -p tchap-secure-tests --bench receive_ours >/dev/null
+    echo "pair $n done"
+done
 
 step "peak RSS of the receive path (one fresh process per implementation) and of attachments"
 cargo build --quiet --profile bench -p tchap-secure-tests --bins
