@@ -333,6 +333,12 @@ impl ContentScanner {
         }
     }
 
+    /// nginx's access log once it records at least `n` `download_encrypted` requests (see
+    /// [`ContentScanner::nginx_access_log_when`]).
+    pub fn access_log_after_downloads(&self, n: usize) -> String {
+        self.nginx_access_log_when(|log| proxied_downloads(log) >= n)
+    }
+
     /// nginx's error log (e.g. `connect() failed (111: Connection refused)` with the scanner
     /// stopped).
     pub fn nginx_error_log(&self) -> String {
@@ -775,6 +781,48 @@ fn front_request(
             body,
         })
     })
+}
+
+/// The request paths of an nginx access log (combined format: `… "METHOD PATH PROTO" …`).
+pub fn request_paths(access_log: &str) -> Vec<String> {
+    access_log
+        .lines()
+        .map(|line| {
+            let request = line.split('"').nth(1).unwrap_or_default();
+            request.split(' ').nth(1).unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// How many requests of an nginx access log have a path starting with `prefix`.
+pub fn count_requests(access_log: &str, prefix: &str) -> usize {
+    request_paths(access_log)
+        .iter()
+        .filter(|p| p.starts_with(prefix))
+        .count()
+}
+
+/// How many `download_encrypted` requests an nginx access log records.
+pub fn proxied_downloads(access_log: &str) -> usize {
+    request_paths(access_log)
+        .iter()
+        .filter(|p| *p == &format!("{MEDIA_PROXY}/download_encrypted"))
+        .count()
+}
+
+/// No client request reached a plain (unscanned) media download: neither the legacy
+/// `/_matrix/media/{v3,r0,…}/download/…` nor the authenticated
+/// `/_matrix/client/v1/media/download/…`.
+pub fn assert_no_plain_download(access_log: &str) {
+    for path in request_paths(access_log) {
+        let legacy = path.starts_with("/_matrix/media/") && path.contains("/download");
+        let authenticated =
+            path.starts_with("/_matrix/client/") && path.contains("/media/download");
+        assert!(
+            !legacy && !authenticated,
+            "a client request reached a plain media download: {path}\n{access_log}"
+        );
+    }
 }
 
 /// Replace every `@NAME@` of `values` in `template`; panics if a placeholder (`@UPPER_CASE@`

@@ -2,7 +2,7 @@
 //! before any PKCS#11 session exists in the process, a logged-in client on it, and small
 //! helpers shared by the test binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -141,4 +141,42 @@ pub fn write_private(path: &std::path::Path, contents: &str) {
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     file.write_all(contents.as_bytes())
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Every file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A test document that compresses badly and is recognisable: a line of text, then
+/// pseudo-random bytes (xorshift from `seed`), `len` bytes in all.
+pub fn document(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    let mut out = b"Note au cabinet du ministre : ordre du jour du conseil restreint.\n".to_vec();
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push((x >> 24) as u8);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -119,6 +119,21 @@ impl Member {
     }
 }
 
+impl Member {
+    /// `send-file` (printed like every command); the event id.
+    fn send_file(&self, config: &Path, room: &str, file: &Path) -> String {
+        let (s, out) = self.run(
+            config,
+            &["--json", "send-file", room, &file.to_string_lossy()],
+        );
+        expect(s == 0, "send-file");
+        serde_json::from_str::<Value>(out.trim()).expect("json")["event_id"]
+            .as_str()
+            .expect("event id")
+            .to_owned()
+    }
+}
+
 fn expect(ok: bool, what: &str) {
     if !ok {
         eprintln!("demo failed: {what}");
@@ -293,15 +308,7 @@ fn main() {
     let note_text =
         "NOTE AU MINISTRE\nObjet : ordre du jour du conseil restreint (Clemenceau).\n".repeat(200);
     std::fs::write(&note, &note_text).expect("write the note");
-    let (s, out) = alice.run(
-        &config,
-        &["--json", "send-file", &room, &note.to_string_lossy()],
-    );
-    expect(s == 0, "send-file");
-    let note_event = serde_json::from_str::<Value>(out.trim()).expect("json")["event_id"]
-        .as_str()
-        .expect("event id")
-        .to_owned();
+    let note_event = alice.send_file(&config, &room, &note);
     let (s, out) = bruno.run(
         &config,
         &["listen", "--max-messages", "1", "--timeout-ms", "5000"],
@@ -334,15 +341,7 @@ fn main() {
     println!("Alice sends the EICAR antivirus test file as a document:");
     let eicar = work.path().join("rapport.txt");
     std::fs::copy(scanner.eicar_path(), &eicar).expect("copy the EICAR file");
-    let (s, out) = alice.run(
-        &config,
-        &["--json", "send-file", &room, &eicar.to_string_lossy()],
-    );
-    expect(s == 0, "send-file");
-    let eicar_event = serde_json::from_str::<Value>(out.trim()).expect("json")["event_id"]
-        .as_str()
-        .expect("event id")
-        .to_owned();
+    let eicar_event = alice.send_file(&config, &room, &eicar);
     let refused = work.path().join("bruno-rapport.txt");
     let (s, _) = bruno.run(
         &config,
@@ -412,25 +411,14 @@ fn main() {
         encrypted.len() >= 2 && clear_messages == 0 && !leaked,
         "the server must hold ciphertext only",
     );
-    let mut media = Vec::new();
-    let mut dirs = vec![synapse.data_dir.join("media_store")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                media.push(path);
-            }
-        }
-    }
+    let media = tchap_secure_tests::harness::files_under(&synapse.data_dir.join("media_store"));
     let clear_documents = media
         .iter()
         .filter(|p| {
-            std::fs::read(p)
-                .unwrap_or_default()
-                .windows(16)
-                .any(|w| w == b"NOTE AU MINISTRE")
+            tchap_secure_tests::harness::contains_bytes(
+                &std::fs::read(p).unwrap_or_default(),
+                b"NOTE AU MINISTRE",
+            )
         })
         .count();
     println!(

@@ -12,10 +12,13 @@ use serde_json::json;
 use tchap_secure_core::client::media::OutgoingFile;
 use tchap_secure_core::store::TimelineEvent;
 use tchap_secure_core::{Client, Config, Error};
-use tchap_secure_tests::content_scanner::{ContentScanner, MEDIA_PROXY};
-use tchap_secure_tests::harness::{InProcess, PASSWORD, password, rt};
+use tchap_secure_tests::content_scanner::{
+    ContentScanner, MEDIA_PROXY, assert_no_plain_download, count_requests, proxied_downloads,
+};
+use tchap_secure_tests::harness::{InProcess, contains_bytes, document, files_under, rt};
 use tchap_secure_tests::synapse::Synapse;
 
+use crate::messaging::{Pair, pair_on};
 use crate::support::Member;
 
 struct Fixture {
@@ -41,30 +44,13 @@ fn fixture(rt: &tokio::runtime::Runtime, prefix: &str) -> Fixture {
     let synapse = Synapse::shared_legacy_media();
     let scanner = ContentScanner::start(synapse);
     let config = scanner_config(&scanner, json!({}));
-    let (a, b) = (InProcess::new(prefix), InProcess::new(prefix));
-    let (ua, ub) = (
-        synapse.unique_user(&format!("{prefix}-a")),
-        synapse.unique_user(&format!("{prefix}-b")),
-    );
-    synapse.register(&ua, PASSWORD, false);
-    let reg_b = synapse.register(&ub, PASSWORD, false);
-    let mut alice = a.open_with(config.clone()).unwrap();
-    let mut bob = b.open_with(config).unwrap();
-    rt.block_on(alice.login(&ua, &password(), "alice-phone"))
-        .unwrap();
-    rt.block_on(bob.login(&ub, &password(), "bob-phone"))
-        .unwrap();
-    let room = rt
-        .block_on(alice.create_room(
-            Some("Pièces jointes"),
-            std::slice::from_ref(&reg_b.user_id),
-            false,
-        ))
-        .unwrap();
-    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
-    rt.block_on(bob.join(&room)).unwrap();
-    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
-    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
+    let Pair {
+        a,
+        b,
+        alice,
+        bob,
+        room,
+    } = pair_on(rt, prefix, synapse, config);
     Fixture {
         scanner,
         a,
@@ -131,74 +117,19 @@ fn download(
     (result, sink)
 }
 
-/// A document that compresses badly and is recognisable: text and pseudo-random bytes.
-fn document(len: usize, seed: u8) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
-    let mut out = b"Note au cabinet du ministre : ordre du jour du conseil restreint.\n".to_vec();
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.push((x >> 24) as u8);
-    }
-    out.truncate(len);
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The request paths of nginx's access log.
-fn request_paths(access_log: &str) -> Vec<String> {
-    access_log
-        .lines()
-        .map(|line| {
-            let request = line.split('"').nth(1).unwrap_or_default();
-            request.split(' ').nth(1).unwrap_or_default().to_owned()
-        })
-        .collect()
-}
-
-fn count(access_log: &str, prefix: &str) -> usize {
-    request_paths(access_log)
-        .iter()
-        .filter(|p| p.starts_with(prefix))
-        .count()
-}
-
-/// No request of our clients reached a plain (unscanned) media download.
-fn assert_no_plain_download(access_log: &str) {
-    for path in request_paths(access_log) {
-        let legacy = path.starts_with("/_matrix/media/") && path.contains("/download");
-        let authenticated =
-            path.starts_with("/_matrix/client/") && path.contains("/media/download");
-        assert!(
-            !legacy && !authenticated,
-            "a client request reached a plain media download: {path}\n{access_log}"
-        );
-    }
-}
-
 /// The stored media file of the upload whose size is `len` (unique in the test), in the
 /// Synapse's media store.
 fn stored_media(len: u64, after: SystemTime) -> PathBuf {
     let root = Synapse::shared_legacy_media()
         .data_dir
         .join("media_store/local_content");
-    let mut found = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.len() == len && meta.modified().unwrap() >= after {
-                found.push(path);
-            }
-        }
-    }
+    let mut found: Vec<PathBuf> = files_under(&root)
+        .into_iter()
+        .filter(|path| {
+            let meta = std::fs::metadata(path).unwrap();
+            meta.len() == len && meta.modified().unwrap() >= after
+        })
+        .collect();
     assert_eq!(
         found.len(),
         1,
@@ -348,10 +279,10 @@ fn a_document_round_trips_through_the_scanner_and_the_eicar_file_is_refused_with
     let found = f.scanner.clamscan(&paths);
     assert!(found.is_empty(), "the EICAR file in clear: {found:?}");
     for dir in [f.a.data_dir(), f.b.data_dir()] {
-        for file in crate::support::files_under(&dir) {
+        for file in files_under(&dir) {
             let bytes = std::fs::read(&file).unwrap_or_default();
             assert!(
-                !contains(&bytes, &eicar[..24]),
+                !contains_bytes(&bytes, &eicar[..24]),
                 "EICAR bytes in {}",
                 file.display()
             );
@@ -360,14 +291,8 @@ fn a_document_round_trips_through_the_scanner_and_the_eicar_file_is_refused_with
 
     // Every download went through the scanner (Bob's document, Alice's, the image, the
     // EICAR file); none through the plain media API.
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &format!("{MEDIA_PROXY}/download_encrypted")) >= 4);
-    assert_eq!(
-        count(&log, &format!("{MEDIA_PROXY}/download_encrypted")),
-        4,
-        "{log}"
-    );
+    let log = f.scanner.access_log_after_downloads(4);
+    assert_eq!(proxied_downloads(&log), 4, "{log}");
     assert_no_plain_download(&log);
     // The upload carried no file name.
     assert!(!log.contains("filename="), "{log}");
@@ -451,10 +376,8 @@ fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
     let id = send(&rt, &mut f.alice, &f.room, &doc, "compte rendu.odt", None);
     receive(&rt, &mut f.bob, &f.room, &id);
     assert!(download(&rt, &mut f.bob, &f.room, &id).1 == doc);
-    let key_requests = |log: &str| count(log, &format!("{MEDIA_PROXY}/public_key"));
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &format!("{MEDIA_PROXY}/download_encrypted")) >= 1);
+    let key_requests = |log: &str| count_requests(log, &format!("{MEDIA_PROXY}/public_key"));
+    let log = f.scanner.access_log_after_downloads(1);
     let keys_before = key_requests(&log);
 
     // The scanner's key changes between two downloads: the second still works (the client
@@ -465,11 +388,9 @@ fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
     let (result, got) = download(&rt, &mut f.bob, &f.room, &id);
     assert_eq!(result.unwrap(), doc.len() as u64);
     assert!(got == doc);
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &format!("{MEDIA_PROXY}/download_encrypted")) >= 3);
+    let log = f.scanner.access_log_after_downloads(3);
     assert_eq!(
-        count(&log, &format!("{MEDIA_PROXY}/download_encrypted")),
+        proxied_downloads(&log),
         3,
         "one refused request with the old key, one retry:\n{log}"
     );
@@ -488,14 +409,8 @@ fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
     assert_eq!(error.code(), "scanner_unavailable", "{error:?}");
     assert!(error.is_network(), "{error:?}");
     assert!(got.is_empty());
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &format!("{MEDIA_PROXY}/download_encrypted")) >= 4);
-    assert_eq!(
-        count(&log, &format!("{MEDIA_PROXY}/download_encrypted")),
-        4,
-        "{log}"
-    );
+    let log = f.scanner.access_log_after_downloads(4);
+    assert_eq!(proxied_downloads(&log), 4, "{log}");
     assert_no_plain_download(&log);
 
     // Back up: it works again.
@@ -522,7 +437,7 @@ fn attachments_over_the_configured_cap_are_refused_before_upload_and_before_decr
         f.b.open_with(capped).unwrap(),
     ));
     assert_eq!(rt.block_on(f.alice.attachment_limit()).unwrap(), 4096);
-    let uploads_before = count(&f.scanner.nginx_access_log(), "/_matrix/media/v3/upload");
+    let uploads_before = count_requests(&f.scanner.nginx_access_log(), "/_matrix/media/v3/upload");
     let error = rt
         .block_on(f.alice.send_file(
             &f.room,
@@ -537,7 +452,7 @@ fn attachments_over_the_configured_cap_are_refused_before_upload_and_before_decr
     assert_eq!(error.code(), "attachment_too_large", "{error:?}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        count(&f.scanner.nginx_access_log(), "/_matrix/media/v3/upload"),
+        count_requests(&f.scanner.nginx_access_log(), "/_matrix/media/v3/upload"),
         uploads_before
     );
 

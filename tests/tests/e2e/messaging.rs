@@ -5,7 +5,7 @@ use std::time::Duration;
 use tchap_secure_core::Client;
 use tchap_secure_tests::synapse::Synapse;
 
-use crate::support::{InProcess, PASSWORD, password, rt};
+use crate::support::{InProcess, PASSWORD, password, rt, synapse_config};
 
 pub struct Pair {
     pub a: InProcess,
@@ -17,7 +17,17 @@ pub struct Pair {
 
 /// Alice and Bob logged in, in one encrypted room, both joined and synced.
 pub fn pair(rt: &tokio::runtime::Runtime, prefix: &str) -> Pair {
-    let synapse = Synapse::shared();
+    pair_on(rt, prefix, Synapse::shared(), synapse_config())
+}
+
+/// [`pair`] on `synapse`, both clients opened with `config` (e.g. the content scanner's
+/// front as their homeserver URL).
+pub fn pair_on(
+    rt: &tokio::runtime::Runtime,
+    prefix: &str,
+    synapse: &Synapse,
+    config: tchap_secure_core::Config,
+) -> Pair {
     let (a, b) = (InProcess::new(prefix), InProcess::new(prefix));
     let (ua, ub) = (
         synapse.unique_user(&format!("{prefix}-a")),
@@ -25,8 +35,8 @@ pub fn pair(rt: &tokio::runtime::Runtime, prefix: &str) -> Pair {
     );
     synapse.register(&ua, PASSWORD, false);
     let reg_b = synapse.register(&ub, PASSWORD, false);
-    let mut alice = a.open().unwrap();
-    let mut bob = b.open().unwrap();
+    let mut alice = a.open_with(config.clone()).unwrap();
+    let mut bob = b.open_with(config).unwrap();
     rt.block_on(alice.login(&ua, &password(), "alice-phone"))
         .unwrap();
     rt.block_on(bob.login(&ub, &password(), "bob-phone"))

@@ -5,7 +5,6 @@
 //! `/_matrix/media_proxy/unstable/download_encrypted` (clear `file` body: the product will
 //! send `encrypted_body`).
 
-use std::path::Path;
 use std::time::Instant;
 
 use aes::Aes256;
@@ -14,10 +13,14 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
-use tchap_secure_tests::content_scanner::{ContentScanner, FrontResponse, MEDIA_PROXY};
+use tchap_secure_tests::content_scanner::{
+    ContentScanner, FrontResponse, MEDIA_PROXY, assert_no_plain_download, proxied_downloads,
+    request_paths,
+};
+use tchap_secure_tests::harness::contains_bytes;
 use tchap_secure_tests::synapse::Synapse;
 
-use crate::support::PASSWORD;
+use crate::support::{PASSWORD, files_under};
 
 /// An attachment encrypted as the spec's `EncryptedFile` v2 does it.
 struct Encrypted {
@@ -108,60 +111,6 @@ fn download_encrypted(scanner: &ContentScanner, file: &Value) -> FrontResponse {
     )
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-/// The request paths of nginx's access log (combined format: `… "METHOD PATH PROTO" …`).
-fn request_paths(access_log: &str) -> Vec<String> {
-    access_log
-        .lines()
-        .map(|line| {
-            let request = line.split('"').nth(1).unwrap_or_default();
-            request.split(' ').nth(1).unwrap_or_default().to_owned()
-        })
-        .collect()
-}
-
-/// How many `download_encrypted` requests nginx's access log records.
-fn proxied_downloads(access_log: &str) -> usize {
-    request_paths(access_log)
-        .iter()
-        .filter(|p| *p == &format!("{MEDIA_PROXY}/download_encrypted"))
-        .count()
-}
-
-/// No client request reached a plain (unscanned) media download: neither the legacy
-/// `/_matrix/media/{v3,r0,…}/download/…` nor the authenticated
-/// `/_matrix/client/v1/media/download/…`.
-fn assert_no_plain_download(access_log: &str) {
-    for path in request_paths(access_log) {
-        let legacy = path.starts_with("/_matrix/media/") && path.contains("/download");
-        let authenticated =
-            path.starts_with("/_matrix/client/") && path.contains("/media/download");
-        assert!(
-            !legacy && !authenticated,
-            "a client request reached a plain media download: {path}\n{access_log}"
-        );
-    }
-}
-
-/// Every regular file under `dir` (the scanner's temp dir must hold none after a scan).
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 #[test]
 fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
     let synapse = Synapse::shared_legacy_media();
@@ -177,7 +126,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
         .into_bytes();
     let clean = encrypt(&clean_plain);
     assert!(
-        !contains(&clean.ciphertext, b"conseil restreint"),
+        !contains_bytes(&clean.ciphertext, b"conseil restreint"),
         "not encrypted"
     );
     let eicar = std::fs::read(scanner.eicar_path()).unwrap();
@@ -189,7 +138,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
     );
     let infected = encrypt(&eicar);
     assert!(
-        !contains(&infected.ciphertext, &eicar[..16]),
+        !contains_bytes(&infected.ciphertext, &eicar[..16]),
         "the EICAR attachment went up in clear"
     );
     let clean_mxc = upload(&scanner, &user.access_token, &clean.ciphertext);
@@ -220,7 +169,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
         response.text()
     );
     assert!(
-        !contains(&response.body, &infected.ciphertext[..16]),
+        !contains_bytes(&response.body, &infected.ciphertext[..16]),
         "the refusal carries the file"
     );
     // ClamAV's signature matched (not another refusal such as a malformed media id).
@@ -237,7 +186,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
     );
 
     // nginx saw the client's requests (the log is live), and no plain media download.
-    let access_log = scanner.nginx_access_log_when(|log| proxied_downloads(log) >= 2);
+    let access_log = scanner.access_log_after_downloads(2);
     let paths = request_paths(&access_log);
     assert_eq!(
         paths
@@ -283,7 +232,7 @@ fn content_scanner_testbed_passes_clean_refuses_eicar_and_fails_closed() {
         "after rotation: wrong body"
     );
     // Four downloads asked of the front: clean, EICAR, scanner stopped, after rotation.
-    assert_no_plain_download(&scanner.nginx_access_log_when(|log| proxied_downloads(log) >= 4));
+    assert_no_plain_download(&scanner.access_log_after_downloads(4));
 
     eprintln!(
         "scanner testbed: scanner + nginx up in {started:?}; clean download {clean_time:?}, \

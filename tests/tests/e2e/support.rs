@@ -10,7 +10,9 @@ use tchap_secure_tests::softhsm::SoftHsmToken;
 use tchap_secure_tests::synapse::Synapse;
 use tempfile::TempDir;
 
-pub use tchap_secure_tests::harness::{InProcess, PASSWORD, password, rt, synapse_config};
+pub use tchap_secure_tests::harness::{
+    InProcess, PASSWORD, files_under, password, rt, synapse_config,
+};
 
 /// The CLI binary built by `cargo build` next to this test binary (target/<profile>/).
 pub fn cli_bin() -> PathBuf {
@@ -264,24 +266,6 @@ impl Member {
             Some(&format!("{}\n{PASSWORD}\n", self.pin)),
         )
     }
-}
-
-/// Every file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Snapshot of every file's bytes under `dir`.

@@ -23,8 +23,10 @@ use matrix_sdk::ruma::{OwnedMxcUri, OwnedRoomId, OwnedUserId, UInt, UserId};
 use tchap_secure_core::client::media::OutgoingFile;
 use tchap_secure_core::store::TimelineEvent;
 use tchap_secure_core::{Client, Config};
-use tchap_secure_tests::content_scanner::{ContentScanner, MEDIA_PROXY};
-use tchap_secure_tests::harness::{InProcess, password};
+use tchap_secure_tests::content_scanner::{
+    ContentScanner, assert_no_plain_download, count_requests, proxied_downloads,
+};
+use tchap_secure_tests::harness::{InProcess, contains_bytes, document, password};
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::peer::{FileMessage, Peer};
@@ -124,55 +126,6 @@ async fn ours_receive(ours: &mut Client, room: &str, event_id: &str) -> Timeline
     }
 }
 
-/// A document that compresses badly and is recognisable: text, then pseudo-random bytes.
-fn document(len: usize, seed: u8) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
-    let mut out = b"Note au cabinet du ministre : ordre du jour du conseil restreint.\n".to_vec();
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.push((x >> 24) as u8);
-    }
-    out.truncate(len);
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The request paths of nginx's access log.
-fn request_paths(access_log: &str) -> Vec<String> {
-    access_log
-        .lines()
-        .map(|line| {
-            let request = line.split('"').nth(1).unwrap_or_default();
-            request.split(' ').nth(1).unwrap_or_default().to_owned()
-        })
-        .collect()
-}
-
-fn count(access_log: &str, prefix: &str) -> usize {
-    request_paths(access_log)
-        .iter()
-        .filter(|p| p.starts_with(prefix))
-        .count()
-}
-
-/// No request through the front reached a plain (unscanned) media download.
-fn assert_no_plain_download(access_log: &str) {
-    for path in request_paths(access_log) {
-        let legacy = path.starts_with("/_matrix/media/") && path.contains("/download");
-        let authenticated =
-            path.starts_with("/_matrix/client/") && path.contains("/media/download");
-        assert!(
-            !legacy && !authenticated,
-            "a client request reached a plain media download: {path}\n{access_log}"
-        );
-    }
-}
-
 /// The decrypted content of a file message carries an `EncryptedFile` (v2, A256CTR, a
 /// SHA-256) as `file` and no clear `url`, as the sender wrote it and as ruma parses it;
 /// returns the `mxc://` URI of the ciphertext.
@@ -225,7 +178,7 @@ async fn assert_stored_as_ciphertext(peer: &Peer, uri: &OwnedMxcUri, plaintext: 
     );
     assert!(stored != plaintext, "{uri} is stored in clear");
     assert!(
-        !contains(&stored, &plaintext[..40]),
+        !contains_bytes(&stored, &plaintext[..40]),
         "{uri}: the document's first line is in the stored bytes"
     );
 }
@@ -313,13 +266,10 @@ async fn an_attachment_from_matrix_sdk_is_scanned_and_opened_by_us() {
 
     // Our only media request went through the scanner: one `download_encrypted`, no plain
     // download. The peer's upload went to Synapse directly, so the front saw no upload.
-    let proxy_download = format!("{MEDIA_PROXY}/download_encrypted");
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &proxy_download) >= 1);
-    assert_eq!(count(&log, &proxy_download), 1, "{log}");
+    let log = f.scanner.access_log_after_downloads(1);
+    assert_eq!(proxied_downloads(&log), 1, "{log}");
     assert_no_plain_download(&log);
-    assert_eq!(count(&log, "/_matrix/media/v3/upload"), 0, "{log}");
+    assert_eq!(count_requests(&log, "/_matrix/media/v3/upload"), 0, "{log}");
 }
 
 /// Us → matrix-sdk: our client encrypts while uploading and sends an `m.file`; matrix-sdk
@@ -418,11 +368,8 @@ async fn our_attachment_opens_in_matrix_sdk() {
 
     // The front saw our upload and our scanned download, and no plain download: matrix-sdk's
     // went to Synapse directly.
-    let proxy_download = format!("{MEDIA_PROXY}/download_encrypted");
-    let log = f
-        .scanner
-        .nginx_access_log_when(|log| count(log, &proxy_download) >= 1);
-    assert_eq!(count(&log, "/_matrix/media/v3/upload"), 1, "{log}");
-    assert_eq!(count(&log, &proxy_download), 1, "{log}");
+    let log = f.scanner.access_log_after_downloads(1);
+    assert_eq!(count_requests(&log, "/_matrix/media/v3/upload"), 1, "{log}");
+    assert_eq!(proxied_downloads(&log), 1, "{log}");
     assert_no_plain_download(&log);
 }
