@@ -38,13 +38,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::pki::CertKey;
 use crate::ports::free_loopback_port;
-use crate::synapse::Synapse;
+use crate::synapse::{Synapse, random_hex, write};
 
 /// The scanner's API prefix (`/_matrix/media_proxy/unstable`).
 pub const MEDIA_PROXY: &str = "/_matrix/media_proxy/unstable";
@@ -219,46 +218,45 @@ impl ContentScanner {
             dir,
         };
 
-        // The scanner first (nginx's readiness check goes through it), on a fresh port; retry
-        // on another port if something took it between the probe and the bind.
+        // The scanner first (nginx's readiness check goes through it), each on a fresh port.
         // On failure, the panic unwinds through `this`'s `Drop`, which prints the logs.
         let scanner_log = this.dir.path().join("scanner.log");
-        let mut attempt = 0;
-        loop {
-            this.scanner_port = free_loopback_port();
+        this.start_on_free_port("matrix-content-scanner", &scanner_log, |this, port| {
+            this.scanner_port = port;
             this.write_scanner_config();
-            let offset = file_len(&scanner_log);
-            match this.spawn_scanner() {
-                Ok(()) => break,
-                Err(e) if attempt < 2 && port_taken(&scanner_log, offset) => {
-                    eprintln!(
-                        "content scanner: port {} taken, retrying: {e}",
-                        this.scanner_port
-                    );
-                }
-                Err(e) => panic!("matrix-content-scanner did not start: {e}"),
-            }
-            attempt += 1;
-        }
+            this.spawn_scanner()
+        });
         let nginx_log = this.nginx_dir().join("error.log");
+        this.start_on_free_port("nginx", &nginx_log, |this, port| {
+            this.front_port = port;
+            this.write_nginx_config();
+            this.spawn_nginx()
+        });
+        this
+    }
+
+    /// Starts one process on a fresh loopback port: `start(self, port)` writes its
+    /// configuration and spawns it. If it fails because something took the port between the
+    /// probe and the bind (what it writes to `log` says so), retries on another port, twice.
+    fn start_on_free_port(
+        &mut self,
+        what: &str,
+        log: &Path,
+        start: impl Fn(&mut Self, u16) -> Result<(), String>,
+    ) {
         let mut attempt = 0;
         loop {
-            this.front_port = free_loopback_port();
-            this.write_nginx_config();
-            let offset = file_len(&nginx_log);
-            match this.spawn_nginx() {
-                Ok(()) => break,
-                Err(e) if attempt < 2 && port_taken(&nginx_log, offset) => {
-                    eprintln!(
-                        "content scanner: nginx port {} taken, retrying: {e}",
-                        this.front_port
-                    );
+            let port = free_loopback_port();
+            let offset = file_len(log);
+            match start(self, port) {
+                Ok(()) => return,
+                Err(e) if attempt < 2 && port_taken(log, offset) => {
+                    eprintln!("content scanner: {what} port {port} taken, retrying: {e}");
                 }
-                Err(e) => panic!("nginx did not start: {e}"),
+                Err(e) => panic!("{what} did not start: {e}"),
             }
             attempt += 1;
         }
-        this
     }
 
     /// `https://localhost:FRONT`: the homeserver URL the client uses.
@@ -740,46 +738,18 @@ fn front_request(
     access_token: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> Result<FrontResponse, String> {
-    let tls = crate::http::client_config(root_ca_pem);
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid HTTP method");
-    let url = format!("https://localhost:{port}{path_and_query}");
-    let body = body.map(|(content_type, bytes)| (content_type.to_owned(), bytes));
-    let access_token = access_token.map(str::to_owned);
-    crate::http::block_on(async move {
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .resolve("localhost", SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("build reqwest client: {e}"))?;
-        let mut request = client.request(method, &url);
-        if let Some(token) = access_token {
-            request = request.bearer_auth(token);
-        }
-        if let Some((content_type, bytes)) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(bytes);
-        }
-        let response = request.send().await.map_err(|e| format!("{url}: {e:?}"))?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("{url}: read body: {e:?}"))?
-            .to_vec();
-        Ok(FrontResponse {
-            status,
-            content_type,
-            body,
-        })
+    crate::http::request(
+        root_ca_pem,
+        port,
+        method,
+        path_and_query,
+        access_token,
+        body,
+    )
+    .map(|response| FrontResponse {
+        status: response.status,
+        content_type: response.content_type,
+        body: response.body,
     })
 }
 
@@ -876,19 +846,4 @@ fn current_user() -> String {
         .expect("user name is UTF-8")
         .trim()
         .to_owned()
-}
-
-fn write(path: &Path, contents: &str) {
-    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buffer)
-        .expect("system random");
-    buffer.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }

@@ -51,24 +51,28 @@ pub(crate) fn client_config(roots_pem: &str) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// An HTTP response: status and raw body.
+/// An HTTP response: status, `Content-Type` (if any) and raw body.
 pub(crate) struct Response {
     pub(crate) status: u16,
+    pub(crate) content_type: Option<String>,
     pub(crate) body: Vec<u8>,
 }
 
-/// One HTTPS request to `https://localhost:{port}{path}` (resolved to 127.0.0.1 without DNS).
+/// One HTTPS request to `https://localhost:{port}{path}` (resolved to 127.0.0.1 without DNS);
+/// `body` is `(content type, bytes)`.
 pub(crate) fn request(
     roots_pem: &str,
     port: u16,
     method: &str,
     path: &str,
     access_token: Option<&str>,
-    json_body: Option<Vec<u8>>,
+    body: Option<(&str, Vec<u8>)>,
 ) -> Result<Response, String> {
     let tls = client_config(roots_pem);
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid HTTP method");
     let url = format!("https://localhost:{port}{path}");
+    let body = body.map(|(content_type, bytes)| (content_type.to_owned(), bytes));
+    let access_token = access_token.map(str::to_owned);
     block_on(async move {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -83,18 +87,26 @@ pub(crate) fn request(
         if let Some(token) = access_token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = json_body {
+        if let Some((content_type, bytes)) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
         }
         let response = request.send().await.map_err(|e| format!("{url}: {e:?}"))?;
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let body = response
             .bytes()
             .await
             .map_err(|e| format!("{url}: read body: {e:?}"))?
             .to_vec();
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
     })
 }

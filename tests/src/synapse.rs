@@ -342,7 +342,7 @@ impl Synapse {
             method,
             path,
             access_token,
-            body,
+            body.map(|bytes| ("application/json", bytes)),
         )
         .unwrap_or_else(|e| {
             panic!(
@@ -639,11 +639,13 @@ fn log_tail(data_dir: &Path, lines: usize) -> String {
     out
 }
 
-fn write(path: &Path, contents: &str) {
+/// Writes a testbed file, panicking with its path on failure.
+pub(crate) fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the system generator, as lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     SystemRandom::new()
         .fill(&mut buffer)
