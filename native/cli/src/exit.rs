@@ -75,6 +75,10 @@ impl From<Error> for Failure {
                 ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. },
             ) => NETWORK,
             Error::Api(_) => SERVER_REFUSED,
+            // Kept in the queue: it goes out at a later sync (`messages` shows it `queued`).
+            Error::SendQueued { .. } => NETWORK,
+            // Refused for good or cancelled (`messages` shows it `failed`, with the reason).
+            Error::SendFailed { .. } => SERVER_REFUSED,
             Error::Vault(_) => VAULT,
             Error::Store(_) => STORE,
             Error::Crypto(_) => CRYPTO,

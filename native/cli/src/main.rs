@@ -184,6 +184,15 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Load older messages of a room from the server (scroll-back), decrypt and store them,
+    /// and print them oldest first.
+    History {
+        /// Room id.
+        room: String,
+        /// How many older messages to load.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Query and print a user's devices, with their pinned keys and trust state.
     Devices {
         /// User id.
@@ -449,6 +458,13 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 for m in client.messages(room, *limit)? {
                     out.timeline_event(&m);
                 }
+            }
+            Command::History { room, limit } => {
+                let history = client.paginate_back(room, *limit).await?;
+                for m in &history.events {
+                    out.timeline_event(m);
+                }
+                out.history_end(room, history.events.len(), history.reached_start);
             }
             Command::Devices { user } => out.devices(user, &client.devices(user).await?),
             Command::SecurityEvents => out.security_events(

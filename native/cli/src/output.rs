@@ -180,6 +180,7 @@ impl Output {
                 "body": e.body,
                 "error": e.error,
                 "attachment": e.attachment,
+                "local_id": e.local_id,
             }));
             return;
         }
@@ -214,6 +215,18 @@ impl Output {
                 e.sender_device.as_deref().unwrap_or("?"),
                 e.event_id
             ),
+            ("queued" | "sent" | "failed", body) => println!(
+                "[{}] {who} <{}> ({}{}): {}    {}",
+                e.room_id,
+                e.sender,
+                e.state,
+                e.error
+                    .as_deref()
+                    .map(|why| format!(": {why}"))
+                    .unwrap_or_default(),
+                body.unwrap_or("(file)"),
+                e.local_id.as_deref().unwrap_or(&e.event_id)
+            ),
             (state, _) => println!(
                 "[{}] {who} <{}>: <{state}: {}>    {}",
                 e.room_id,
@@ -221,6 +234,20 @@ impl Output {
                 e.error.as_deref().unwrap_or("no body"),
                 e.event_id
             ),
+        }
+    }
+
+    pub(crate) fn history_end(&self, room: &str, loaded: usize, reached_start: bool) {
+        if self.json {
+            print_json(&json!({
+                "room_id": room,
+                "history_loaded": loaded,
+                "reached_start": reached_start,
+            }));
+        } else if reached_start {
+            println!("{loaded} older message(s) loaded; this is the start of the room");
+        } else {
+            println!("{loaded} older message(s) loaded");
         }
     }
 

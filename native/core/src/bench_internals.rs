@@ -750,12 +750,12 @@ impl SendFixture {
                 .map_err(CryptoError::into_store_error)?;
             cdb::push_outbox(
                 tx,
-                &OutboxRow {
-                    txn_id: event_txn.clone(),
-                    kind: "room_event:m.room.encrypted".into(),
-                    target: ROOM.to_owned(),
-                    body: encrypted.to_string(),
-                },
+                &OutboxRow::new(
+                    event_txn.clone(),
+                    "room_event:m.room.encrypted".into(),
+                    ROOM.to_owned(),
+                    encrypted.to_string(),
+                ),
             )?;
             Ok(encrypted)
         })?;
@@ -790,12 +790,12 @@ fn queue_room_key(
     for (user, per_device) in messages {
         cdb::push_outbox(
             tx,
-            &OutboxRow {
-                txn_id: format!("{txn}-{}", cdb::outbox_len(tx)?),
-                kind: "to_device:m.room.encrypted".into(),
-                target: String::new(),
-                body: json!({ "messages": { user: per_device } }).to_string(),
-            },
+            &OutboxRow::new(
+                format!("{txn}-{}", cdb::outbox_len(tx)?),
+                "to_device:m.room.encrypted".into(),
+                ROOM.to_owned(),
+                json!({ "messages": { user: per_device } }).to_string(),
+            ),
         )?;
     }
     Ok(devices.len())
@@ -1003,7 +1003,7 @@ mod tests {
         assert_eq!(fixture.decrypt_raw().unwrap(), 250);
         let mut receiver = fixture.receiver(dir.path(), &vault).unwrap();
         assert_eq!(fixture.receive(&mut receiver).unwrap(), 250);
-        let timeline = cdb::timeline(receiver.store.conn(), ROOM, 1000).unwrap();
+        let timeline = crate::store::timeline::timeline(receiver.store.conn(), ROOM, 1000).unwrap();
         assert_eq!(timeline.len(), 250);
         assert!(timeline.iter().all(|e| e.state == "decrypted"));
         assert!(timeline.iter().all(|e| e.trust.as_deref() == Some("tofu")));

@@ -63,6 +63,25 @@ pub enum Error {
     /// The data directory could not be prepared.
     #[error("data directory: {0}")]
     DataDir(std::io::Error),
+    /// Our message could not go out now (network, server busy, or earlier messages of the room
+    /// still waiting): it stays queued under `local_id`, visible as `queued` in the timeline,
+    /// and is sent, in order, by a later sync.
+    #[error("message queued, not sent yet ({cause})")]
+    SendQueued {
+        /// The message's local id (`TimelineEvent::local_id`).
+        local_id: String,
+        /// The code of the failure that holds it back.
+        cause: String,
+    },
+    /// The homeserver refused our message for good, or it was cancelled: its local echo is
+    /// `failed` with the same reason.
+    #[error("message not sent: {reason}")]
+    SendFailed {
+        /// The message's local id (`TimelineEvent::local_id`).
+        local_id: String,
+        /// `forbidden`, `not_found`, `too_large`, `refused` or `left_room`.
+        reason: String,
+    },
 }
 
 impl From<TransportError> for Error {
@@ -89,6 +108,8 @@ impl Error {
             Self::UserNotAllowed { .. } => "user_not_allowed",
             Self::InvalidArgument { .. } => "invalid_argument",
             Self::DataDir(_) => "data_dir",
+            Self::SendQueued { .. } => "send_queued",
+            Self::SendFailed { .. } => "send_failed",
         }
     }
 

@@ -55,7 +55,8 @@ use crate::crypto::devices::{
     DeviceChanges, KeysQueryAnswer, apply_keys_query, apply_keys_query_answer,
 };
 use crate::crypto::engine::Engine;
-use crate::store::crypto::{self as cdb, DeviceRecord, DeviceState, InboundRow, NewTimelineEvent};
+use crate::store::crypto::{self as cdb, DeviceRecord, DeviceState, InboundRow};
+use crate::store::timeline::{self as tl, NewTimelineEvent};
 use crate::store::{Store, StoreError};
 
 /// Server name of the fixture.
@@ -522,7 +523,7 @@ impl Fixture {
         .to_string();
         self.store
             .transaction(|tx| {
-                cdb::save_timeline_event(
+                tl::save_timeline_event(
                     tx,
                     &NewTimelineEvent {
                         event_id: "$pending:secure.tchap.test",
@@ -537,6 +538,7 @@ impl Fixture {
                         raw: Some(&raw),
                         error: Some("no room key"),
                         attachment: None,
+                        ord: 1,
                     },
                 )
             })

@@ -32,6 +32,9 @@ mod proptests;
 pub mod secret;
 pub mod store;
 
-pub use client::{Client, FetchedSync, PendingSync, SessionInfo, SyncSummary, wipe_data_dir};
+pub use client::{
+    Client, FetchedSync, History, OutgoingUpdate, PendingSync, SessionInfo, SyncSummary,
+    wipe_data_dir,
+};
 pub use config::{Config, ConfigError, SpkiPin};
 pub use error::Error;

@@ -155,6 +155,17 @@ pub struct JoinedRoom {
     pub timeline: Timeline,
 }
 
+/// `GET /rooms/{roomId}/messages` (we only paginate backwards: `chunk` is newest first).
+#[derive(Debug, Default, Deserialize)]
+pub struct MessagesResponse {
+    /// Raw events, newest first.
+    #[serde(default)]
+    pub chunk: Vec<Value>,
+    /// Where the next (older) page starts; absent at the start of the room.
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
 /// A left room's update has the same shape: state, then the events up to the leave.
 pub type LeftRoom = JoinedRoom;
 

@@ -20,7 +20,8 @@ use crate::crypto::devices::{KeysQueryAnswer, apply_keys_query_answer};
 use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::error::Error;
-use crate::store::crypto::{self as cdb, DeviceRecord, OutboxRow, TimelineEvent};
+use crate::store::crypto::{self as cdb, DeviceRecord, OutboxRow};
+use crate::store::timeline::{self as tl, TimelineEvent};
 
 /// Minimum time between two recoveries of the same wedged Olm channel.
 pub(crate) const UNWEDGE_INTERVAL_MS: i64 = 3_600_000;
@@ -142,7 +143,7 @@ impl Client {
         Ok(changes.security_events)
     }
 
-    fn own_ids(&self) -> Result<(String, String), Error> {
+    pub(crate) fn own_ids(&self) -> Result<(String, String), Error> {
         let s = self.session.as_ref().ok_or(Error::NotLoggedIn)?;
         Ok((s.user_id.clone(), s.device_id.clone()))
     }
@@ -198,57 +199,6 @@ impl Client {
         Ok(ready)
     }
 
-    /// Sends everything in the outbox, in order, with its stable transaction id. Returns the
-    /// event ids of room events sent, by transaction id.
-    pub(crate) async fn flush_outbox(&mut self) -> Result<BTreeMap<String, String>, Error> {
-        let mut sent = BTreeMap::new();
-        let rows = cdb::outbox(self.store.conn())?;
-        for row in rows {
-            let body = Zeroizing::new(row.body.clone().into_bytes());
-            if let Some(event_type) = row.kind.strip_prefix("to_device:") {
-                let _: Value = self
-                    .authed(
-                        Method::PUT,
-                        "/sendToDevice",
-                        &[
-                            "_matrix",
-                            "client",
-                            "v3",
-                            "sendToDevice",
-                            event_type,
-                            &row.txn_id,
-                        ],
-                        Some(body),
-                    )
-                    .await?;
-                crate::fault::point("mid-key-share");
-            } else if let Some(event_type) = row.kind.strip_prefix("room_event:") {
-                let answer: Value = self
-                    .authed(
-                        Method::PUT,
-                        "/rooms/send",
-                        &[
-                            "_matrix",
-                            "client",
-                            "v3",
-                            "rooms",
-                            &row.target,
-                            "send",
-                            event_type,
-                            &row.txn_id,
-                        ],
-                        Some(body),
-                    )
-                    .await?;
-                if let Some(id) = answer.get("event_id").and_then(Value::as_str) {
-                    sent.insert(row.txn_id.clone(), id.to_owned());
-                }
-            }
-            cdb::remove_outbox(self.store.conn(), &row.txn_id)?;
-        }
-        Ok(sent)
-    }
-
     /// Recovers wedged Olm channels: a new session and an `m.dummy` so the peer can decrypt
     /// again (at most once an hour per peer).
     pub(crate) async fn unwedge(&mut self) -> Result<(), Error> {
@@ -280,12 +230,12 @@ impl Client {
             if !messages.is_empty() {
                 cdb::push_outbox(
                     tx,
-                    &OutboxRow {
-                        txn_id: txn.clone(),
-                        kind: "to_device:m.room.encrypted".into(),
-                        target: String::new(),
-                        body: json!({ "messages": messages }).to_string(),
-                    },
+                    &OutboxRow::new(
+                        txn.clone(),
+                        "to_device:m.room.encrypted".into(),
+                        String::new(),
+                        json!({ "messages": messages }).to_string(),
+                    ),
                 )?;
             }
             for (user, device) in &pending {
@@ -293,7 +243,8 @@ impl Client {
             }
             Ok(())
         })?;
-        self.flush_outbox().await?;
+        let report = self.flush_outbox().await?;
+        self.pending_updates.extend(report.updates);
         Ok(())
     }
 
@@ -392,6 +343,7 @@ impl Client {
         content: Value,
     ) -> Result<String, Error> {
         self.check_sendable_room(room_id)?;
+        let (own_user, _) = self.own_ids()?;
         let members = crate::store::rooms::member_ids(self.store.conn(), room_id)?;
         self.with_engine(|tx, _| {
             for m in &members {
@@ -428,12 +380,12 @@ impl Client {
             for (user, per_device) in messages {
                 cdb::push_outbox(
                     tx,
-                    &OutboxRow {
-                        txn_id: format!("{to_device_txn}-{}", cdb::outbox_len(tx)?),
-                        kind: "to_device:m.room.encrypted".into(),
-                        target: String::new(),
-                        body: json!({ "messages": { user: per_device } }).to_string(),
-                    },
+                    &OutboxRow::new(
+                        format!("{to_device_txn}-{}", cdb::outbox_len(tx)?),
+                        "to_device:m.room.encrypted".into(),
+                        room_id.to_owned(),
+                        json!({ "messages": { user: per_device } }).to_string(),
+                    ),
                 )?;
             }
             let mut withheld: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
@@ -453,33 +405,60 @@ impl Client {
             if !withheld.is_empty() {
                 cdb::push_outbox(
                     tx,
-                    &OutboxRow {
-                        txn_id: withheld_txn.clone(),
-                        kind: "to_device:m.room_key.withheld".into(),
-                        target: String::new(),
-                        body: json!({ "messages": withheld }).to_string(),
-                    },
+                    &OutboxRow::new(
+                        withheld_txn.clone(),
+                        "to_device:m.room_key.withheld".into(),
+                        room_id.to_owned(),
+                        json!({ "messages": withheld }).to_string(),
+                    ),
                 )?;
             }
             engine.mark_shared(tx, room_id, &shareable, &plan.to_withhold)?;
             let encrypted = engine.megolm_encrypt(tx, room_id, "m.room.message", &content)?;
             cdb::push_outbox(
                 tx,
-                &OutboxRow {
-                    txn_id: event_txn.clone(),
-                    kind: "room_event:m.room.encrypted".into(),
-                    target: room_id.to_owned(),
-                    body: encrypted.to_string(),
-                },
+                &OutboxRow::new(
+                    event_txn.clone(),
+                    "room_event:m.room.encrypted".into(),
+                    room_id.to_owned(),
+                    encrypted.to_string(),
+                ),
+            )?;
+            // The local echo: the member sees the message at once, with its state.
+            let body = content.get("body").and_then(Value::as_str);
+            let attachment = super::media::attachment_column(&content).ok().flatten();
+            tl::save_echo(
+                tx,
+                &event_txn,
+                room_id,
+                &own_user,
+                body,
+                attachment.as_deref(),
             )?;
             Ok(())
         })?;
-        let sent = self.flush_outbox().await?;
-        sent.get(&event_txn)
-            .cloned()
-            .ok_or_else(|| Error::InvalidArgument {
+        crate::fault::point("message-queued");
+        let report = self.flush_outbox().await?;
+        self.pending_updates.extend(report.updates);
+        let echo = tl::by_txn_id(self.store.conn(), &event_txn)?;
+        match echo {
+            Some(e) if e.state == "failed" => Err(Error::SendFailed {
+                local_id: event_txn,
+                reason: e.error.unwrap_or_default(),
+            }),
+            Some(e) if e.state == "queued" => Err(Error::SendQueued {
+                local_id: event_txn,
+                cause: report
+                    .transient
+                    .get(room_id)
+                    .cloned()
+                    .unwrap_or_else(|| "waiting for earlier messages".to_owned()),
+            }),
+            Some(e) if !e.event_id.starts_with('~') => Ok(e.event_id),
+            _ => Err(Error::InvalidArgument {
                 what: "the message was queued but the server returned no event id".into(),
-            })
+            }),
+        }
     }
 
     /// Tries to decrypt an encrypted room event as fetched from the server, with every check,
@@ -517,7 +496,7 @@ impl Client {
 
     /// The last `limit` events of a room (decrypted, waiting for a key, or refused).
     pub fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<TimelineEvent>, Error> {
-        Ok(cdb::timeline(self.store.conn(), room_id, limit)?)
+        Ok(tl::timeline(self.store.conn(), room_id, limit)?)
     }
 
     /// Our device's identity keys `(ed25519, curve25519)`.

@@ -284,7 +284,7 @@ impl Client {
         sink: W,
     ) -> Result<u64, Error> {
         let (sender, column) =
-            crate::store::crypto::timeline_attachment(self.store.conn(), room_id, event_id)?
+            crate::store::timeline::timeline_attachment(self.store.conn(), room_id, event_id)?
                 .ok_or_else(|| Error::InvalidArgument {
                     what: format!("no decrypted attachment for event {event_id} in {room_id}"),
                 })?;

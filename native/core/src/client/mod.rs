@@ -6,8 +6,10 @@
 
 mod e2ee;
 pub mod media;
+pub(crate) mod outbox;
 mod rooms;
 pub(crate) mod sync;
+pub(crate) mod timeline;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,9 @@ use crate::net::{Request, Transport};
 use crate::secret::AccessToken;
 use crate::store::{Store, StoredSession};
 
+pub use outbox::OutgoingUpdate;
 pub use sync::SyncSummary;
+pub use timeline::History;
 
 /// The sync filter: a bounded timeline; members are not lazy-loaded, so the member list is
 /// complete.
@@ -56,6 +60,8 @@ pub struct Client {
     engine: Option<crate::crypto::engine::Engine>,
     /// The content scanner's public key, shared by this client's downloads.
     scanner_keys: crate::media::ScannerKeyCache,
+    /// Our messages' state changes since the last sync, reported with the next one.
+    pending_updates: Vec<OutgoingUpdate>,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
@@ -124,6 +130,7 @@ impl Client {
             vault,
             engine: None,
             scanner_keys: crate::media::ScannerKeyCache::default(),
+            pending_updates: Vec::new(),
         };
         client.reload_engine()?;
         Ok(client)
@@ -372,7 +379,7 @@ impl Client {
             crate::fault::point("before-sync-commit");
             Ok((summary, pending))
         });
-        let (summary, pending) = match result {
+        let (mut summary, pending) = match result {
             Ok(v) => v,
             Err(e) => {
                 self.reload_engine()?;
@@ -389,7 +396,12 @@ impl Client {
             self.upload_keys().await?;
         }
         self.unwedge().await?;
-        self.flush_outbox().await?;
+        // A send failure never stops the sync: the queue reports per message.
+        let report = self.flush_outbox().await?;
+        summary.outgoing.extend(self.take_outgoing_updates());
+        summary.outgoing.extend(report.updates);
+        // The gaps this sync revealed (and any left by an earlier interrupted fill).
+        self.fill_gaps(&mut summary).await?;
         Ok(summary)
     }
 

@@ -18,7 +18,7 @@ fn json_body(value: &impl serde::Serialize) -> Result<Zeroizing<Vec<u8>>, Error>
 }
 
 /// `!opaque:server` (room versions ≤ 11) or `!hash` (room version 12, MSC4291).
-fn check_room_id(room_id: &str) -> Result<(), Error> {
+pub(crate) fn check_room_id(room_id: &str) -> Result<(), Error> {
     let body = room_id.strip_prefix('!').unwrap_or_default();
     if !body.is_empty() && room_id.len() <= 255 && body.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
@@ -77,6 +77,8 @@ impl Client {
             .await?;
         check_room_id(&response.room_id)?;
         tracing::info!(room_id = %response.room_id, "room created");
+        // Known locally at once: a message can be sent before the next sync.
+        self.learn_joined_room(&response.room_id).await?;
         Ok(response.room_id)
     }
 
@@ -106,15 +108,25 @@ impl Client {
         self.room_action(room_id, "invite", body).await
     }
 
-    /// Joins `room_id` (after an invite).
-    pub async fn join(&self, room_id: &str) -> Result<(), Error> {
+    /// Joins `room_id` (after an invite) and returns once the room is known locally (its
+    /// state fetched and applied): a message can be sent at once.
+    pub async fn join(&mut self, room_id: &str) -> Result<(), Error> {
         self.room_action(room_id, "join", Zeroizing::new(b"{}".to_vec()))
-            .await
+            .await?;
+        self.learn_joined_room(room_id).await
     }
 
-    /// Leaves `room_id`.
-    pub async fn leave(&self, room_id: &str) -> Result<(), Error> {
+    /// Leaves `room_id`. Messages still queued for it are cancelled (`failed`, `left_room`)
+    /// and reported with the next sync; our outbound session there is discarded.
+    pub async fn leave(&mut self, room_id: &str) -> Result<(), Error> {
         self.room_action(room_id, "leave", Zeroizing::new(b"{}".to_vec()))
-            .await
+            .await?;
+        let updates = self.store.transaction(|tx| {
+            crate::store::rooms::upsert_room(tx, room_id, "leave")?;
+            crate::store::crypto::discard_outbound_session(tx, room_id)?;
+            super::outbox::cancel_lane(tx, room_id, "left_room")
+        })?;
+        self.pending_updates.extend(updates);
+        Ok(())
     }
 }

@@ -22,7 +22,8 @@ use crate::api::types::{MEGOLM_ALGORITHM, MemberContent, RoomEvent, SyncResponse
 use crate::crypto::CryptoError;
 use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
-use crate::store::crypto::{self as cdb, NewTimelineEvent, TimelineEvent};
+use crate::store::crypto as cdb;
+use crate::store::timeline::{self as tl, NewTimelineEvent, RoomCursor, TimelineEvent};
 use crate::store::{self, StoreError};
 
 /// The longest `next_batch` accepted: Synapse's tokens are well under a hundred bytes, and a
@@ -110,9 +111,38 @@ pub struct SyncSummary {
     pub to_device_events: usize,
     /// Room keys received.
     pub room_keys: usize,
-    /// Messages decrypted by this sync (new ones, and earlier ones a late key unlocked), in
-    /// order.
+    /// Messages decrypted by this sync (new ones, earlier ones a late key unlocked, and those
+    /// a gap's back-fill brought), in order.
     pub messages: Vec<TimelineEvent>,
+    /// Gaps this sync revealed (`limited` timelines after a known event), filled by
+    /// back-pagination right after it.
+    pub gaps_opened: usize,
+    /// Events the gap back-fill stored.
+    pub backfilled: usize,
+    /// Gaps still open after this sync (filled by the next one: e.g. the network failed).
+    pub gaps_open: usize,
+    /// State changes of our own outgoing messages (sent, failed, cancelled).
+    pub outgoing: Vec<super::outbox::OutgoingUpdate>,
+}
+
+/// Where a new timeline row goes in its room.
+pub(crate) enum Place<'a> {
+    /// At the end (the sync).
+    Append(&'a mut RoomCursor),
+    /// At this position (a gap's back-fill, older history: see [`apply_back_page`]).
+    At(i64),
+    /// The row exists already (a late key): it keeps its position.
+    Existing,
+}
+
+impl Place<'_> {
+    fn take(&mut self) -> i64 {
+        match self {
+            Self::Append(cursor) => cursor.append(),
+            Self::At(ord) => *ord,
+            Self::Existing => 0,
+        }
+    }
 }
 
 /// Events decrypted by this response (ids, in order) and the inbound sessions unpickled for
@@ -163,7 +193,37 @@ pub(crate) fn apply(
     let updates = (response.rooms.join.iter().map(|r| ("join", r)))
         .chain(response.rooms.leave.iter().map(|r| ("leave", r)));
     for (membership, (room_id, room)) in updates {
+        let known_joined = store::rooms::membership(tx, room_id)?.as_deref() == Some("join");
         store::rooms::upsert_room(tx, room_id, membership)?;
+        let mut cursor = tl::room_cursor(tx, room_id)?.ok_or_else(|| StoreError::Corrupt {
+            detail: "room cursor".into(),
+        })?;
+        let timeline = &room.timeline;
+        // A `limited` timeline after events we hold: the missing part is a gap, recorded in
+        // this transaction and filled backwards from `prev_batch` right after it.
+        if let Some(from) = timeline.prev_batch.as_deref().filter(|t| valid_token(t)) {
+            if timeline.limited
+                && membership == "join"
+                && known_joined
+                && (cursor.last_event_id.is_some() || cursor.next_ord > 1)
+            {
+                let until = cursor.last_event_id.clone();
+                tl::open_gap(tx, room_id, from, until.as_deref(), &mut cursor)?;
+                summary.gaps_opened += 1;
+            }
+            if cursor.back_token.is_none() && !cursor.history_complete {
+                // Older history (scroll-back) starts before the first slice we ever got.
+                cursor.back_token = Some(from.to_owned());
+            }
+        }
+        if let Some(last) = timeline
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.get("event_id").and_then(Value::as_str))
+        {
+            cursor.last_event_id = Some(last.to_owned());
+        }
         let events = room.state.events.iter().chain(room.timeline.events.iter());
         apply_events(
             tx,
@@ -172,22 +232,36 @@ pub(crate) fn apply(
             &mut summary,
             engine.as_deref_mut(),
             &mut decrypted,
+            &mut Place::Append(&mut cursor),
         )?;
+        tl::save_room_cursor(tx, room_id, &cursor)?;
         if membership == "leave" {
-            // We left: our outbound session must never be used again there.
+            // We left: our outbound session must never be used again there, and nothing
+            // queued for the room will ever be accepted.
             cdb::discard_outbound_session(tx, room_id)?;
+            summary
+                .outgoing
+                .extend(super::outbox::cancel_lane(tx, room_id, "left_room")?);
         }
         summary.rooms += 1;
     }
     for (room_id, room) in &response.rooms.invite {
         store::rooms::upsert_room(tx, room_id, "invite")?;
         let events = room.invite_state.events.iter();
-        apply_events(tx, room_id, events, &mut summary, None, &mut decrypted)?;
+        apply_events(
+            tx,
+            room_id,
+            events,
+            &mut summary,
+            None,
+            &mut decrypted,
+            &mut Place::Existing,
+        )?;
         summary.rooms += 1;
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
     for event_id in decrypted.ids {
-        if let Some(e) = cdb::timeline_event(tx, &event_id)?
+        if let Some(e) = tl::timeline_event(tx, &event_id)?
             && !summary.messages.iter().any(|m| m.event_id == e.event_id)
         {
             summary.messages.push(e);
@@ -302,12 +376,21 @@ fn retry_undecrypted(
     summary: &mut SyncSummary,
     decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
-    for (_, raw) in cdb::undecrypted_events(tx, room_id, session_id)? {
+    for (_, raw) in tl::undecrypted_events(tx, room_id, session_id)? {
         let Ok(raw) = serde_json::from_str::<Value>(&raw) else {
             continue;
         };
         if let Some(event) = RoomEvent::parse(&raw) {
-            decrypt_room_event(tx, engine, room_id, &event, &raw, summary, decrypted)?;
+            decrypt_room_event(
+                tx,
+                engine,
+                room_id,
+                &event,
+                &raw,
+                summary,
+                decrypted,
+                &mut Place::Existing,
+            )?;
         }
     }
     Ok(())
@@ -354,6 +437,7 @@ fn apply_events<'a>(
     summary: &mut SyncSummary,
     mut engine: Option<&mut Engine>,
     decrypted: &mut Decrypted,
+    place: &mut Place<'_>,
 ) -> Result<(), StoreError> {
     for raw in events {
         if oversized(raw) {
@@ -376,48 +460,231 @@ fn apply_events<'a>(
         let Some(engine) = engine.as_deref_mut() else {
             continue;
         };
-        match event.event_type.as_str() {
-            "m.room.encrypted" => {
-                decrypt_room_event(tx, engine, room_id, &event, raw, summary, decrypted)?
-            }
-            "m.room.message" => {
-                // Nothing is ever accepted in clear: the event is kept as refused, never shown.
-                let Some(event_id) = event.event_id.as_deref() else {
-                    continue;
-                };
-                if cdb::timeline_state(tx, event_id)?.is_some() {
-                    continue;
-                }
-                cdb::save_timeline_event(
-                    tx,
-                    &NewTimelineEvent {
-                        event_id,
-                        room_id,
-                        sender: &event.sender,
-                        origin_ts: ts(&event),
-                        state: "refused",
-                        session_id: None,
-                        sender_device: None,
-                        trust: None,
-                        body: None,
-                        raw: None,
-                        error: Some("unencrypted message refused"),
-                        attachment: None,
-                    },
-                )?;
-                security_event(
-                    tx,
-                    summary,
-                    "unencrypted_message_refused",
-                    Some(room_id),
-                    Some(&event.sender),
-                    event_id,
-                )?;
-            }
-            _ => {}
-        }
+        apply_message_event(tx, engine, room_id, &event, raw, summary, decrypted, place)?;
     }
     Ok(())
+}
+
+/// A room's current state as `GET /rooms/{id}/state` returns it, after we joined or created
+/// it: the room is recorded as joined, its members, name and encryption applied with the
+/// sync's rules (encryption is write-once). If we were not joined before, our join event is
+/// what a later gap must reach.
+pub(crate) fn apply_joined_state(
+    tx: &Connection,
+    room_id: &str,
+    state: &[Value],
+    own_user: &str,
+) -> Result<SyncSummary, StoreError> {
+    let was_joined = store::rooms::membership(tx, room_id)?.as_deref() == Some("join");
+    store::rooms::upsert_room(tx, room_id, "join")?;
+    let mut summary = SyncSummary::default();
+    let state_events = state.iter().filter(|e| e.get("state_key").is_some());
+    apply_events(
+        tx,
+        room_id,
+        state_events,
+        &mut summary,
+        None,
+        &mut Decrypted::default(),
+        &mut Place::Existing,
+    )?;
+    let own_join = state.iter().find_map(|raw| {
+        let event = RoomEvent::parse(raw)?;
+        let joined = event.event_type == "m.room.member"
+            && event.state_key.as_deref() == Some(own_user)
+            && event.content.get("membership").and_then(Value::as_str) == Some("join");
+        joined.then_some(event.event_id).flatten()
+    });
+    if !was_joined && let Some(join) = own_join {
+        let mut cursor = tl::room_cursor(tx, room_id)?.ok_or_else(|| StoreError::Corrupt {
+            detail: "room cursor".into(),
+        })?;
+        cursor.last_event_id = Some(join);
+        tl::save_room_cursor(tx, room_id, &cursor)?;
+    }
+    Ok(summary)
+}
+
+/// Whether a `prev_batch` / `end` token can be used (sent back in a URL).
+pub(crate) fn valid_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_SYNC_TOKEN_BYTES
+}
+
+/// Where back-pagination stops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BackStop<'a> {
+    /// The event the fill must reach (a gap: the newest event stored before it).
+    pub(crate) until_event: Option<&'a str>,
+    /// Stop at this user's join (a gap in a room joined since: what is older is history).
+    pub(crate) join_of: Option<&'a str>,
+    /// Stop at an event already stored (a gap: the fill met the events before it). History
+    /// skips such an event instead.
+    pub(crate) at_stored: bool,
+}
+
+/// Whether `raw` is `user`'s join (not a profile change of a member already joined).
+fn is_join_of(raw: &Value, event: &RoomEvent, user: &str) -> bool {
+    let membership = |v: Option<&Value>| {
+        v.and_then(|c| c.get("membership"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    event.event_type == "m.room.member"
+        && event.state_key.as_deref() == Some(user)
+        && membership(Some(&event.content)).as_deref() == Some("join")
+        && membership(raw.get("unsigned").and_then(|u| u.get("prev_content"))).as_deref()
+            != Some("join")
+}
+
+/// Applies one page of `/messages?dir=b` (`chunk`, newest first) to a room. The page is cut
+/// where the pagination stops (see [`BackStop`]); what is before the cut takes the positions
+/// `*next_ord`, `*next_ord - 1`, … (never down to `floor_ord`, the position of the last event
+/// before) and is then applied oldest first, like a sync — so the checks run in the server's
+/// order (of two events with one Megolm index, the earlier one is kept and the later refused
+/// as a replay, as the sync does) through exactly the sync's code ([`apply_message_event`]).
+/// State events are history here: not applied (the sync's state is newer). Decrypted messages
+/// are added to `summary.messages`, oldest first. Returns whether the page reached where the
+/// pagination stops.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_back_page(
+    tx: &Connection,
+    engine: &mut Engine,
+    room_id: &str,
+    chunk: &[Value],
+    stop: BackStop<'_>,
+    next_ord: &mut i64,
+    floor_ord: i64,
+    summary: &mut SyncSummary,
+) -> Result<bool, StoreError> {
+    let top = *next_ord;
+    let mut kept = Vec::new();
+    let mut reached = false;
+    for (depth, raw) in chunk.iter().enumerate() {
+        let ord = top.saturating_sub(i64::try_from(depth).unwrap_or(i64::MAX));
+        if ord <= floor_ord {
+            reached = true;
+            break;
+        }
+        *next_ord = ord - 1;
+        if oversized(raw) {
+            summary.malformed_events += 1;
+            continue;
+        }
+        let Some(event) = RoomEvent::parse(raw) else {
+            summary.malformed_events += 1;
+            continue;
+        };
+        if event.event_id.is_some() && event.event_id.as_deref() == stop.until_event {
+            reached = true;
+            break;
+        }
+        if event.event_type == "m.room.create" && event.state_key.as_deref() == Some("") {
+            reached = true;
+            break;
+        }
+        if event.state_key.is_some() {
+            if stop
+                .join_of
+                .is_some_and(|user| is_join_of(raw, &event, user))
+            {
+                reached = true;
+                break;
+            }
+            continue;
+        }
+        let Some(event_id) = event.event_id.as_deref() else {
+            summary.malformed_events += 1;
+            continue;
+        };
+        match tl::timeline_state(tx, event_id)?.as_deref() {
+            None => summary.backfilled += 1,
+            // Our own message, acknowledged: the server's copy takes its place.
+            Some("queued" | "sent") => {}
+            Some(_) if stop.at_stored => {
+                reached = true;
+                break;
+            }
+            Some(_) => continue,
+        }
+        kept.push((ord, event, raw));
+    }
+    let mut decrypted = Decrypted::default();
+    for (ord, event, raw) in kept.into_iter().rev() {
+        let mut place = Place::At(ord);
+        apply_message_event(
+            tx,
+            engine,
+            room_id,
+            &event,
+            raw,
+            summary,
+            &mut decrypted,
+            &mut place,
+        )?;
+    }
+    for event_id in decrypted.ids {
+        if let Some(e) = tl::timeline_event(tx, &event_id)? {
+            summary.messages.push(e);
+        }
+    }
+    Ok(reached)
+}
+
+/// A non-state timeline event, by sync or by back-fill, with the same checks: an encrypted
+/// event is decrypted (sender binding, room id, replay, late keys), a message in clear is kept
+/// as refused and journaled, anything else is not kept.
+#[allow(clippy::too_many_arguments)]
+fn apply_message_event(
+    tx: &Connection,
+    engine: &mut Engine,
+    room_id: &str,
+    event: &RoomEvent,
+    raw: &Value,
+    summary: &mut SyncSummary,
+    decrypted: &mut Decrypted,
+    place: &mut Place<'_>,
+) -> Result<(), StoreError> {
+    match event.event_type.as_str() {
+        "m.room.encrypted" => {
+            decrypt_room_event(tx, engine, room_id, event, raw, summary, decrypted, place)
+        }
+        "m.room.message" => {
+            // Nothing is ever accepted in clear: the event is kept as refused, never shown.
+            let Some(event_id) = event.event_id.as_deref() else {
+                return Ok(());
+            };
+            if tl::timeline_state(tx, event_id)?.is_some() {
+                return Ok(());
+            }
+            tl::save_timeline_event(
+                tx,
+                &NewTimelineEvent {
+                    event_id,
+                    room_id,
+                    sender: &event.sender,
+                    origin_ts: ts(event),
+                    state: "refused",
+                    session_id: None,
+                    sender_device: None,
+                    trust: None,
+                    body: None,
+                    raw: None,
+                    error: Some("unencrypted message refused"),
+                    attachment: None,
+                    ord: place.take(),
+                },
+            )?;
+            security_event(
+                tx,
+                summary,
+                "unencrypted_message_refused",
+                Some(room_id),
+                Some(&event.sender),
+                event_id,
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn ts(event: &RoomEvent) -> i64 {
@@ -427,6 +694,7 @@ fn ts(event: &RoomEvent) -> i64 {
         .unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decrypt_room_event(
     tx: &Connection,
     engine: &Engine,
@@ -435,12 +703,13 @@ fn decrypt_room_event(
     raw: &Value,
     summary: &mut SyncSummary,
     decrypted: &mut Decrypted,
+    place: &mut Place<'_>,
 ) -> Result<(), StoreError> {
     let Some(event_id) = event.event_id.as_deref() else {
         summary.malformed_events += 1;
         return Ok(());
     };
-    let known = cdb::timeline_state(tx, event_id)?;
+    let known = tl::timeline_state(tx, event_id)?;
     if known.as_deref() == Some("decrypted") {
         return Ok(()); // seen before (a gappy sync can repeat events)
     }
@@ -448,7 +717,7 @@ fn decrypt_room_event(
     // the same id from another sender or room must not fill in its body (a server could
     // otherwise show anyone's message under the sender of a fake pending event).
     if known.is_some()
-        && let Some(first) = cdb::timeline_event(tx, event_id)?
+        && let Some(first) = tl::timeline_event(tx, event_id)?
         && (first.room_id != room_id || first.sender != event.sender)
     {
         return security_event(
@@ -474,6 +743,7 @@ fn decrypt_room_event(
         raw: None,
         error: None,
         attachment: None,
+        ord: place.take(),
     };
     match engine.megolm_decrypt(tx, room_id, event, &mut decrypted.cache) {
         Ok(d) => {
@@ -492,7 +762,7 @@ fn decrypt_room_event(
             } else {
                 (None, None)
             };
-            cdb::save_timeline_event(
+            tl::save_timeline_event(
                 tx,
                 &NewTimelineEvent {
                     sender_device: Some(&d.sender_device),
@@ -522,7 +792,7 @@ fn decrypt_room_event(
                 || matches!(&e, CryptoError::MegolmDecrypt { detail } if detail.contains("unknown message index"));
             let raw_json = raw.to_string();
             let message = e.to_string();
-            cdb::save_timeline_event(
+            tl::save_timeline_event(
                 tx,
                 &NewTimelineEvent {
                     state: if pending { "undecryptable" } else { "refused" },

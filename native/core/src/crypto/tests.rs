@@ -95,7 +95,7 @@ impl Device {
     }
 
     fn timeline_state(&self, event_id: &str) -> (String, Option<String>, Option<String>) {
-        let e = cdb::timeline_event(self.store.conn(), event_id)
+        let e = crate::store::timeline::timeline_event(self.store.conn(), event_id)
             .unwrap()
             .unwrap();
         (e.state, e.body, e.error)
@@ -296,4 +296,358 @@ fn a_blocked_device_gets_no_room_key_and_is_told_so() {
         .unwrap();
     assert!(plan.to_share.is_empty());
     assert_eq!(plan.to_withhold, vec![blocked]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Complete timelines (issue 14): gaps, history, local echoes, the send queue's lanes.
+
+use crate::api::types::MessagesResponse;
+use crate::client::timeline::{apply_gap_page, apply_history_page};
+use crate::store::timeline as tl;
+
+fn page(chunk: &[&Value], end: Option<&str>) -> MessagesResponse {
+    serde_json::from_value(json!({"chunk": chunk, "end": end})).unwrap()
+}
+
+impl Device {
+    /// Applies one page to the room's only open gap, as `Client::fill_gaps` does.
+    fn gap_page(&mut self, page: &MessagesResponse) -> SyncSummary {
+        let Self { store, engine, .. } = self;
+        store
+            .transaction(|tx| {
+                let gap = tl::open_gaps(tx, 10)?.pop().expect("an open gap");
+                let mut summary = SyncSummary::default();
+                apply_gap_page(tx, engine, &gap, page, "@bob:srv", &mut summary)?;
+                Ok(summary)
+            })
+            .unwrap()
+    }
+
+    fn history_page(&mut self, room: &str, page: &MessagesResponse) -> (Vec<String>, bool) {
+        let Self { store, engine, .. } = self;
+        store
+            .transaction(|tx| {
+                let cursor = tl::room_cursor(tx, room)?.unwrap();
+                let mut summary = SyncSummary::default();
+                let (events, done) =
+                    apply_history_page(tx, engine, room, cursor, page, &mut summary)?;
+                Ok((events.into_iter().map(|e| e.event_id).collect(), done))
+            })
+            .unwrap()
+    }
+
+    /// The room's timeline as `messages` returns it: `(event id, state, body)`.
+    fn messages(&self, room: &str) -> Vec<(String, String, Option<String>)> {
+        tl::timeline(self.store.conn(), room, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_id, e.state, e.body))
+            .collect()
+    }
+}
+
+fn limited(batch: &str, room: &str, events: &[Value], prev_batch: &str) -> Value {
+    json!({"next_batch": batch, "rooms": {"join": {room: {"timeline": {
+        "events": events, "limited": true, "prev_batch": prev_batch}}}}})
+}
+
+#[test]
+fn a_limited_sync_opens_a_gap_that_back_pages_fill_in_order_exactly_once() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    let m: Vec<Value> = (0..10)
+        .map(|i| encrypt(&mut alice, room, &format!("message {i}"), &format!("${i}")))
+        .collect();
+    let mut first = timeline("s1", room, &m[0..2]);
+    first["to_device"] = json!({"events": [key]});
+    bob.apply(first);
+    // Offline: the next sync has only the last two, `limited`.
+    let s = bob.apply(limited("s2", room, &m[8..10], "p8"));
+    assert_eq!(s.gaps_opened, 1);
+    let ids: Vec<_> = bob.messages(room).into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["$0", "$1", "$8", "$9"]);
+    let gap = tl::open_gaps(bob.store.conn(), 10).unwrap().pop().unwrap();
+    assert_eq!(
+        (gap.from_token.as_str(), gap.until_event.as_deref()),
+        ("p8", Some("$1"))
+    );
+    // Page 1 (newest first), then the same page again (a crash before the gap's progress was
+    // seen by the caller): nothing stored twice, the gap not moved twice.
+    let p1 = page(&[&m[7], &m[6], &m[5]], Some("p5"));
+    let s = bob.gap_page(&p1);
+    assert_eq!(s.backfilled, 3);
+    let bodies: Vec<_> = s.messages.iter().map(|e| e.body.clone().unwrap()).collect();
+    assert_eq!(bodies, ["message 5", "message 6", "message 7"]);
+    let after_p1 = tl::open_gaps(bob.store.conn(), 10).unwrap().pop().unwrap();
+    assert_eq!(after_p1.from_token, "p5");
+    // Page 2 reaches the event before the gap: the gap closes there ($0 is not touched).
+    let p2 = page(&[&m[4], &m[3], &m[2], &m[1], &m[0]], Some("p0"));
+    let s = bob.gap_page(&p2);
+    assert_eq!(s.backfilled, 3);
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
+    let got = bob.messages(room);
+    let expected: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                format!("${i}"),
+                "decrypted".to_owned(),
+                Some(format!("message {i}")),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(bob.journal().is_empty(), "{:?}", bob.journal());
+}
+
+#[test]
+fn a_back_filled_event_gets_every_check_of_the_sync() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    let m: Vec<Value> = (0..4)
+        .map(|i| encrypt(&mut alice, room, &format!("m{i}"), &format!("${i}")))
+        .collect();
+    let mut first = timeline("s1", room, &m[0..1]);
+    first["to_device"] = json!({"events": [key]});
+    bob.apply(first);
+    bob.apply(limited("s2", room, &m[3..4], "p3"));
+    // In the gap: a replay of $2's index under another id, a message in clear, an event for
+    // another room's session (no key: waits), and $2 itself.
+    let mut replay = m[2].clone();
+    replay["event_id"] = json!("$replay");
+    let clear = json!({"type": "m.room.message", "event_id": "$clear", "sender": "@alice:srv",
+        "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "en clair"}});
+    let mut unknown = m[1].clone();
+    unknown["content"]["session_id"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    unknown["event_id"] = json!("$unknown");
+    bob.gap_page(&page(
+        &[&replay, &m[2], &clear, &unknown, &m[1], &m[0]],
+        None,
+    ));
+    assert_eq!(bob.timeline_state("$2").1.as_deref(), Some("m2"));
+    // As in a sync, the earlier of the two (in the server's order) is kept, the later refused.
+    assert_eq!(bob.timeline_state("$replay").0, "refused");
+    assert!(bob.journal().contains(&"megolm_replay".to_owned()));
+    assert_eq!(bob.timeline_state("$clear").0, "refused");
+    assert!(
+        bob.journal()
+            .contains(&"unencrypted_message_refused".to_owned())
+    );
+    assert_eq!(bob.timeline_state("$unknown").0, "undecryptable");
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
+}
+
+#[test]
+fn a_gap_in_a_room_joined_since_stops_at_our_join() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    bob.apply(json!({"next_batch": "s0", "to_device": {"events": [key]}}));
+    // Bob's store knows the room as joined (as `Client::join` leaves it) and holds one event.
+    let pre = encrypt(&mut alice, room, "before", "$pre");
+    bob.apply(timeline("s1", room, &[pre]));
+    bob.store
+        .transaction(|tx| {
+            let mut c = tl::room_cursor(tx, room)?.unwrap();
+            c.last_event_id = None;
+            tl::save_room_cursor(tx, room, &c)
+        })
+        .unwrap();
+    let m: Vec<Value> = (0..3)
+        .map(|i| encrypt(&mut alice, room, &format!("m{i}"), &format!("${i}")))
+        .collect();
+    bob.apply(limited("s2", room, &m[2..3], "p2"));
+    let join = json!({"type": "m.room.member", "state_key": "@bob:srv", "sender": "@bob:srv",
+        "event_id": "$join", "content": {"membership": "join"},
+        "unsigned": {"prev_content": {"membership": "invite"}}});
+    let older = encrypt(&mut alice, room, "older than the join", "$older");
+    bob.gap_page(&page(&[&m[1], &m[0], &join, &older], Some("p-1")));
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
+    let ids: Vec<_> = bob.messages(room).into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["$pre", "$0", "$1", "$2"]);
+}
+
+#[test]
+fn history_pages_load_older_events_below_everything_until_the_start() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    let m: Vec<Value> = (0..6)
+        .map(|i| encrypt(&mut alice, room, &format!("h{i}"), &format!("${i}")))
+        .collect();
+    let mut first = json!({"next_batch": "s1", "to_device": {"events": [key]},
+        "rooms": {"join": {room: {"timeline": {"events": [m[4], m[5]], "limited": true, "prev_batch": "p4"}}}}});
+    first["rooms"]["join"][room]["timeline"]["limited"] = json!(true);
+    bob.apply(first);
+    let cursor = tl::room_cursor(bob.store.conn(), room).unwrap().unwrap();
+    assert_eq!(cursor.back_token.as_deref(), Some("p4"));
+    let (ids, done) = bob.history_page(room, &page(&[&m[3], &m[2]], Some("p2")));
+    assert_eq!((ids, done), (vec!["$2".to_owned(), "$3".to_owned()], false));
+    let create = json!({"type": "m.room.create", "state_key": "", "sender": "@alice:srv",
+        "event_id": "$create", "content": {}});
+    // The page overlaps what is stored ($2): skipped, not repeated; the create event ends it.
+    let (ids, done) = bob.history_page(room, &page(&[&m[2], &m[1], &m[0], &create], Some("p-")));
+    assert_eq!((ids, done), (vec!["$0".to_owned(), "$1".to_owned()], true));
+    let got: Vec<_> = bob.messages(room).into_iter().map(|e| (e.0, e.1)).collect();
+    let expected: Vec<_> = (0..6)
+        .map(|i| (format!("${i}"), "decrypted".to_owned()))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        tl::room_cursor(bob.store.conn(), room)
+            .unwrap()
+            .unwrap()
+            .history_complete
+    );
+}
+
+#[test]
+fn our_echo_is_shown_at_once_and_moves_to_the_servers_position() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    bob.apply(json!({"next_batch": "s0", "to_device": {"events": [key]}}));
+    // Bob's own message, queued: the echo is there before anything is sent.
+    let bob_key = room_key_to_device(&mut bob, &mut alice, room, room);
+    let _ = bob_key;
+    let mine = encrypt_as(&mut bob, room, "ma réponse", "$mine");
+    bob.store
+        .transaction(|tx| tl::save_echo(tx, "txn1", room, "@bob:srv", Some("ma réponse"), None))
+        .unwrap();
+    let echo = tl::by_txn_id(bob.store.conn(), "txn1").unwrap().unwrap();
+    assert_eq!(
+        (echo.state.as_str(), echo.event_id.as_str()),
+        ("queued", "~txn1")
+    );
+    bob.store
+        .transaction(|tx| tl::echo_sent(tx, "txn1", "$mine"))
+        .unwrap();
+    assert_eq!(bob.timeline_state("$mine").0, "sent");
+    // The server put Alice's message before ours: the sync shows both in its order.
+    let theirs = encrypt(&mut alice, room, "la question", "$theirs");
+    bob.apply(timeline("s1", room, &[theirs, mine]));
+    let got = bob.messages(room);
+    assert_eq!(
+        got,
+        [
+            (
+                "$theirs".to_owned(),
+                "decrypted".to_owned(),
+                Some("la question".to_owned())
+            ),
+            (
+                "$mine".to_owned(),
+                "decrypted".to_owned(),
+                Some("ma réponse".to_owned())
+            ),
+        ]
+    );
+    let e = tl::by_txn_id(bob.store.conn(), "txn1").unwrap().unwrap();
+    assert_eq!(
+        (e.event_id.as_str(), e.local_id.as_deref()),
+        ("$mine", Some("txn1"))
+    );
+}
+
+#[test]
+fn an_echo_gives_way_to_the_event_the_sync_returned_first() {
+    let room = "!r:srv";
+    let (_alice, mut bob) = two_devices(room);
+    bob.store
+        .transaction(|tx| tl::save_echo(tx, "txn2", room, "@bob:srv", Some("x"), None))
+        .unwrap();
+    let mine = encrypt_as(&mut bob, room, "x", "$x");
+    // Killed after the send, before its acknowledgement was stored: the sync returns it first.
+    bob.apply(timeline("s1", room, &[mine]));
+    bob.store
+        .transaction(|tx| tl::echo_sent(tx, "txn2", "$x"))
+        .unwrap();
+    let got = bob.messages(room);
+    assert_eq!(
+        got,
+        [(
+            "$x".to_owned(),
+            "decrypted".to_owned(),
+            Some("x".to_owned())
+        )]
+    );
+    let e = tl::by_txn_id(bob.store.conn(), "txn2").unwrap().unwrap();
+    assert_eq!(e.event_id, "$x");
+}
+
+#[test]
+fn leaving_a_room_cancels_its_lane_and_no_other() {
+    use crate::client::outbox::cancel_lane;
+    use crate::store::crypto::{OutboxRow, outbox, push_outbox};
+    let (room, other) = ("!r:srv", "!other:srv");
+    let (_alice, mut bob) = two_devices(room);
+    bob.knows(&bob.record.clone(), other);
+    bob.store
+        .transaction(|tx| {
+            let row = |txn: &str, kind: &str, target: &str| {
+                OutboxRow::new(txn.into(), kind.into(), target.into(), "{}".into())
+            };
+            push_outbox(tx, &row("k1", "to_device:m.room.encrypted", room))?;
+            push_outbox(tx, &row("t1", "room_event:m.room.encrypted", room))?;
+            push_outbox(tx, &row("t2", "room_event:m.room.encrypted", other))?;
+            push_outbox(tx, &row("d1", "to_device:m.room.encrypted", ""))?;
+            tl::save_echo(tx, "t1", room, "@bob:srv", Some("un"), None)?;
+            tl::save_echo(tx, "t2", other, "@bob:srv", Some("deux"), None)
+        })
+        .unwrap();
+    let updates = bob
+        .store
+        .transaction(|tx| cancel_lane(tx, room, "left_room"))
+        .unwrap();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        (
+            updates[0].local_id.as_str(),
+            updates[0].state.as_str(),
+            updates[0].error.as_deref()
+        ),
+        ("t1", "failed", Some("left_room"))
+    );
+    let left: Vec<_> = outbox(bob.store.conn())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.txn_id)
+        .collect();
+    assert_eq!(left, ["t2", "d1"]);
+    let e = tl::by_txn_id(bob.store.conn(), "t1").unwrap().unwrap();
+    assert_eq!(
+        (e.state.as_str(), e.error.as_deref()),
+        ("failed", Some("left_room"))
+    );
+    assert_eq!(
+        tl::by_txn_id(bob.store.conn(), "t2")
+            .unwrap()
+            .unwrap()
+            .state,
+        "queued"
+    );
+    assert!(bob.journal().contains(&"message_send_cancelled".to_owned()));
+}
+
+/// A message of `device`'s own outbound session (its own inbound copy decrypts it).
+fn encrypt_as(device: &mut Device, room: &str, body: &str, event_id: &str) -> Value {
+    let sender = device.record.user_id.clone();
+    let Device { store, engine, .. } = device;
+    let content = store
+        .transaction(|tx| {
+            let e = |e: super::CryptoError| e.into_store_error();
+            engine.plan_outbound(tx, room, &[]).map_err(e)?;
+            engine
+                .megolm_encrypt(
+                    tx,
+                    room,
+                    "m.room.message",
+                    &json!({"msgtype": "m.text", "body": body}),
+                )
+                .map_err(e)
+        })
+        .unwrap();
+    json!({"type": "m.room.encrypted", "event_id": event_id, "sender": sender,
+           "origin_server_ts": 2, "content": content})
 }

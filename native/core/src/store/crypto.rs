@@ -9,7 +9,6 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::StoreError;
 
@@ -490,216 +489,41 @@ pub(crate) fn record_megolm_index(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timeline
-
-/// A room event as the timeline keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimelineEvent {
-    /// Event id.
-    pub event_id: String,
-    /// Room id.
-    pub room_id: String,
-    /// Sender user id.
-    pub sender: String,
-    /// Sender's display name in the room, if known.
-    pub sender_display_name: Option<String>,
-    /// Server timestamp (ms).
-    pub origin_ts: i64,
-    /// `decrypted`, `undecryptable` (waiting for its key) or `refused` (a check failed).
-    pub state: String,
-    /// Megolm session id.
-    pub session_id: Option<String>,
-    /// The sender's device, from the Olm-verified room key.
-    pub sender_device: Option<String>,
-    /// `tofu`, `blocked` or `unknown`.
-    pub trust: Option<String>,
-    /// The plaintext body (`m.text`), once decrypted.
-    pub body: Option<String>,
-    /// Why decryption was refused or is pending.
-    pub error: Option<String>,
-    /// The attachment an `m.file` / `m.image` message announces (download it with
-    /// `Client::download_file`); its key is not part of this view.
-    pub attachment: Option<AttachmentSummary>,
-}
-
-/// What the timeline shows of a received or sent attachment: no key, IV or hash (those stay in
-/// the database, for `Client::download_file`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct AttachmentSummary {
-    /// `m.file` or `m.image`.
-    pub msgtype: String,
-    /// The file name, sanitised (`media::sanitize_file_name`): safe to use as a file name.
-    pub name: String,
-    /// The announced media type, if it is a well-formed `type/subtype`.
-    pub mimetype: Option<String>,
-    /// The announced size in bytes (the sender's claim; the download is capped anyway).
-    pub size: Option<u64>,
-}
-
-impl AttachmentSummary {
-    /// The summary part of an `attachment` column (see `client::media`), or `None` if the
-    /// stored JSON is not one.
-    pub(crate) fn from_stored(json: &str) -> Option<Self> {
-        serde_json::from_str(json).ok()
-    }
-}
-
-/// Fields of a timeline row to write.
-pub(crate) struct NewTimelineEvent<'a> {
-    pub(crate) event_id: &'a str,
-    pub(crate) room_id: &'a str,
-    pub(crate) sender: &'a str,
-    pub(crate) origin_ts: i64,
-    pub(crate) state: &'a str,
-    pub(crate) session_id: Option<&'a str>,
-    pub(crate) sender_device: Option<&'a str>,
-    pub(crate) trust: Option<&'a str>,
-    pub(crate) body: Option<&'a str>,
-    pub(crate) raw: Option<&'a str>,
-    pub(crate) error: Option<&'a str>,
-    /// The attachment column: summary fields plus the validated `EncryptedFile`.
-    pub(crate) attachment: Option<&'a str>,
-}
-
-/// Inserts or updates an event (a late key turns `undecryptable` into `decrypted`).
-pub(crate) fn save_timeline_event(
-    conn: &Connection,
-    e: &NewTimelineEvent<'_>,
-) -> Result<(), StoreError> {
-    super::exec(conn,
-        "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, session_id, sender_device,
-                               trust, body, raw, error, attachment)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT(event_id) DO UPDATE SET state = excluded.state, session_id = excluded.session_id,
-             sender_device = excluded.sender_device, trust = excluded.trust, body = excluded.body,
-             raw = excluded.raw, error = excluded.error, attachment = excluded.attachment",
-        params![
-            e.event_id,
-            e.room_id,
-            e.sender,
-            e.origin_ts,
-            e.state,
-            e.session_id,
-            e.sender_device,
-            e.trust,
-            e.body,
-            e.raw,
-            e.error,
-            e.attachment
-        ],
-    )?;
-    Ok(())
-}
-
-/// Whether an event is already in the timeline, and in which state.
-pub(crate) fn timeline_state(
-    conn: &Connection,
-    event_id: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(super::query_row(
-        conn,
-        "SELECT state FROM timeline WHERE event_id = ?1",
-        params![event_id],
-        |r| r.get(0),
-    )
-    .optional()?)
-}
-
-/// Events of `room_id` waiting for the key of `session_id`: `(event_id, raw JSON)`.
-pub(crate) fn undecrypted_events(
-    conn: &Connection,
-    room_id: &str,
-    session_id: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT event_id, raw FROM timeline
-         WHERE state = 'undecryptable' AND room_id = ?1 AND session_id = ?2 AND raw IS NOT NULL
-         ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![room_id, session_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-const TIMELINE_SELECT: &str =
-    "SELECT t.event_id, t.room_id, t.sender, m.display_name, t.origin_ts, t.state,
-        t.session_id, t.sender_device, t.trust, t.body, t.error, t.seq, t.attachment
-    FROM timeline t LEFT JOIN members m ON m.room_id = t.room_id AND m.user_id = t.sender";
-
-fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
-    Ok(TimelineEvent {
-        event_id: r.get(0)?,
-        room_id: r.get(1)?,
-        sender: r.get(2)?,
-        sender_display_name: r.get(3)?,
-        origin_ts: r.get(4)?,
-        state: r.get(5)?,
-        session_id: r.get(6)?,
-        sender_device: r.get(7)?,
-        trust: r.get(8)?,
-        body: r.get(9)?,
-        error: r.get(10)?,
-        attachment: r
-            .get::<_, Option<String>>(12)?
-            .and_then(|json| AttachmentSummary::from_stored(&json)),
-    })
-}
-
-/// The stored attachment of a decrypted event of `room_id`: `(sender, attachment column)`.
-pub(crate) fn timeline_attachment(
-    conn: &Connection,
-    room_id: &str,
-    event_id: &str,
-) -> Result<Option<(String, Zeroizing<String>)>, StoreError> {
-    Ok(super::query_row(
-        conn,
-        "SELECT sender, attachment FROM timeline
-         WHERE event_id = ?1 AND room_id = ?2 AND state = 'decrypted' AND attachment IS NOT NULL",
-        params![event_id, room_id],
-        |r| Ok((r.get(0)?, Zeroizing::new(r.get::<_, String>(1)?))),
-    )
-    .optional()?)
-}
-
-/// The last `limit` events of a room, oldest first, with the sender's display name.
-pub(crate) fn timeline(
-    conn: &Connection,
-    room_id: &str,
-    limit: u32,
-) -> Result<Vec<TimelineEvent>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT * FROM ({TIMELINE_SELECT} WHERE t.room_id = ?1 ORDER BY t.seq DESC LIMIT ?2) ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map(params![room_id, limit], timeline_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// One event of the timeline.
-pub(crate) fn timeline_event(
-    conn: &Connection,
-    event_id: &str,
-) -> Result<Option<TimelineEvent>, StoreError> {
-    Ok(super::query_row(
-        conn,
-        &format!("{TIMELINE_SELECT} WHERE t.event_id = ?1"),
-        params![event_id],
-        timeline_row,
-    )
-    .optional()?)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Outbox
 
 /// A request persisted before it is sent, retried with the same transaction id until the
-/// server acknowledges it.
+/// server acknowledges it or refuses it for good.
+///
+/// Requests go out in the order they were queued, per *lane*: `target` is the room for a room
+/// event and for the room keys (and withheld notices) sent ahead of it, empty for other
+/// to-device messages. A lane waiting after a transient failure holds back only its own later
+/// requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OutboxRow {
     pub(crate) txn_id: String,
     /// `to_device:<event type>` or `room_event:<event type>`.
     pub(crate) kind: String,
-    /// Room id for room events, empty for to-device.
+    /// The lane: the room id for a room event or a room's keys, empty otherwise.
     pub(crate) target: String,
     pub(crate) body: String,
+    /// Transient failures so far.
+    pub(crate) attempts: u32,
+    /// Not before this time (ms since the epoch), after a transient failure.
+    pub(crate) next_attempt_ms: i64,
+}
+
+impl OutboxRow {
+    /// A new request, never tried.
+    pub(crate) fn new(txn_id: String, kind: String, target: String, body: String) -> Self {
+        Self {
+            txn_id,
+            kind,
+            target,
+            body,
+            attempts: 0,
+            next_attempt_ms: 0,
+        }
+    }
 }
 
 pub(crate) fn push_outbox(conn: &Connection, row: &OutboxRow) -> Result<(), StoreError> {
@@ -715,7 +539,8 @@ pub(crate) fn push_outbox(conn: &Connection, row: &OutboxRow) -> Result<(), Stor
 /// they unlock).
 pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT txn_id, kind, target, body FROM outbox ORDER BY created_ms, rowid",
+        "SELECT txn_id, kind, target, body, attempts, next_attempt_ms FROM outbox
+         ORDER BY created_ms, rowid",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(OutboxRow {
@@ -723,8 +548,22 @@ pub(crate) fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
             kind: r.get(1)?,
             target: r.get(2)?,
             body: r.get(3)?,
+            attempts: r.get(4)?,
+            next_attempt_ms: r.get(5)?,
         })
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The queued requests of one lane (a room), in order: `(txn_id, kind)`.
+pub(crate) fn outbox_lane(
+    conn: &Connection,
+    target: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT txn_id, kind FROM outbox WHERE target = ?1 ORDER BY created_ms, rowid",
+    )?;
+    let rows = stmt.query_map(params![target], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -747,99 +586,17 @@ pub(crate) fn remove_outbox(conn: &Connection, txn_id: &str) -> Result<(), Store
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Store;
-    use crate::store::tests::test_vault;
-
-    /// The hot queries go through the prepared-statement cache: a statement handed back must
-    /// be reset and see every later write, in later transactions, after a rolled-back one,
-    /// and after the schema changed.
-    #[test]
-    fn cached_queries_see_every_later_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
-        let event = |id: &'static str, state: &'static str| NewTimelineEvent {
-            event_id: id,
-            room_id: "!r:srv",
-            sender: "@a:srv",
-            origin_ts: 1,
-            state,
-            session_id: Some("S"),
-            sender_device: None,
-            trust: None,
-            body: None,
-            raw: Some("{}"),
-            error: None,
-            attachment: None,
-        };
-        for round in 0..3u32 {
-            store
-                .transaction(|tx| {
-                    for i in 0..40u32 {
-                        let index = round * 40 + i;
-                        let id = format!("$e{index}");
-                        assert_eq!(timeline_state(tx, &id)?, None);
-                        assert_eq!(record_megolm_index(tx, "S", index, &id)?, None);
-                        assert_eq!(record_megolm_index(tx, "S", index, &id)?, None);
-                        assert_eq!(
-                            record_megolm_index(tx, "S", index, "$other")?,
-                            Some(id.clone())
-                        );
-                    }
-                    Ok(())
-                })
-                .unwrap();
-        }
-        store
-            .transaction(|tx| save_timeline_event(tx, &event("$t", "undecryptable")))
-            .unwrap();
-        assert_eq!(
-            timeline_state(store.conn(), "$t").unwrap().as_deref(),
-            Some("undecryptable")
-        );
-        assert_eq!(
-            undecrypted_events(store.conn(), "!r:srv", "S")
-                .unwrap()
-                .len(),
-            1
-        );
-        // Written then rolled back: the cached statements must not see it.
-        store
-            .scratch_transaction(|tx| {
-                save_timeline_event(tx, &event("$t", "decrypted"))?;
-                assert_eq!(timeline_state(tx, "$t")?.as_deref(), Some("decrypted"));
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(
-            timeline_state(store.conn(), "$t").unwrap().as_deref(),
-            Some("undecryptable")
-        );
-        store
-            .transaction(|tx| save_timeline_event(tx, &event("$t", "decrypted")))
-            .unwrap();
-        let e = timeline_event(store.conn(), "$t").unwrap().unwrap();
-        assert_eq!(e.state, "decrypted");
-        assert!(
-            undecrypted_events(store.conn(), "!r:srv", "S")
-                .unwrap()
-                .is_empty()
-        );
-        // A schema change invalidates prepared statements: the cached ones are prepared again.
-        store
-            .conn()
-            .execute_batch("CREATE INDEX timeline_by_sender ON timeline (sender);")
-            .unwrap();
-        assert_eq!(
-            timeline_state(store.conn(), "$t").unwrap().as_deref(),
-            Some("decrypted")
-        );
-        assert_eq!(
-            record_megolm_index(store.conn(), "S", 0, "$other").unwrap(),
-            Some("$e0".to_owned())
-        );
-    }
+/// A transient failure: try again not before `next_attempt_ms`.
+pub(crate) fn retry_outbox_later(
+    conn: &Connection,
+    txn_id: &str,
+    attempts: u32,
+    next_attempt_ms: i64,
+) -> Result<(), StoreError> {
+    super::exec(
+        conn,
+        "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3 WHERE txn_id = ?1",
+        params![txn_id, attempts, next_attempt_ms],
+    )?;
+    Ok(())
 }

@@ -167,6 +167,44 @@ const MIGRATIONS: &[&str] = &[
     // size and the validated `EncryptedFile` (key, IV, hash; this column is as secret as the
     // Megolm keys, and as protected: the whole database is SQLCipher-encrypted).
     "ALTER TABLE timeline ADD COLUMN attachment TEXT;",
+    // 5: complete timelines and a send queue that never wedges (issue 14).
+    //  - `timeline.ord`: the event's position in its room, in the server's order whatever way
+    //    it came (sync appends above `rooms.next_ord`, a gap is filled downwards inside the
+    //    range reserved for it, history is loaded downwards below `rooms.low_ord`); the old
+    //    rows keep their arrival order. `timeline.txn_id`: the transaction id of our own
+    //    message (its local echo: `queued`, `sent`, `failed`, then `decrypted` once the sync
+    //    returns it).
+    //  - `rooms.last_event_id`: the newest timeline event a sync delivered (what a later gap
+    //    must reach); `rooms.back_token` / `history_complete`: where loading older history
+    //    resumes.
+    //  - `gaps`: a `limited` timeline's missing part, recorded with the sync that revealed it
+    //    and filled page by page, each page committed with the gap's progress.
+    //  - `outbox.attempts` / `next_attempt_ms`: per-request back-off after transient failures.
+    "ALTER TABLE timeline ADD COLUMN ord INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE timeline ADD COLUMN txn_id TEXT;
+     UPDATE timeline SET ord = seq;
+     DROP INDEX timeline_by_room;
+     CREATE INDEX timeline_by_room ON timeline (room_id, ord);
+     CREATE UNIQUE INDEX timeline_by_txn ON timeline (txn_id) WHERE txn_id IS NOT NULL;
+     ALTER TABLE rooms ADD COLUMN last_event_id TEXT;
+     ALTER TABLE rooms ADD COLUMN next_ord INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE rooms ADD COLUMN low_ord INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE rooms ADD COLUMN back_token TEXT;
+     ALTER TABLE rooms ADD COLUMN history_complete INTEGER NOT NULL DEFAULT 0;
+     UPDATE rooms SET
+         next_ord = coalesce((SELECT max(seq) FROM timeline t WHERE t.room_id = rooms.room_id), 0) + 1,
+         low_ord = coalesce((SELECT min(seq) FROM timeline t WHERE t.room_id = rooms.room_id), 1) - 1;
+     CREATE TABLE gaps (
+         id          INTEGER PRIMARY KEY,
+         room_id     TEXT NOT NULL,
+         from_token  TEXT NOT NULL,
+         until_event TEXT,
+         next_ord    INTEGER NOT NULL,
+         floor_ord   INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX gaps_by_room ON gaps (room_id);
+     ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this library writes.
@@ -248,7 +286,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 3).unwrap();
         conn.execute("INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, body) VALUES ('$a', '!r:s', '@a:s', 10, 'decrypted', 'hello')", []).unwrap();
-        migrate(&mut conn).unwrap();
+        migrate_to(&mut conn, 4).unwrap();
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
@@ -320,6 +358,60 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("timeline_undecryptable"), "{plan}");
+    }
+
+    #[test]
+    fn version_4_upgrades_to_version_5_keeping_the_order_and_the_queue() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO rooms (room_id, membership) VALUES ('!r:s', 'join'), ('!e:s', 'join');
+             INSERT INTO timeline (seq, event_id, room_id, sender, origin_ts, state, body)
+                 VALUES (5, '$a', '!r:s', '@a:s', 10, 'decrypted', 'un'),
+                        (9, '$b', '!r:s', '@a:s', 20, 'decrypted', 'deux');
+             INSERT INTO outbox (txn_id, kind, target, body, created_ms)
+                 VALUES ('t1', 'room_event:m.room.encrypted', '!r:s', '{}', 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 5);
+        let order: Vec<(String, i64)> = conn
+            .prepare("SELECT event_id, ord FROM timeline WHERE room_id = '!r:s' ORDER BY ord")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(order, [("$a".into(), 5), ("$b".into(), 9)]);
+        let cursors: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT room_id, next_ord, low_ord FROM rooms ORDER BY room_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // New events go after the old ones, older history before them; an empty room starts
+        // at the defaults.
+        assert_eq!(cursors, [("!e:s".into(), 1, 0), ("!r:s".into(), 10, 4)]);
+        let (attempts, next): (i64, i64) = conn
+            .query_row(
+                "SELECT attempts, next_attempt_ms FROM outbox WHERE txn_id = 't1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((attempts, next), (0, 0));
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT * FROM timeline WHERE room_id = '!r:s' ORDER BY ord DESC LIMIT 5",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("timeline_by_room"), "{plan}");
     }
 
     #[test]

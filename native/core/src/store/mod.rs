@@ -15,6 +15,7 @@ pub mod crypto;
 mod migrations;
 pub(crate) mod rooms;
 pub(crate) mod session;
+pub(crate) mod timeline;
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +23,11 @@ use rusqlite::Connection;
 use tchap_secure_hsm::DatabaseKey;
 use zeroize::Zeroizing;
 
-pub use crypto::{AttachmentSummary, DeviceRecord, DeviceState, TimelineEvent};
+pub use crypto::{DeviceRecord, DeviceState};
 pub use migrations::SCHEMA_VERSION;
 pub use rooms::{Member, RoomSummary, SecurityEvent};
 pub use session::StoredSession;
+pub use timeline::{AttachmentSummary, TimelineEvent};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "tchap-secure.db";

@@ -124,6 +124,20 @@ pub(crate) fn upsert_member(
     Ok(())
 }
 
+/// Our membership of a room, if the store knows it.
+pub(crate) fn membership(
+    conn: &rusqlite::Connection,
+    room_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(super::query_row(
+        conn,
+        "SELECT membership FROM rooms WHERE room_id = ?1",
+        params![room_id],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
 /// User ids of the joined and invited members of a room.
 pub(crate) fn member_ids(
     conn: &rusqlite::Connection,

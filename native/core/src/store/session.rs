@@ -91,7 +91,7 @@ impl Store {
                 "DELETE FROM kv WHERE key <> 'mdm.wipe_command_nonce'; DELETE FROM members; DELETE FROM rooms;
                  DELETE FROM crypto_account; DELETE FROM tracked_users; DELETE FROM devices;
                  DELETE FROM olm_sessions; DELETE FROM olm_unwedge; DELETE FROM inbound_group_sessions;
-                 DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline;
+                 DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline; DELETE FROM gaps;
                  DELETE FROM outbox;",
             )?;
             Ok(())

@@ -1,0 +1,371 @@
+//! Complete timelines: gaps filled by back-pagination, older history on demand, and a room
+//! known locally as soon as we join or create it.
+//!
+//! A gap is opened by the sync that reveals it (`store::timeline`); [`Client::fill_gaps`]
+//! then fetches `/messages?dir=b` pages for several rooms at once (at most
+//! [`CONCURRENT_GAPS`] requests in flight) and applies each page in its own transaction with
+//! the gap's progress, through the same checks as the sync (`sync::apply_back_page`). A
+//! network failure leaves the gap where it is: the next sync (or the next start, after a
+//! kill) resumes it from its last committed page.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Client;
+use super::sync::{self, BackStop, SyncSummary};
+use crate::api::call;
+use crate::api::types::MessagesResponse;
+use crate::error::Error;
+use crate::net::{Request, Transport};
+use crate::secret::AccessToken;
+use crate::store::timeline::{self as tl, Gap, TimelineEvent};
+
+/// Gap pages fetched at once (one per room).
+pub(crate) const CONCURRENT_GAPS: usize = 4;
+/// Events asked for per page.
+const PAGE_LIMIT: u32 = 100;
+/// Cap on a `/messages` body (100 events of at most 64 KiB each would be more; Synapse's
+/// pages of encrypted messages are a few hundred KiB).
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Cap on a `/state` body.
+const MAX_STATE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What [`Client::paginate_back`] loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct History {
+    /// The events newly stored (decrypted, waiting for a key, or refused), oldest first.
+    pub events: Vec<TimelineEvent>,
+    /// The start of the room was reached: there is nothing older.
+    pub reached_start: bool,
+}
+
+/// Inside a transaction: one page of `gap` stored through the sync's checks, and the gap
+/// advanced to the page's `end` (or closed, if the page reached the gap's end).
+pub(crate) fn apply_gap_page(
+    tx: &rusqlite::Connection,
+    engine: &mut crate::crypto::engine::Engine,
+    gap: &Gap,
+    page: &MessagesResponse,
+    own_user: &str,
+    summary: &mut SyncSummary,
+) -> Result<(), crate::store::StoreError> {
+    let mut next_ord = gap.next_ord;
+    let stop = BackStop {
+        until_event: gap.until_event.as_deref(),
+        join_of: gap.until_event.is_none().then_some(own_user),
+        at_stored: true,
+    };
+    let reached = sync::apply_back_page(
+        tx,
+        engine,
+        &gap.room_id,
+        &page.chunk,
+        stop,
+        &mut next_ord,
+        gap.floor_ord,
+        summary,
+    )?;
+    match page.end.as_deref().filter(|t| sync::valid_token(t)) {
+        Some(end) if !reached && !page.chunk.is_empty() => {
+            tl::advance_gap(tx, gap.id, end, next_ord)
+        }
+        _ => tl::close_gap(tx, gap.id),
+    }
+}
+
+/// Inside a transaction: one page of older history stored below everything in the room, and
+/// the room's history cursor moved. Returns the page's events as stored (oldest first) and
+/// whether the room's start was reached.
+pub(crate) fn apply_history_page(
+    tx: &rusqlite::Connection,
+    engine: &mut crate::crypto::engine::Engine,
+    room_id: &str,
+    mut cursor: tl::RoomCursor,
+    page: &MessagesResponse,
+    summary: &mut SyncSummary,
+) -> Result<(Vec<TimelineEvent>, bool), crate::store::StoreError> {
+    let mut known = std::collections::BTreeSet::new();
+    for id in page
+        .chunk
+        .iter()
+        .filter_map(|raw| raw.get("event_id").and_then(Value::as_str))
+    {
+        if tl::timeline_state(tx, id)?.is_some() {
+            known.insert(id);
+        }
+    }
+    let stop = BackStop {
+        until_event: None,
+        join_of: None,
+        at_stored: false,
+    };
+    let reached = sync::apply_back_page(
+        tx,
+        engine,
+        room_id,
+        &page.chunk,
+        stop,
+        &mut cursor.low_ord,
+        i64::MIN,
+        summary,
+    )?;
+    match page.end.as_deref().filter(|t| sync::valid_token(t)) {
+        Some(end) if !reached && !page.chunk.is_empty() => {
+            cursor.back_token = Some(end.to_owned());
+        }
+        _ => cursor.history_complete = true,
+    }
+    tl::save_room_cursor(tx, room_id, &cursor)?;
+    // What the page stored (decrypted, waiting for a key, or refused), oldest first; events
+    // stored before this page are not repeated.
+    let mut events = Vec::new();
+    for raw in page.chunk.iter().rev() {
+        if let Some(id) = raw.get("event_id").and_then(Value::as_str)
+            && !known.contains(id)
+            && let Some(e) = tl::timeline_event(tx, id)?
+            && e.room_id == room_id
+            && !events
+                .iter()
+                .any(|h: &TimelineEvent| h.event_id == e.event_id)
+        {
+            events.push(e);
+        }
+    }
+    Ok((events, cursor.history_complete))
+}
+
+/// One backwards page of a room's timeline.
+async fn fetch_page(
+    transport: &Transport,
+    token: &AccessToken,
+    room_id: &str,
+    from: Option<&str>,
+    limit: u32,
+) -> Result<MessagesResponse, Error> {
+    let limit = limit.to_string();
+    Ok(call(transport, "/rooms/messages", || {
+        let mut r = Request::new(
+            Method::GET,
+            vec!["_matrix", "client", "v3", "rooms", room_id, "messages"],
+        );
+        r.access_token = Some(token);
+        r.query.push(("dir", "b".to_owned()));
+        r.query.push(("limit", limit.clone()));
+        if let Some(from) = from {
+            r.query.push(("from", from.to_owned()));
+        }
+        r.max_body_bytes = Some(MAX_PAGE_BYTES);
+        r
+    })
+    .await?)
+}
+
+impl Client {
+    /// Fills every open gap (see the module documentation). Messages the back-fill decrypted
+    /// are added to `summary.messages` (before the sync's own, oldest first per room); a
+    /// network failure stops the fill for now without an error (`summary.gaps_open` says what
+    /// is left). A gap the server refuses to page (e.g. a room we may no longer read) is closed
+    /// and journaled.
+    pub async fn fill_gaps(&mut self, summary: &mut SyncSummary) -> Result<(), Error> {
+        let token = self.token()?.clone();
+        let (own_user, _) = self.own_ids()?;
+        loop {
+            let gaps = tl::open_gaps(self.store.conn(), CONCURRENT_GAPS)?;
+            if gaps.is_empty() {
+                break;
+            }
+            let mut fetches = tokio::task::JoinSet::new();
+            for (index, gap) in gaps.iter().enumerate() {
+                let transport = self.transport.clone();
+                let token = token.clone();
+                let (room_id, from) = (gap.room_id.clone(), gap.from_token.clone());
+                fetches.spawn(async move {
+                    let page = fetch_page(&transport, &token, &room_id, Some(&from), PAGE_LIMIT);
+                    (index, page.await)
+                });
+            }
+            let mut pages = Vec::with_capacity(gaps.len());
+            while let Some(joined) = fetches.join_next().await {
+                let (index, page) = joined.map_err(|e| Error::InvalidArgument {
+                    what: format!("gap fetch task: {e}"),
+                })?;
+                pages.push((index, page));
+            }
+            pages.sort_by_key(|(index, _)| *index);
+            let mut progressed = false;
+            let mut network_down = None;
+            for (index, page) in pages {
+                let Some(gap) = gaps.get(index) else {
+                    continue;
+                };
+                match page {
+                    Ok(page) => {
+                        self.apply_gap_page(gap, &page, &own_user, summary)?;
+                        progressed = true;
+                    }
+                    Err(e) if e.is_network() || e.tls_rejection().is_some() => {
+                        network_down = Some(e);
+                    }
+                    Err(e)
+                        if matches!(
+                            e,
+                            Error::Api(
+                                crate::api::ApiError::UnknownToken { .. }
+                                    | crate::api::ApiError::ExpiredAccount
+                            )
+                        ) =>
+                    {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(code = e.code(), "a gap cannot be filled; closed");
+                        let detail = format!("gap back-fill refused by the homeserver: {e}");
+                        self.store.transaction(|tx| {
+                            tl::close_gap(tx, gap.id)?;
+                            crate::store::rooms::record_security_event(
+                                tx,
+                                "gap_unfillable",
+                                Some(&gap.room_id),
+                                None,
+                                &detail,
+                            )
+                        })?;
+                        progressed = true;
+                    }
+                }
+            }
+            if let Some(e) = network_down
+                && !progressed
+            {
+                if e.tls_rejection().is_some() {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    code = e.code(),
+                    "gap back-fill interrupted; resumes at the next sync"
+                );
+                break;
+            }
+        }
+        summary.gaps_open = usize::try_from(tl::gap_count(self.store.conn())?).unwrap_or(0);
+        Ok(())
+    }
+
+    /// One page of a gap, in one transaction with the gap's progress.
+    fn apply_gap_page(
+        &mut self,
+        gap: &Gap,
+        page: &MessagesResponse,
+        own_user: &str,
+        summary: &mut SyncSummary,
+    ) -> Result<(), Error> {
+        let mut page_summary = SyncSummary::default();
+        let result = {
+            let Self { store, engine, .. } = self;
+            let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
+            store.transaction(|tx| {
+                apply_gap_page(tx, engine, gap, page, own_user, &mut page_summary)?;
+                crate::fault::point("before-gap-page-commit");
+                Ok(())
+            })
+        };
+        if let Err(e) = result {
+            self.reload_engine()?;
+            return Err(e.into());
+        }
+        crate::fault::point("after-gap-page-commit");
+        tracing::debug!(stored = page_summary.backfilled, "gap page stored");
+        summary.backfilled += page_summary.backfilled;
+        summary.malformed_events += page_summary.malformed_events;
+        summary.security_events += page_summary.security_events;
+        // This page is older than what the summary holds for the room: put it first.
+        let mut messages = page_summary.messages;
+        messages.append(&mut summary.messages);
+        summary.messages = messages;
+        Ok(())
+    }
+
+    /// Loads up to `limit` messages older than the oldest stored in `room_id` (a newly joined
+    /// room's first screen, scroll-back), with the same decryption and checks as the sync;
+    /// returns them oldest first. Events whose key has not arrived are stored as waiting for
+    /// it and decrypted when it comes.
+    pub async fn paginate_back(&mut self, room_id: &str, limit: u32) -> Result<History, Error> {
+        super::rooms::check_room_id(room_id)?;
+        let token = self.token()?.clone();
+        let mut history = History::default();
+        let mut stored = 0usize;
+        let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+        while stored < wanted {
+            let cursor = tl::room_cursor(self.store.conn(), room_id)?.ok_or_else(|| {
+                Error::InvalidArgument {
+                    what: format!("unknown room {room_id}"),
+                }
+            })?;
+            if cursor.history_complete {
+                history.reached_start = true;
+                break;
+            }
+            let page_limit = u32::try_from(wanted - stored)
+                .unwrap_or(PAGE_LIMIT)
+                .clamp(10, PAGE_LIMIT);
+            let page = fetch_page(
+                &self.transport,
+                &token,
+                room_id,
+                cursor.back_token.as_deref(),
+                page_limit,
+            )
+            .await?;
+            let mut page_summary = SyncSummary::default();
+            let result = {
+                let Self { store, engine, .. } = self;
+                let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
+                store.transaction(|tx| {
+                    apply_history_page(tx, engine, room_id, cursor, &page, &mut page_summary)
+                })
+            };
+            let (events, complete) = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    self.reload_engine()?;
+                    return Err(e.into());
+                }
+            };
+            stored += page_summary.backfilled;
+            let mut older = events;
+            older.append(&mut history.events);
+            history.events = older;
+            if complete {
+                history.reached_start = true;
+                break;
+            }
+        }
+        Ok(history)
+    }
+
+    /// After a join or a room creation: the room's current state fetched and applied, so the
+    /// room is known (members, encryption) before any sync, and a message can be sent at once.
+    /// Our own join event becomes the point a later gap must reach.
+    pub(crate) async fn learn_joined_room(&mut self, room_id: &str) -> Result<(), Error> {
+        let (own_user, _) = self.own_ids()?;
+        let token = self.token()?.clone();
+        let state: Vec<Value> = call(&self.transport, "/rooms/state", || {
+            let mut r = Request::new(
+                Method::GET,
+                vec!["_matrix", "client", "v3", "rooms", room_id, "state"],
+            );
+            r.access_token = Some(&token);
+            r.max_body_bytes = Some(MAX_STATE_BYTES);
+            r.timeout = Some(Duration::from_secs(60));
+            r
+        })
+        .await?;
+        let Self { store, .. } = self;
+        store.transaction(|tx| sync::apply_joined_state(tx, room_id, &state, &own_user))?;
+        tracing::info!(room_id, "room state loaded");
+        Ok(())
+    }
+}
