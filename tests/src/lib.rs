@@ -8,6 +8,7 @@
 //! - [`content_scanner`]: matrix-content-scanner + ClamAV behind an nginx TLS front (issue 8).
 //! - [`softhsm`]: per-run SoftHSM2 tokens.
 //! - [`ports`]: free loopback ports.
+//! - [`cli_member`]: a cabinet member driven through the real `tchap-secure` binary.
 //!
 //! Every child process the testbed starts (Synapse, `openssl s_server`) is spawned from one
 //! long-lived thread with `PR_SET_PDEATHSIG`, so it dies with the test process even when the
@@ -15,6 +16,7 @@
 
 pub mod bench_setup;
 mod child;
+pub mod cli_member;
 pub mod content_scanner;
 pub mod harness;
 pub mod hostile_proxy;

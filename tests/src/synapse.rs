@@ -353,6 +353,14 @@ impl Synapse {
         (response.status, parse_body(&response.body))
     }
 
+    /// One client-server API call as the user of `token` (e.g. a kick by a room's
+    /// moderator); panics unless it succeeds.
+    pub fn user_call(&self, token: &str, method: &str, path: &str, body: &Value) -> Value {
+        let (status, answer) = self.request(method, path, Some(token), Some(body));
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer
+    }
+
     fn admin_call(&self, method: &str, path: String, body: Option<Value>) -> Value {
         let token = self.admin_token().to_owned();
         let (status, answer) = self.request(method, &path, Some(&token), body.as_ref());

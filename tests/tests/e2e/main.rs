@@ -14,5 +14,6 @@ mod rotation;
 mod scanner_testbed;
 mod session;
 mod support;
+mod timeline;
 mod transport;
 mod vault;

@@ -6,6 +6,7 @@
 //! (`attachments.rs`) use the content scanner's testbed and its legacy-media Synapse instead.
 
 mod attachments;
+mod catch_up;
 mod ours;
 mod peer;
 

@@ -13,10 +13,10 @@ use crate::peer::Peer;
 use crate::{ARRIVES, NEVER_ARRIVES, new_peer};
 
 /// One of our devices, logged in.
-struct Ours {
+pub(crate) struct Ours {
     _home: InProcess,
-    client: Client,
-    user_id: String,
+    pub(crate) client: Client,
+    pub(crate) user_id: String,
 }
 
 async fn ours_as(localpart: &str, device: &str) -> Ours {
@@ -30,7 +30,7 @@ async fn ours_as(localpart: &str, device: &str) -> Ours {
     }
 }
 
-async fn new_ours(prefix: &str) -> Ours {
+pub(crate) async fn new_ours(prefix: &str) -> Ours {
     let synapse = Synapse::shared();
     let localpart = synapse.unique_user(prefix);
     synapse.register(&localpart, PASSWORD, false);
@@ -38,7 +38,7 @@ async fn new_ours(prefix: &str) -> Ours {
 }
 
 impl Ours {
-    async fn sync(&mut self) -> tchap_secure_core::SyncSummary {
+    pub(crate) async fn sync(&mut self) -> tchap_secure_core::SyncSummary {
         self.client
             .sync_once(Duration::from_millis(200))
             .await

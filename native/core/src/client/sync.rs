@@ -202,9 +202,18 @@ pub(crate) fn apply(
         // A `limited` timeline after events we hold: the missing part is a gap, recorded in
         // this transaction and filled backwards from `prev_batch` right after it.
         if let Some(from) = timeline.prev_batch.as_deref().filter(|t| valid_token(t)) {
+            // The slice holds the event we stopped at: nothing is missing (a newly joined
+            // room's slice also holds history older than our join: that is scroll-back).
+            let continuous = cursor.last_event_id.as_deref().is_some_and(|last| {
+                timeline
+                    .events
+                    .iter()
+                    .any(|e| e.get("event_id").and_then(Value::as_str) == Some(last))
+            });
             if timeline.limited
                 && membership == "join"
                 && known_joined
+                && !continuous
                 && (cursor.last_event_id.is_some() || cursor.next_ord > 1)
             {
                 let until = cursor.last_event_id.clone();

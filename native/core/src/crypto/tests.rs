@@ -398,6 +398,11 @@ fn a_limited_sync_opens_a_gap_that_back_pages_fill_in_order_exactly_once() {
         .collect();
     assert_eq!(got, expected);
     assert!(bob.journal().is_empty(), "{:?}", bob.journal());
+    // A `limited` slice that still holds the last event we have is continuous: no gap.
+    let m10 = encrypt(&mut alice, room, "message 10", "$10");
+    let s = bob.apply(limited("s3", room, &[m[9].clone(), m10], "p9"));
+    assert_eq!(s.gaps_opened, 0);
+    assert_eq!(bob.messages(room).len(), 11);
 }
 
 #[test]
