@@ -49,6 +49,17 @@ fn run(
     stdin: Option<&str>,
     shown_stdin: &str,
 ) -> (i32, String) {
+    run_cli(args, env, stdin, shown_stdin, true)
+}
+
+/// [`run`]; with `echo` false, the command and its output are printed only if it fails.
+fn run_cli(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    shown_stdin: &str,
+    echo: bool,
+) -> (i32, String) {
     let shown: Vec<String> = args
         .iter()
         .map(|a| {
@@ -64,7 +75,10 @@ fn run(
     } else {
         String::new()
     };
-    println!("$ {prefix}tchap-secure {}", shown.join(" "));
+    let command_line = format!("$ {prefix}tchap-secure {}", shown.join(" "));
+    if echo {
+        println!("{command_line}");
+    }
     let mut command = Command::new(cli_bin());
     command.args(args).envs(SoftHsmToken::process_wide().env());
     for (k, v) in env {
@@ -90,13 +104,19 @@ fn run(
     }
     let out = child.wait_with_output().expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = out.status.code().unwrap_or(-1);
+    if !echo && status == 0 {
+        return (status, stdout);
+    }
+    if !echo {
+        println!("{command_line}");
+    }
     for line in stdout
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
     {
         println!("    {line}");
     }
-    let status = out.status.code().unwrap_or(-1);
     if status != 0 {
         println!("    (exit status {status})");
     }
@@ -105,6 +125,15 @@ fn run(
 
 impl Member {
     fn run(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        self.run_echo(config, args, true)
+    }
+
+    /// [`Member::run`], printed only if it fails.
+    fn quiet(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        self.run_echo(config, args, false)
+    }
+
+    fn run_echo(&self, config: &Path, args: &[&str], echo: bool) -> (i32, String) {
         let data_dir = self.data_dir.to_string_lossy().into_owned();
         let mut all = vec![
             "--config",
@@ -115,7 +144,13 @@ impl Member {
             &self.token_label,
         ];
         all.extend_from_slice(args);
-        run(&all, &[("TCHAP_SECURE_TOKEN_PIN", &self.pin)], None, "")
+        run_cli(
+            &all,
+            &[("TCHAP_SECURE_TOKEN_PIN", &self.pin)],
+            None,
+            "",
+            echo,
+        )
     }
 }
 
@@ -364,7 +399,46 @@ fn main() {
     let (s, out) = bruno.run(&config, &["security-events"]);
     expect(s == 0 && out.contains("infected_file"), "journalled");
 
-    heading("8. What the homeserver stored for that room: ciphertext only");
+    heading(
+        "8. Bruno's phone is off during a flight: 60 messages arrive (more than a sync shows); back on the ground, he has every one",
+    );
+    let burst: Vec<String> = (1..=60)
+        .map(|i| format!("Point de situation n°{i} (cellule de crise)"))
+        .collect();
+    for body in &burst {
+        let (s, _) = alice.quiet(&config, &["send", &room, "--text", body]);
+        expect(s == 0, "send");
+    }
+    println!(
+        "Alice sent {} messages while Bruno was offline.",
+        burst.len()
+    );
+    println!("$ tchap-secure … --json sync   (Bruno, back online)");
+    let (s, out) = bruno.quiet(&config, &["--json", "sync"]);
+    let summary: Value = serde_json::from_str(out.trim()).unwrap_or_default();
+    expect(
+        s == 0 && summary["gaps_opened"] == 1 && summary["gaps_open"] == 0,
+        "the limited sync opened one gap and filled it",
+    );
+    let (s, out) = bruno.quiet(&config, &["--json", "messages", &room, "--limit", "500"]);
+    let got: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["state"] == "decrypted")
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .filter(|b| b.starts_with("Point de situation"))
+        .collect();
+    expect(
+        s == 0 && got == burst,
+        "Bruno has all 60, decrypted, in order, once each",
+    );
+    println!(
+        "Bruno's sync filled the gap by back-pagination ({} events): all {} messages decrypted, in order, once each.",
+        summary["backfilled"],
+        got.len()
+    );
+
+    heading("9. What the homeserver stored for that room: ciphertext only");
     let db = rusqlite::Connection::open_with_flags(
         synapse.database_path(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -431,7 +505,7 @@ fn main() {
     );
 
     heading(
-        "9. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
+        "10. A network attacker with a certificate from another CA, or our CA with another key, gets nothing",
     );
     let attacker = Pki::generate();
     let mut forged = config_value.clone();
@@ -446,7 +520,7 @@ fn main() {
     );
     expect(s == 3, "pin mismatch must exit 3");
 
-    heading("10. A thief with the data directory but not the token gets ciphertext");
+    heading("11. A thief with the data directory but not the token gets ciphertext");
     for entry in std::fs::read_dir(&alice.data_dir).expect("read dir") {
         let path = entry.expect("entry").path();
         if path.is_dir() {
@@ -487,7 +561,7 @@ fn main() {
     );
     expect(s == 6, "another token must exit 6");
 
-    heading("11. Remote wipe: the KEK is destroyed on the token, the data directory erased");
+    heading("12. Remote wipe: the KEK is destroyed on the token, the data directory erased");
     let (s, _) = alice.run(&config, &["wipe", "--yes"]);
     expect(s == 0, "wipe");
     println!("\nDemo complete.");
