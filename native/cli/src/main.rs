@@ -445,6 +445,9 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                                 out.timeline_event(m);
                                 seen += 1;
                             }
+                            for u in &s.outgoing {
+                                out.outgoing(u);
+                            }
                             if seen >= max {
                                 std::ops::ControlFlow::Break(())
                             } else {

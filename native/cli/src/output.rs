@@ -4,7 +4,7 @@
 use serde_json::json;
 use tchap_secure_core::api::types::WhoAmI;
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
-use tchap_secure_core::{Config, SessionInfo, SyncSummary};
+use tchap_secure_core::{Config, OutgoingUpdate, SessionInfo, SyncSummary};
 
 use crate::exit::Failure;
 
@@ -234,6 +234,24 @@ impl Output {
                 e.error.as_deref().unwrap_or("no body"),
                 e.event_id
             ),
+        }
+    }
+
+    /// A change of state of one of our messages (sent, or failed with its reason).
+    pub(crate) fn outgoing(&self, u: &OutgoingUpdate) {
+        if self.json {
+            print_json(&json!({ "outgoing": u }));
+        } else {
+            println!(
+                "[{}] our message {}: {}{}",
+                u.room_id,
+                u.event_id.as_deref().unwrap_or(&u.local_id),
+                u.state,
+                u.error
+                    .as_deref()
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            );
         }
     }
 
