@@ -33,8 +33,8 @@ pub mod secret;
 pub mod store;
 
 pub use client::{
-    Client, FetchedSync, History, OutgoingUpdate, PendingSync, SessionInfo, SyncSummary,
-    wipe_data_dir,
+    Client, FetchedGapPages, FetchedSync, History, OutgoingUpdate, PendingGapPages, PendingSync,
+    SessionInfo, SyncSummary, wipe_data_dir,
 };
 pub use config::{Config, ConfigError, SpkiPin};
 pub use error::Error;

@@ -29,7 +29,7 @@ use crate::store::{Store, StoredSession};
 
 pub use outbox::OutgoingUpdate;
 pub use sync::SyncSummary;
-pub use timeline::History;
+pub use timeline::{FetchedGapPages, History, PendingGapPages};
 
 /// The sync filter: a bounded timeline; members are not lazy-loaded, so the member list is
 /// complete.

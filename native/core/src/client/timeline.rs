@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::Client;
 use super::sync::{self, BackStop, SyncSummary};
-use crate::api::call;
 use crate::api::types::MessagesResponse;
+use crate::api::{ApiError, call};
 use crate::error::Error;
 use crate::net::{Request, Transport};
 use crate::secret::AccessToken;
@@ -83,10 +83,17 @@ pub(crate) fn apply_history_page(
     tx: &rusqlite::Connection,
     engine: &mut crate::crypto::engine::Engine,
     room_id: &str,
-    mut cursor: tl::RoomCursor,
+    from: Option<&str>,
     page: &MessagesResponse,
     summary: &mut SyncSummary,
 ) -> Result<(Vec<TimelineEvent>, bool), crate::store::StoreError> {
+    let Some(mut cursor) = tl::room_cursor(tx, room_id)? else {
+        return Ok((Vec::new(), false));
+    };
+    if cursor.back_token.as_deref() != from || cursor.history_complete {
+        // Loaded by someone else meanwhile: this page is not the next one any more.
+        return Ok((Vec::new(), cursor.history_complete));
+    }
     let mut known = std::collections::BTreeSet::new();
     for id in page
         .chunk
@@ -137,6 +144,67 @@ pub(crate) fn apply_history_page(
     Ok((events, cursor.history_complete))
 }
 
+/// One round of gap pages, ready to fetch without the client.
+#[derive(Debug)]
+pub struct PendingGapPages {
+    transport: Transport,
+    token: AccessToken,
+    gaps: Vec<Gap>,
+}
+
+/// The pages of one round, fetched (each page, or its failure).
+#[derive(Debug)]
+pub struct FetchedGapPages {
+    pages: Vec<(Gap, Result<MessagesResponse, Error>)>,
+}
+
+impl PendingGapPages {
+    /// Fetches the next page of every gap of the round at once.
+    pub async fn fetch(self) -> FetchedGapPages {
+        let Self {
+            transport,
+            token,
+            gaps,
+        } = self;
+        let mut fetches = tokio::task::JoinSet::new();
+        for (index, gap) in gaps.iter().enumerate() {
+            let (transport, token) = (transport.clone(), token.clone());
+            let (room_id, from) = (gap.room_id.clone(), gap.from_token.clone());
+            fetches.spawn(async move {
+                let page = fetch_page(&transport, &token, &room_id, Some(&from), PAGE_LIMIT);
+                (index, page.await)
+            });
+        }
+        let mut pages: Vec<Option<Result<MessagesResponse, Error>>> =
+            gaps.iter().map(|_| None).collect();
+        while let Some(joined) = fetches.join_next().await {
+            match joined {
+                Ok((index, page)) => {
+                    if let Some(slot) = pages.get_mut(index) {
+                        *slot = Some(page);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "a gap page fetch task failed"),
+            }
+        }
+        let pages = gaps
+            .into_iter()
+            .zip(pages)
+            .map(|(gap, page)| {
+                let page = page.unwrap_or_else(|| {
+                    Err(Error::Api(ApiError::Transport(
+                        crate::net::TransportError::Network {
+                            detail: "the fetch task did not finish".into(),
+                        },
+                    )))
+                });
+                (gap, page)
+            })
+            .collect();
+        FetchedGapPages { pages }
+    }
+}
+
 /// One backwards page of a room's timeline.
 async fn fetch_page(
     transport: &Transport,
@@ -170,88 +238,83 @@ impl Client {
     /// is left). A gap the server refuses to page (e.g. a room we may no longer read) is closed
     /// and journaled.
     pub async fn fill_gaps(&mut self, summary: &mut SyncSummary) -> Result<(), Error> {
-        let token = self.token()?.clone();
-        let (own_user, _) = self.own_ids()?;
-        loop {
-            let gaps = tl::open_gaps(self.store.conn(), CONCURRENT_GAPS)?;
-            if gaps.is_empty() {
-                break;
-            }
-            let mut fetches = tokio::task::JoinSet::new();
-            for (index, gap) in gaps.iter().enumerate() {
-                let transport = self.transport.clone();
-                let token = token.clone();
-                let (room_id, from) = (gap.room_id.clone(), gap.from_token.clone());
-                fetches.spawn(async move {
-                    let page = fetch_page(&transport, &token, &room_id, Some(&from), PAGE_LIMIT);
-                    (index, page.await)
-                });
-            }
-            let mut pages = Vec::with_capacity(gaps.len());
-            while let Some(joined) = fetches.join_next().await {
-                let (index, page) = joined.map_err(|e| Error::InvalidArgument {
-                    what: format!("gap fetch task: {e}"),
-                })?;
-                pages.push((index, page));
-            }
-            pages.sort_by_key(|(index, _)| *index);
-            let mut progressed = false;
-            let mut network_down = None;
-            for (index, page) in pages {
-                let Some(gap) = gaps.get(index) else {
-                    continue;
-                };
-                match page {
-                    Ok(page) => {
-                        self.apply_gap_page(gap, &page, &own_user, summary)?;
-                        progressed = true;
-                    }
-                    Err(e) if e.is_network() || e.tls_rejection().is_some() => {
-                        network_down = Some(e);
-                    }
-                    Err(e)
-                        if matches!(
-                            e,
-                            Error::Api(
-                                crate::api::ApiError::UnknownToken { .. }
-                                    | crate::api::ApiError::ExpiredAccount
-                            )
-                        ) =>
-                    {
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "a gap cannot be filled; closed");
-                        let detail = format!("gap back-fill refused by the homeserver: {e}");
-                        self.store.transaction(|tx| {
-                            tl::close_gap(tx, gap.id)?;
-                            crate::store::rooms::record_security_event(
-                                tx,
-                                "gap_unfillable",
-                                Some(&gap.room_id),
-                                None,
-                                &detail,
-                            )
-                        })?;
-                        progressed = true;
-                    }
-                }
-            }
-            if let Some(e) = network_down
-                && !progressed
-            {
-                if e.tls_rejection().is_some() {
-                    return Err(e);
-                }
-                tracing::warn!(
-                    code = e.code(),
-                    "gap back-fill interrupted; resumes at the next sync"
-                );
+        while let Some(pending) = self.prepare_gap_pages()? {
+            let fetched = pending.fetch().await;
+            if !self.apply_gap_pages(fetched, summary)? {
                 break;
             }
         }
-        summary.gaps_open = usize::try_from(tl::gap_count(self.store.conn())?).unwrap_or(0);
         Ok(())
+    }
+
+    /// The first step of one round of [`Client::fill_gaps`]: the next page of up to
+    /// [`CONCURRENT_GAPS`] open gaps (one per room), to fetch without the client (the JNI
+    /// bridge releases its lock meanwhile, so sends are not held up by a long catch-up).
+    /// `None` when no gap is open.
+    pub fn prepare_gap_pages(&self) -> Result<Option<PendingGapPages>, Error> {
+        let gaps = tl::open_gaps(self.store.conn(), CONCURRENT_GAPS)?;
+        if gaps.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(PendingGapPages {
+            transport: self.transport.clone(),
+            token: self.token()?.clone(),
+            gaps,
+        }))
+    }
+
+    /// The last step of one round: each fetched page applied in its own transaction with its
+    /// gap's progress (a page whose gap moved meanwhile is dropped: it is fetched again from
+    /// the gap's new position). Returns whether another round can make progress (false after
+    /// a network failure that left every gap where it was).
+    pub fn apply_gap_pages(
+        &mut self,
+        fetched: FetchedGapPages,
+        summary: &mut SyncSummary,
+    ) -> Result<bool, Error> {
+        let (own_user, _) = self.own_ids()?;
+        let mut progressed = false;
+        let mut network_down = None;
+        for (gap, page) in fetched.pages {
+            match page {
+                Ok(page) => {
+                    self.apply_gap_page(&gap, &page, &own_user, summary)?;
+                    progressed = true;
+                }
+                Err(e) if e.tls_rejection().is_some() => return Err(e),
+                Err(e) if e.is_network() => network_down = Some(e),
+                Err(e @ Error::Api(ApiError::UnknownToken { .. } | ApiError::ExpiredAccount)) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "a gap cannot be filled; closed");
+                    let detail = format!("gap back-fill refused by the homeserver: {e}");
+                    self.store.transaction(|tx| {
+                        tl::close_gap(tx, gap.id)?;
+                        crate::store::rooms::record_security_event(
+                            tx,
+                            "gap_unfillable",
+                            Some(&gap.room_id),
+                            None,
+                            &detail,
+                        )
+                    })?;
+                    summary.security_events += 1;
+                    progressed = true;
+                }
+            }
+        }
+        summary.gaps_open = usize::try_from(tl::gap_count(self.store.conn())?).unwrap_or(0);
+        if let Some(e) = network_down
+            && !progressed
+        {
+            tracing::warn!(
+                code = e.code(),
+                "gap back-fill interrupted; resumes at the next sync"
+            );
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// One page of a gap, in one transaction with the gap's progress.
@@ -267,6 +330,9 @@ impl Client {
             let Self { store, engine, .. } = self;
             let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
             store.transaction(|tx| {
+                if tl::gap(tx, gap.id)?.as_ref() != Some(gap) {
+                    return Ok(()); // filled or moved meanwhile: the page is stale
+                }
                 apply_gap_page(tx, engine, gap, page, own_user, &mut page_summary)?;
                 crate::fault::point("before-gap-page-commit");
                 Ok(())
@@ -324,7 +390,8 @@ impl Client {
                 let Self { store, engine, .. } = self;
                 let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
                 store.transaction(|tx| {
-                    apply_history_page(tx, engine, room_id, cursor, &page, &mut page_summary)
+                    let from = cursor.back_token.as_deref();
+                    apply_history_page(tx, engine, room_id, from, &page, &mut page_summary)
                 })
             };
             let (events, complete) = match result {

@@ -329,8 +329,9 @@ impl Device {
             .transaction(|tx| {
                 let cursor = tl::room_cursor(tx, room)?.unwrap();
                 let mut summary = SyncSummary::default();
+                let from = cursor.back_token.as_deref();
                 let (events, done) =
-                    apply_history_page(tx, engine, room, cursor, page, &mut summary)?;
+                    apply_history_page(tx, engine, room, from, page, &mut summary)?;
                 Ok((events.into_iter().map(|e| e.event_id).collect(), done))
             })
             .unwrap()

@@ -349,25 +349,38 @@ pub(crate) fn open_gap(
     Ok(())
 }
 
-/// Open gaps, oldest first (at most `limit`), at most one per room: a room's newer gap waits
-/// until its older one is filled.
+/// Open gaps, by room (at most `limit`), one per room: a room's newest gap first (the most
+/// recent messages matter most), its older gap once that one is filled.
 pub(crate) fn open_gaps(conn: &Connection, limit: usize) -> Result<Vec<Gap>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, room_id, from_token, until_event, next_ord, floor_ord FROM gaps g
          WHERE id = (SELECT max(id) FROM gaps h WHERE h.room_id = g.room_id)
          ORDER BY id LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        Ok(Gap {
-            id: r.get(0)?,
-            room_id: r.get(1)?,
-            from_token: r.get(2)?,
-            until_event: r.get(3)?,
-            next_ord: r.get(4)?,
-            floor_ord: r.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], gap_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The gap `id`, if still open.
+pub(crate) fn gap(conn: &Connection, id: i64) -> Result<Option<Gap>, StoreError> {
+    Ok(super::query_row(
+        conn,
+        "SELECT id, room_id, from_token, until_event, next_ord, floor_ord FROM gaps WHERE id = ?1",
+        params![id],
+        gap_row,
+    )
+    .optional()?)
+}
+
+fn gap_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Gap> {
+    Ok(Gap {
+        id: r.get(0)?,
+        room_id: r.get(1)?,
+        from_token: r.get(2)?,
+        until_event: r.get(3)?,
+        next_ord: r.get(4)?,
+        floor_ord: r.get(5)?,
+    })
 }
 
 /// How many gaps are open (all rooms).
