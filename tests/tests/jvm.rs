@@ -11,6 +11,13 @@
 //! output and fails unless the JVM exits with status 0. Nothing is skipped: a missing JDK,
 //! JUnit or library is a failure that says what to do.
 //!
+//! For the attachment tests it also starts the content scanner's testbed
+//! (`content_scanner.rs`: the legacy-media Synapse, matrix-content-scanner with ClamAV, nginx
+//! as the front), registers two users there and passes its client configuration
+//! (`tchap.scannerConfig`) and the EICAR file. The JVM gets `--add-opens java.base/java.io` so
+//! the tests can take a raw descriptor out of a `FileDescriptor`, as Android's `detachFd()`
+//! gives one (`Fds.java`).
+//!
 //! Inputs reach the JVM as system properties; the secrets (user passwords, token PINs) go in
 //! a mode-0600 properties file instead, so that no PIN appears on a command line (DESIGN §2).
 //! The JVM runs with `-Xcheck:jni` (the JVM's own checks of every JNI call the bridge makes;
@@ -21,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tchap_secure_tests::content_scanner::ContentScanner;
 use tchap_secure_tests::harness::PASSWORD;
 use tchap_secure_tests::softhsm::SoftHsmToken;
 use tchap_secure_tests::synapse::Synapse;
@@ -215,14 +223,20 @@ fn java_api_on_the_host_jvm() {
 
     // --- homeserver, users, configuration --------------------------------------------------
     let synapse = Synapse::shared();
-    let users: Vec<String> = ["jvm-alice", "jvm-bob", "jvm-carol"]
-        .iter()
-        .map(|prefix| {
-            let localpart = synapse.unique_user(prefix);
-            synapse.register(&localpart, PASSWORD, false);
-            format!("{localpart}:{PASSWORD}")
-        })
-        .collect();
+    let register = |synapse: &Synapse, prefixes: &[&str]| -> Vec<String> {
+        prefixes
+            .iter()
+            .map(|prefix| {
+                let localpart = synapse.unique_user(prefix);
+                synapse.register(&localpart, PASSWORD, false);
+                format!("{localpart}:{PASSWORD}")
+            })
+            .collect()
+    };
+    let users = register(
+        synapse,
+        &["jvm-alice", "jvm-bob", "jvm-carol", "jvm-dave", "jvm-erin"],
+    );
     let config = synapse.client_config();
     let config_path = scratch.path().join("config.json");
     std::fs::write(
@@ -230,6 +244,18 @@ fn java_api_on_the_host_jvm() {
         serde_json::to_vec_pretty(&config).expect("config JSON"),
     )
     .expect("write config.json");
+    // The content scanner's testbed (attachments), kept running until the JVM is done.
+    let scanner = ContentScanner::start(Synapse::shared_legacy_media());
+    let scanner_users = register(
+        Synapse::shared_legacy_media(),
+        &["jvm-xavier", "jvm-yvonne"],
+    );
+    let scanner_config_path = scratch.path().join("scanner-config.json");
+    std::fs::write(
+        &scanner_config_path,
+        serde_json::to_vec_pretty(&scanner.client_config()).expect("scanner config JSON"),
+    )
+    .expect("write scanner-config.json");
     let anchors_path = scratch.path().join("trust_anchors.pem");
     std::fs::write(&anchors_path, &synapse.pki.root_ca_pem).expect("write trust anchors");
     let pins = config["spki_pins_sha256"]
@@ -254,6 +280,7 @@ fn java_api_on_the_host_jvm() {
         &secrets_path,
         &[
             property("tchap.users", &users.join(",")),
+            property("tchap.scannerUsers", &scanner_users.join(",")),
             property("tchap.pkcs11.pin", MAIN_PIN),
             property("tchap.pkcs11.otherPin", OTHER_PIN),
             property("tchap.pkcs11.sparePin", SPARE_PIN),
@@ -285,6 +312,14 @@ fn java_api_on_the_host_jvm() {
             anchors_path.display().to_string(),
         ),
         ("tchap.spkiPins", pins),
+        (
+            "tchap.scannerConfig",
+            scanner_config_path.display().to_string(),
+        ),
+        (
+            "tchap.eicarFile",
+            scanner.eicar_path().display().to_string(),
+        ),
     ];
     let stdout_path = scratch.path().join("jvm.stdout");
     let stderr_path = scratch.path().join("jvm.stderr");
@@ -297,6 +332,8 @@ fn java_api_on_the_host_jvm() {
             "-XX:+AlwaysPreTouch",
             "-ea",
             "-Dfile.encoding=UTF-8",
+            "--add-opens",
+            "java.base/java.io=ALL-UNNAMED",
         ])
         .args(properties.iter().map(|(k, v)| format!("-D{k}={v}")))
         .arg("-cp")
@@ -336,8 +373,10 @@ fn java_api_on_the_host_jvm() {
     };
     assert!(
         status.success(),
-        "JUnit failed ({status}); see the JVM output above. Synapse log tail:\n{}",
-        synapse.log_tail(30)
+        "JUnit failed ({status}); see the JVM output above. Synapse log tail:\n{}\nContent \
+         scanner testbed:\n{}",
+        synapse.log_tail(30),
+        scanner.logs()
     );
     let misuse = bridge_jni_warnings(&format!("{stdout}\n{stderr}"));
     assert!(

@@ -7,7 +7,8 @@
 //! one — so every class the bridge needs by name is resolved here and kept as a global
 //! reference for the life of the process:
 //!
-//! - `TchapSecureException`, whose `(String code, String message)` constructor is checked here
+//! - `TchapSecureException`, whose `(String code, String message, String localId, String
+//!   reason)` constructor is checked here
 //!   too, so a mismatch between this library and the Java sources fails `System.load` at once
 //!   instead of at the first error;
 //! - `KeyBinderException`, with its `reasonName()` method, to recognise the key binder's
@@ -52,9 +53,10 @@ pub(crate) fn get() -> Option<&'static JavaClasses> {
     CLASSES.get()
 }
 
-/// Signature of `TchapSecureException(String code, String message)`.
+/// Signature of `TchapSecureException(String code, String message, String localId, String
+/// reason)` (the last two null unless the code is `send_queued` or `send_failed`).
 pub(crate) const EXCEPTION_CONSTRUCTOR: &jni::signature::MethodSignature<'static, 'static> =
-    &jni_sig!("(Ljava/lang/String;Ljava/lang/String;)V");
+    &jni_sig!("(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;)V");
 
 fn resolve(env: &mut Env<'_>) -> jni::errors::Result<JavaClasses> {
     #[allow(

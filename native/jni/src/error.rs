@@ -50,6 +50,18 @@ pub(crate) enum BridgeError {
     /// The sync thread could not be started, or the tokio runtime could not be built.
     #[error("could not start a native thread: {0}")]
     Thread(std::io::Error),
+    /// `downloadFile` to a path: something already exists there (a file is never overwritten).
+    #[error("{0} already exists: a download never overwrites")]
+    FileExists(&'static str),
+    /// A local file (the one to send, or the download's destination) could not be opened,
+    /// created, read or written. The message names the argument and the OS error, not the path.
+    #[error("{what}: {error}")]
+    File {
+        /// The argument in `Native.java`.
+        what: &'static str,
+        /// The OS error.
+        error: std::io::Error,
+    },
     /// A JNI call failed (the message is jni-rs's, which names the call, not the data).
     #[error("JNI call failed: {0}")]
     Jni(#[from] jni::errors::Error),
@@ -71,8 +83,21 @@ impl BridgeError {
             Self::Poisoned => "poisoned",
             Self::SyncRunning => "sync_running",
             Self::Thread(_) => "thread",
+            Self::FileExists(_) => "file_exists",
+            Self::File { .. } => "file_io",
             Self::Jni(_) => "jni",
             Self::Panic(_) => "panic",
+        }
+    }
+
+    /// For `send_queued` / `send_failed`: the message's local id and the reason code (the
+    /// cause that holds it back, or why it was refused), carried by the exception so that the
+    /// caller can find the message's local echo.
+    pub(crate) fn send_details(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Core(CoreError::SendQueued { local_id, cause }) => Some((local_id, cause)),
+            Self::Core(CoreError::SendFailed { local_id, reason }) => Some((local_id, reason)),
+            _ => None,
         }
     }
 }
@@ -96,6 +121,11 @@ mod tests {
             BridgeError::Poisoned,
             BridgeError::SyncRunning,
             BridgeError::Thread(std::io::Error::other("x")),
+            BridgeError::FileExists("path"),
+            BridgeError::File {
+                what: "fd",
+                error: std::io::Error::other("x"),
+            },
             BridgeError::Jni(jni::errors::Error::NullPtr("x")),
             BridgeError::Panic("x"),
         ];
@@ -112,11 +142,30 @@ mod tests {
                 "poisoned",
                 "sync_running",
                 "thread",
+                "file_exists",
+                "file_io",
                 "jni",
                 "panic"
             ]
         );
         let config = tchap_secure_core::Config::from_json(b"{}").unwrap_err();
         assert_eq!(BridgeError::Config(config).code(), "config");
+    }
+
+    #[test]
+    fn send_errors_carry_the_local_id_and_the_reason() {
+        let queued = BridgeError::Core(tchap_secure_core::Error::SendQueued {
+            local_id: "txn-1".into(),
+            cause: "network".into(),
+        });
+        assert_eq!(queued.code(), "send_queued");
+        assert_eq!(queued.send_details(), Some(("txn-1", "network")));
+        let failed = BridgeError::Core(tchap_secure_core::Error::SendFailed {
+            local_id: "txn-2".into(),
+            reason: "left_room".into(),
+        });
+        assert_eq!(failed.code(), "send_failed");
+        assert_eq!(failed.send_details(), Some(("txn-2", "left_room")));
+        assert_eq!(BridgeError::NullHandle.send_details(), None);
     }
 }

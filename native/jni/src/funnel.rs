@@ -5,7 +5,8 @@
 //! 1. upgrades the JVM's `EnvUnowned` to an `Env` (jni-rs's `with_env_no_catch`: the panic
 //!    boundary is ours, below, so that a panic becomes *our* exception, not jni-rs's);
 //! 2. runs the body under `catch_unwind`;
-//! 3. turns `Err(BridgeError)` into a thrown `TchapSecureException(code, message)` and a panic
+//! 3. turns `Err(BridgeError)` into a thrown `TchapSecureException(code, message)` (with the
+//!    message's local id and reason for `send_queued` / `send_failed`) and a panic
 //!    into `TchapSecureException("panic", …)`; if the exception cannot be built, throws
 //!    `java.lang.AssertionError` instead; if even that fails, returns with no exception (the
 //!    JVM then sees the default value) — it never aborts the process;
@@ -24,7 +25,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use jni::objects::{JThrowable, JValue};
+use jni::objects::{JString, JThrowable, JValue};
 use jni::strings::JNIString;
 use jni::{Env, EnvUnowned, Outcome, jni_str};
 
@@ -79,8 +80,9 @@ fn throw_error(env: &mut Env<'_>, error: BridgeError) {
     let code = error.code();
     let message = error.to_string();
     tracing::debug!(code, "native call failed");
+    let send = error.send_details();
     let thrown = catch_unwind(AssertUnwindSafe(|| {
-        throw_tchap_exception(env, code, &message)
+        throw_tchap_exception(env, code, &message, send)
     }));
     if matches!(thrown, Ok(Ok(()))) {
         return;
@@ -96,7 +98,12 @@ fn throw_error(env: &mut Env<'_>, error: BridgeError) {
     }));
 }
 
-fn throw_tchap_exception(env: &mut Env<'_>, code: &str, message: &str) -> jni::errors::Result<()> {
+fn throw_tchap_exception(
+    env: &mut Env<'_>,
+    code: &str,
+    message: &str,
+    send: Option<(&str, &str)>,
+) -> jni::errors::Result<()> {
     let class =
         classes::get()
             .map(|c| &c.tchap_secure_exception)
@@ -105,10 +112,19 @@ fn throw_tchap_exception(env: &mut Env<'_>, code: &str, message: &str) -> jni::e
             ))?;
     let code = env.new_string(code)?;
     let message = env.new_string(message)?;
+    let (local_id, reason) = match send {
+        Some((local_id, reason)) => (env.new_string(local_id)?, env.new_string(reason)?),
+        None => (JString::default(), JString::default()),
+    };
     let exception = env.new_object(
         class,
         classes::EXCEPTION_CONSTRUCTOR,
-        &[JValue::Object(&code), JValue::Object(&message)],
+        &[
+            JValue::Object(&code),
+            JValue::Object(&message),
+            JValue::Object(&local_id),
+            JValue::Object(&reason),
+        ],
     )?;
     let exception = env.cast_local::<JThrowable>(exception)?;
     match env.throw(exception) {

@@ -17,13 +17,16 @@
 //! - `key_binder.rs`: the vault's hardware backend implemented over the Java `KeyBinder`.
 //! - `sync_thread.rs`: the background sync on a dedicated, JVM-attached thread calling the Java
 //!   `Listener`.
+//! - `files.rs`: the files of `sendFile` / `downloadFile`, adopted as descriptors (ownership
+//!   passes to the library) or opened from a path, streamed natively, never through the JVM.
 //! - `convert.rs`: Java ↔ Rust values; secrets are read from `byte[]` into zeroizing memory and
 //!   the Java array zeroed; tables are `String[][]`.
 //! - `error.rs`: the bridge's error type and its stable codes.
 //!
 //! Unsafe code: denied crate-wide (`[lints]`), allowed with a reason only in `native` and
-//! `classes` (the `#[unsafe(no_mangle)]` exports, `JavaVM::from_raw`) and `handle` (the raw
-//! `Arc` pointer). Every `unsafe` block carries a `SAFETY:` argument. Everything else goes
+//! `classes` (the `#[unsafe(no_mangle)]` exports, `JavaVM::from_raw`), `handle` (the raw
+//! `Arc` pointer) and `files` (`fcntl` and `OwnedFd::from_raw_fd` on a descriptor handed
+//! over). Every `unsafe` block carries a `SAFETY:` argument. Everything else goes
 //! through jni-rs's safe, checked API; the raw or hazardous parts of it are banned by
 //! `clippy.toml`.
 //!
@@ -39,6 +42,7 @@ pub mod classes;
 mod client;
 mod convert;
 mod error;
+mod files;
 mod funnel;
 mod handle;
 mod key_binder;

@@ -18,12 +18,14 @@ use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned};
 use tchap_secure_core::Config;
+use tchap_secure_core::client::media::OutgoingFile;
 use tchap_secure_core::config::KNOWN_KEYS;
 use tchap_secure_core::store::{DeviceRecord, DeviceState, TimelineEvent};
 
 use crate::client::ClientHandle;
 use crate::convert::{self, bool_cell};
 use crate::error::BridgeError;
+use crate::files::{self, Access};
 use crate::funnel::run_ffi_safe;
 use crate::handle;
 use crate::key_binder::JavaKeyBinder;
@@ -291,7 +293,9 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_leave<'local>(
     });
 }
 
-/// `static native String send(long client, String roomId, String body)`: the event id.
+/// `static native String send(long client, String roomId, String body)`: the event id. A
+/// message kept in the queue fails with `send_queued`, one refused for good with
+/// `send_failed`; both exceptions carry its local id and the reason (`funnel.rs`).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_send<'local>(
     mut env: EnvUnowned<'local>,
@@ -310,21 +314,33 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_send<'local>(
     })
 }
 
-fn message_row(e: &TimelineEvent) -> Vec<Option<&str>> {
+/// A `messages` / `loadOlder` row (13 columns, see `Native.messages`).
+fn message_row(e: &TimelineEvent) -> Vec<Option<String>> {
+    let attachment = e.attachment.as_ref();
     vec![
-        Some(&e.event_id),
-        Some(&e.sender),
-        e.sender_display_name.as_deref(),
-        Some(&e.state),
-        e.body.as_deref(),
-        e.trust.as_deref(),
-        e.sender_device.as_deref(),
+        Some(e.event_id.clone()),
+        Some(e.sender.clone()),
+        e.sender_display_name.clone(),
+        Some(e.state.clone()),
+        e.body.clone(),
+        e.trust.clone(),
+        e.sender_device.clone(),
+        e.local_id.clone(),
+        e.error.clone(),
+        attachment.map(|a| a.msgtype.clone()),
+        attachment.map(|a| a.name.clone()),
+        attachment.and_then(|a| a.mimetype.clone()),
+        // The sender's claim: one beyond a Java long is dropped, not passed on to break the
+        // Java row parser.
+        attachment
+            .and_then(|a| a.size)
+            .filter(|n| jlong::try_from(*n).is_ok())
+            .map(|n| n.to_string()),
     ]
 }
 
-/// `static native String[][] messages(long client, String roomId, int limit)`: `{eventId,
-/// sender, senderDisplayName|null, state, body|null, trust|null, senderDevice|null}`, oldest
-/// first.
+/// `static native String[][] messages(long client, String roomId, int limit)`: message rows
+/// (see `Native.java`), oldest first.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_messages<'local>(
     mut env: EnvUnowned<'local>,
@@ -339,6 +355,169 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_messages<'local>(
         let events = with_client(client, |c, _| Ok(c.messages(&room_id, limit)?))?;
         let rows: Vec<_> = events.iter().map(message_row).collect();
         convert::table(env, &rows)
+    })
+}
+
+/// `static native String[][] loadOlder(long client, String roomId, int limit)`: up to `limit`
+/// messages older than everything stored, fetched from the server (scroll-back). Row 0 is
+/// `{reachedStart}` (`true|false`), then message rows, oldest first.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_loadOlder<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    limit: jint,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let limit = non_negative(limit, "limit")?;
+        let history = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.paginate_back(&room_id, limit))?)
+        })?;
+        let mut rows = Vec::with_capacity(history.events.len() + 1);
+        rows.push(vec![Some(bool_cell(history.reached_start).to_owned())]);
+        rows.extend(history.events.iter().map(message_row));
+        convert::table(env, &rows)
+    })
+}
+
+// --- attachments -----------------------------------------------------------------------------
+
+/// `static native String sendFileFd(long client, String roomId, int fd, long length, String
+/// name, String mimetype)`: encrypts the file read from `fd` while uploading it and sends its
+/// `m.file`/`m.image`; returns the event id. Takes ownership of `fd` first thing (`files.rs`):
+/// it is closed when the call returns, whatever happens.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_sendFileFd<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    fd: jint,
+    length: jlong,
+    name: JString<'local>,
+    mimetype: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let mut file = files::adopt(fd, Access::Read, "fd")?;
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let name = convert::string_arg(env, &name, "name")?;
+        let mimetype = convert::optional_string_arg(env, &mimetype)?;
+        let len = files::send_len(&mut file, length, "fd")?;
+        let event_id = with_client(client, |c, rt| {
+            let outgoing = OutgoingFile {
+                name: &name,
+                mimetype: mimetype.as_deref(),
+                len,
+            };
+            Ok(rt.block_on(c.send_file(&room_id, file, outgoing))?)
+        })?;
+        convert::java_string(env, &event_id)
+    })
+}
+
+/// `static native String sendFilePath(long client, String roomId, String path, String name,
+/// String mimetype)`: as `sendFileFd`, the file opened from `path`; `name` null = the path's
+/// last component.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_sendFilePath<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    path: JString<'local>,
+    name: JString<'local>,
+    mimetype: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let path = PathBuf::from(convert::string_arg(env, &path, "path")?);
+        let name = convert::optional_string_arg(env, &name)?;
+        let mimetype = convert::optional_string_arg(env, &mimetype)?;
+        let (file, len, file_name) = files::open_to_send(&path)?;
+        let event_id = with_client(client, |c, rt| {
+            let outgoing = OutgoingFile {
+                name: name.as_deref().unwrap_or(&file_name),
+                mimetype: mimetype.as_deref(),
+                len,
+            };
+            Ok(rt.block_on(c.send_file(&room_id, file, outgoing))?)
+        })?;
+        convert::java_string(env, &event_id)
+    })
+}
+
+/// `static native long downloadFileFd(long client, String roomId, String eventId, int fd)`:
+/// the attachment of `eventId`, through the content scanner, verified and decrypted into `fd`;
+/// returns its length. Takes ownership of `fd` first thing (`files.rs`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_downloadFileFd<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    fd: jint,
+) -> jlong {
+    run_ffi_safe(&mut env, |env| {
+        let file = files::adopt(fd, Access::Write, "fd")?;
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let sink = files::download_sink(&file, "fd")?;
+        let written = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.download_file(&room_id, &event_id, sink))?)
+        })?;
+        files::sync_if_regular(&file, "fd")?;
+        length(written)
+    })
+}
+
+/// `static native long downloadFilePath(long client, String roomId, String eventId, String
+/// path)`: as `downloadFileFd`, into a new file at `path`, which appears only once complete
+/// and verified; an existing file is never overwritten (`file_exists`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_downloadFilePath<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    path: JString<'local>,
+) -> jlong {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let path = PathBuf::from(convert::string_arg(env, &path, "path")?);
+        let mut partial = files::download_partial(&path)?;
+        let written = with_client(client, |c, rt| {
+            let sink = std::io::BufWriter::new(partial.as_file_mut());
+            Ok(rt.block_on(c.download_file(&room_id, &event_id, sink))?)
+        })?;
+        files::finish_download(partial, &path)?;
+        length(written)
+    })
+}
+
+/// `static native void closeFd(int fd)`: takes ownership of `fd` and closes it (the Java side
+/// calls it when a method taking an `fd` fails before reaching the library, so that the
+/// ownership contract holds on every path).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_closeFd<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    fd: jint,
+) {
+    run_ffi_safe(&mut env, |_| {
+        drop(files::adopt(fd, Access::Any, "fd")?);
+        Ok(())
+    });
+}
+
+fn length(n: u64) -> Result<jlong, BridgeError> {
+    jlong::try_from(n).map_err(|_| BridgeError::InvalidArgument {
+        what: "file",
+        why: "longer than a Java long",
     })
 }
 
@@ -522,7 +701,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 21, "{java:?}");
+        assert_eq!(java.len(), 27, "{java:?}");
         assert_eq!(java, rust);
     }
 }

@@ -6,11 +6,13 @@
 //!    answer under the lock (`prepare_sync` / `fetch` / `finish_sync`), read the security
 //!    journal, unlock — the lock is never held while Java code runs;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
-//! 3. `onSecurityEvent` for every journal entry newer than the last one delivered;
-//! 4. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
+//! 3. `onSendState` for every state change of our outgoing messages the round reported
+//!    (`SyncSummary::outgoing`: `sent` with the event id, or `failed` with the reason);
+//! 4. `onSecurityEvent` for every journal entry newer than the last one delivered;
+//! 5. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
 //!    1 s, 2 s, … 30 s (plus up to 250 ms of jitter), interrupted at once by `stopSync`; the next
 //!    successful round reports `"running"` again;
-//! 5. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
+//! 6. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
 //!    `startSync` may start a new one).
 //!
 //! `onSyncState("running", null)` is sent once at start, `"stopped"` when the loop ends on the
@@ -41,6 +43,7 @@ use std::time::{Duration, Instant};
 use jni::objects::{Global, JObject, JValue};
 use jni::strings::JNIStr;
 use jni::{AttachConfig, Env, JavaVM, jni_sig, jni_str};
+use tchap_secure_core::OutgoingUpdate;
 use tchap_secure_core::store::{SecurityEvent, TimelineEvent};
 
 use crate::client::Core;
@@ -135,6 +138,7 @@ struct SyncLoop {
 /// What one round brings back for the listener.
 struct Round {
     messages: Vec<TimelineEvent>,
+    outgoing: Vec<OutgoingUpdate>,
     security_events: Vec<SecurityEvent>,
 }
 
@@ -190,6 +194,7 @@ impl SyncLoop {
                     .map_err(tchap_secure_core::Error::from)?;
                 Ok(Round {
                     messages: summary.messages,
+                    outgoing: summary.outgoing,
                     security_events,
                 })
             })
@@ -202,6 +207,9 @@ impl SyncLoop {
     fn deliver(&self, env: &mut Env<'_>, listener: &JObject<'_>, round: &Round) {
         for m in round.messages.iter().filter(|m| m.state == "decrypted") {
             callback(env, listener, OnMessage(m));
+        }
+        for update in &round.outgoing {
+            callback(env, listener, OnSendState(update));
         }
         let last = self.delivered_security_event.load(Ordering::Acquire);
         for e in round.security_events.iter().filter(|e| e.id > last) {
@@ -239,6 +247,7 @@ trait Callback {
 }
 
 struct OnMessage<'a>(&'a TimelineEvent);
+struct OnSendState<'a>(&'a OutgoingUpdate);
 struct OnSecurityEvent<'a>(&'a SecurityEvent);
 struct OnSyncState<'a>(&'a str, Option<&'a str>);
 
@@ -265,6 +274,33 @@ impl Callback for OnMessage<'_> {
                 JValue::Object(&display_name),
                 JValue::Object(&body),
                 JValue::Object(&trust),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Callback for OnSendState<'_> {
+    const NAME: &'static JNIStr = jni_str!("onSendState");
+    const LOG_NAME: &'static str = "onSendState";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let u = self.0;
+        let room_id = convert::java_string(env, &u.room_id)?;
+        let local_id = convert::java_string(env, &u.local_id)?;
+        let state = convert::java_string(env, &u.state)?;
+        let event_id = convert::optional_java_string(env, u.event_id.as_deref())?;
+        let error = convert::optional_java_string(env, u.error.as_deref())?;
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;)V"),
+            &[
+                JValue::Object(&room_id),
+                JValue::Object(&local_id),
+                JValue::Object(&state),
+                JValue::Object(&event_id),
+                JValue::Object(&error),
             ],
         )?;
         Ok(())

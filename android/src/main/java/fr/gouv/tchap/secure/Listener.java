@@ -9,6 +9,16 @@ public interface Listener {
     void onMessage(String roomId, String eventId, String sender, String senderDisplayName,
             String body, String trust);
 
+    /**
+     * One of our outgoing messages changed state: {@code "sent"} (the server accepted it;
+     * {@code eventId} set) or {@code "failed"} (refused for good or cancelled; {@code error}
+     * is {@code forbidden}, {@code not_found}, {@code too_large}, {@code refused} or
+     * {@code left_room}). {@code localId} is the one of {@link Message#localId()} and of
+     * {@link TchapSecureException#getLocalId()}. Does nothing unless overridden.
+     */
+    default void onSendState(String roomId, String localId, String state, String eventId,
+            String error) {}
+
     /** A security event was journaled (refused event, key change, new device, …). */
     void onSecurityEvent(String kind, String roomId, String userId, String detail);
 

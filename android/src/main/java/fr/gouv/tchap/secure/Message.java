@@ -2,7 +2,15 @@ package fr.gouv.tchap.secure;
 
 import java.util.Objects;
 
-/** One timeline event of a room, from the local store. Immutable. */
+/**
+ * One timeline event of a room, from the local store. Immutable.
+ *
+ * <p>Our own messages appear at once as a local echo: {@link #QUEUED} (waiting to go out),
+ * {@link #SENT} (the server accepted it) or {@link #FAILED} (refused for good or cancelled,
+ * {@link #error()} says why), then {@link #DECRYPTED} once the sync returns it. A local echo
+ * has a {@link #localId()} (stable from the moment it is queued) and, until it is sent, a local
+ * {@link #eventId()} (starting with {@code ~}).
+ */
 public final class Message {
     /** {@link #state()}: the event was decrypted and its sender checked. */
     public static final String DECRYPTED = "decrypted";
@@ -10,6 +18,12 @@ public final class Message {
     public static final String UNDECRYPTABLE = "undecryptable";
     /** {@link #state()}: the event was refused (replay, forged sender, wrong room, …). */
     public static final String REFUSED = "refused";
+    /** {@link #state()}: our message, queued, not sent yet (retried by the sync). */
+    public static final String QUEUED = "queued";
+    /** {@link #state()}: our message, accepted by the server, not yet returned by the sync. */
+    public static final String SENT = "sent";
+    /** {@link #state()}: our message, refused for good or cancelled ({@link #error()}). */
+    public static final String FAILED = "failed";
 
     private final String eventId;
     private final String sender;
@@ -18,9 +32,13 @@ public final class Message {
     private final String body;
     private final String trust;
     private final String senderDevice;
+    private final String localId;
+    private final String error;
+    private final Attachment attachment;
 
     Message(String eventId, String sender, String senderDisplayName, String state, String body,
-            String trust, String senderDevice) {
+            String trust, String senderDevice, String localId, String error,
+            Attachment attachment) {
         this.eventId = Objects.requireNonNull(eventId, "eventId");
         this.sender = Objects.requireNonNull(sender, "sender");
         this.senderDisplayName = senderDisplayName;
@@ -28,14 +46,24 @@ public final class Message {
         this.body = body;
         this.trust = trust;
         this.senderDevice = senderDevice;
+        this.localId = localId;
+        this.error = error;
+        this.attachment = attachment;
     }
 
     /**
      * From a native row {@code {eventId, sender, senderDisplayName|null, state, body|null,
-     * trust|null, senderDevice|null}}.
+     * trust|null, senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
+     * attachmentName|null, attachmentMimetype|null, attachmentSize|null}}.
      */
     static Message fromRow(String[] row) {
-        Rows.requireColumns(row, 7, "messages");
+        Rows.requireColumns(row, 13, "messages");
+        Attachment attachment = null;
+        if (row[9] != null) {
+            attachment = new Attachment(row[9],
+                    Rows.required(row, 10, "messages", "attachmentName"), row[11],
+                    row[12] == null ? -1 : Rows.size(row, 12, "messages", "attachmentSize"));
+        }
         return new Message(
                 Rows.required(row, 0, "messages", "eventId"),
                 Rows.required(row, 1, "messages", "sender"),
@@ -43,7 +71,10 @@ public final class Message {
                 Rows.required(row, 3, "messages", "state"),
                 row[4],
                 row[5],
-                row[6]);
+                row[6],
+                row[7],
+                row[8],
+                attachment);
     }
 
     public String eventId() {
@@ -60,7 +91,10 @@ public final class Message {
         return senderDisplayName;
     }
 
-    /** {@link #DECRYPTED}, {@link #UNDECRYPTABLE} or {@link #REFUSED}. */
+    /**
+     * {@link #DECRYPTED}, {@link #UNDECRYPTABLE} or {@link #REFUSED}; for a local echo of our
+     * own message {@link #QUEUED}, {@link #SENT} or {@link #FAILED}.
+     */
     public String state() {
         return state;
     }
@@ -69,7 +103,12 @@ public final class Message {
         return DECRYPTED.equals(state);
     }
 
-    /** The decrypted text, or null unless {@link #isDecrypted()}. */
+    /** Whether this is our own message not yet returned by the sync (queued, sent, failed). */
+    public boolean isLocalEcho() {
+        return QUEUED.equals(state) || SENT.equals(state) || FAILED.equals(state);
+    }
+
+    /** The decrypted text (our own text for a local echo), or null. */
     public String body() {
         return body;
     }
@@ -84,6 +123,28 @@ public final class Message {
         return senderDevice;
     }
 
+    /**
+     * Our own message: the local id it was queued under (as in
+     * {@link TchapSecureException#getLocalId()} and {@link Listener#onSendState}); else null.
+     */
+    public String localId() {
+        return localId;
+    }
+
+    /**
+     * Why: for {@link #FAILED} the reason code ({@code forbidden}, {@code not_found},
+     * {@code too_large}, {@code refused}, {@code left_room}); for {@link #REFUSED} or
+     * {@link #UNDECRYPTABLE} what was refused or is awaited; else null.
+     */
+    public String error() {
+        return error;
+    }
+
+    /** The file an {@code m.file} / {@code m.image} message announces, or null. */
+    public Attachment attachment() {
+        return attachment;
+    }
+
     @Override
     public boolean equals(Object o) {
         if (!(o instanceof Message)) {
@@ -93,19 +154,24 @@ public final class Message {
         return eventId.equals(m.eventId) && sender.equals(m.sender)
                 && Objects.equals(senderDisplayName, m.senderDisplayName)
                 && state.equals(m.state) && Objects.equals(body, m.body)
-                && Objects.equals(trust, m.trust) && Objects.equals(senderDevice, m.senderDevice);
+                && Objects.equals(trust, m.trust) && Objects.equals(senderDevice, m.senderDevice)
+                && Objects.equals(localId, m.localId) && Objects.equals(error, m.error)
+                && Objects.equals(attachment, m.attachment);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(eventId, sender, senderDisplayName, state, body, trust, senderDevice);
+        return Objects.hash(eventId, sender, senderDisplayName, state, body, trust, senderDevice,
+                localId, error, attachment);
     }
 
     /** Never contains the body (plaintext must not reach logs): only its length. */
     @Override
     public String toString() {
         return "Message{" + eventId + " from " + sender + "/" + senderDevice + ", " + state
+                + (error == null ? "" : " (" + error + ")")
+                + (localId == null ? "" : ", local " + localId)
                 + ", trust " + trust + ", body " + (body == null ? "null" : body.length() + " chars")
-                + "}";
+                + (attachment == null ? "" : ", " + attachment) + "}";
     }
 }

@@ -12,6 +12,14 @@ package fr.gouv.tchap.secure;
  *
  * <p>Tables come back as {@code String[][]} rows (no JSON parser needed on the Java side);
  * the column order of each is documented on the method.
+ *
+ * <p>File descriptors ({@code int fd}): ownership passes to the library with the call. Once a
+ * method receives an open descriptor {@code >= 3}, the library closes it when the call ends,
+ * on success or failure; the caller must neither use nor close it again (on Android:
+ * {@code ParcelFileDescriptor.detachFd()}). A negative number, 0, 1, 2 or a number that is not
+ * an open descriptor is refused ({@code invalid_argument}) and left alone. File contents never
+ * cross into the JVM: they are streamed natively between the descriptor (or path) and the
+ * network.
  */
 final class Native {
     private Native() {}
@@ -72,16 +80,71 @@ final class Native {
 
     static native void leave(long client, String roomId) throws TchapSecureException;
 
-    /** Sends an encrypted text message; returns its event id. */
+    /**
+     * Sends an encrypted text message; returns its event id. Throws {@code send_queued} (kept
+     * in the queue, sent by a later sync) or {@code send_failed} (refused for good); both
+     * exceptions carry the message's local id and the reason.
+     */
     static native String send(long client, String roomId, String body) throws TchapSecureException;
 
     /**
-     * The last {@code limit} events of a room from the local store, oldest first. Rows:
-     * {@code {eventId, sender, senderDisplayName|null, state, body|null, trust|null,
-     * senderDevice|null}}; state is {@code decrypted}, {@code undecryptable} or {@code refused}.
+     * The last {@code limit} events of a room from the local store, oldest first. Rows of 13
+     * columns: {@code {eventId, sender, senderDisplayName|null, state, body|null, trust|null,
+     * senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
+     * attachmentName|null, attachmentMimetype|null, attachmentSize|null}}; state is
+     * {@code decrypted}, {@code undecryptable} or {@code refused}, or for our own message
+     * before the sync returns it {@code queued}, {@code sent} or {@code failed} (its eventId is
+     * then a local one until sent; localId is set on our own messages).
      */
     static native String[][] messages(long client, String roomId, int limit)
             throws TchapSecureException;
+
+    /**
+     * Loads up to {@code limit} messages older than everything stored in the room from the
+     * server (scroll-back), decrypted and checked like the sync's. Row 0 is
+     * {@code {reachedStart}} ({@code true|false}); the next rows are message rows (as
+     * {@link #messages}) of the events newly stored, oldest first.
+     */
+    static native String[][] loadOlder(long client, String roomId, int limit)
+            throws TchapSecureException;
+
+    // --- attachments -----------------------------------------------------------------------
+
+    /**
+     * Encrypts the file read from {@code fd} (from its current offset) while uploading it, and
+     * sends its {@code m.file} ({@code m.image} for {@code image/*}); returns the event id.
+     * {@code length}: the exact number of bytes {@code fd} yields, or -1 for the rest of a
+     * regular file. Takes ownership of {@code fd} (class documentation). {@code mimetype} may
+     * be null.
+     */
+    static native String sendFileFd(long client, String roomId, int fd, long length, String name,
+            String mimetype) throws TchapSecureException;
+
+    /** {@link #sendFileFd} for the file at {@code path}; {@code name} null: its file name. */
+    static native String sendFilePath(long client, String roomId, String path, String name,
+            String mimetype) throws TchapSecureException;
+
+    /**
+     * Downloads the attachment of {@code eventId} through the content scanner, verifies and
+     * decrypts it into {@code fd}; returns its length. Nothing is written unless the scanner
+     * found it clean and the whole ciphertext matched its hash; a non-empty regular file is
+     * refused ({@code file_exists}). Takes ownership of {@code fd} (class documentation).
+     */
+    static native long downloadFileFd(long client, String roomId, String eventId, int fd)
+            throws TchapSecureException;
+
+    /**
+     * {@link #downloadFileFd} into a new file at {@code path}, which appears only complete and
+     * verified; an existing file is never overwritten ({@code file_exists}).
+     */
+    static native long downloadFilePath(long client, String roomId, String eventId, String path)
+            throws TchapSecureException;
+
+    /**
+     * Takes ownership of {@code fd} and closes it: for a method taking a descriptor that fails
+     * before reaching the library, so that the ownership contract holds on every path.
+     */
+    static native void closeFd(int fd) throws TchapSecureException;
 
     /**
      * A user's devices after a fresh query. Rows: {@code {deviceId, ed25519, state, deleted,

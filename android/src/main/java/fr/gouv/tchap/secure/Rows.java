@@ -38,6 +38,20 @@ final class Rows {
         }
     }
 
+    static long size(String[] row, int column, String table, String name) {
+        String value = required(row, column, table, name);
+        try {
+            long n = Long.parseLong(value);
+            if (n < 0) {
+                throw new NumberFormatException("negative");
+            }
+            return n;
+        } catch (NumberFormatException e) {
+            throw new IllegalStateException("native " + table + " row: " + name
+                    + " is not a size: " + value, e);
+        }
+    }
+
     static boolean bool(String[] row, int column, String table, String name) {
         String value = required(row, column, table, name);
         switch (value) {

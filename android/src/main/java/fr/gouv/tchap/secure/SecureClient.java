@@ -288,10 +288,16 @@ public final class SecureClient implements AutoCloseable {
     }
 
     /**
-     * Sends an encrypted text message.
+     * Sends an encrypted text message. It is in {@link #messages} at once as a local echo
+     * ({@link Message#QUEUED}), whatever happens next.
      *
      * @return its event id
-     * @throws TchapSecureException e.g. {@code unencrypted_room}: never sent in clear
+     * @throws TchapSecureException e.g. {@code unencrypted_room}: never sent in clear;
+     *     {@link TchapSecureException#SEND_QUEUED}: not sent now, kept in the queue and sent by
+     *     a later sync ({@link Listener#onSendState} reports it);
+     *     {@link TchapSecureException#SEND_FAILED}: refused for good. For both,
+     *     {@link TchapSecureException#getLocalId()} is the message's {@link Message#localId()}
+     *     and {@link TchapSecureException#getReason()} the reason code.
      */
     public String send(String roomId, String body) throws TchapSecureException {
         Objects.requireNonNull(roomId, "roomId");
@@ -311,6 +317,137 @@ public final class SecureClient implements AutoCloseable {
             messages.add(Message.fromRow(row));
         }
         return Collections.unmodifiableList(messages);
+    }
+
+    /**
+     * Loads up to {@code limit} messages older than everything stored in the room from the
+     * server (scroll-back, a newly joined room's first screen), decrypted and checked like the
+     * sync's; they are stored, so {@link #messages} shows them afterwards. Call again while
+     * {@link History#reachedStart()} is false to go further back.
+     *
+     * @throws TchapSecureException e.g. {@code invalid_argument} for a room not known locally
+     */
+    public History loadOlder(String roomId, int limit) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        if (limit < 0) {
+            throw new IllegalArgumentException("limit < 0");
+        }
+        return History.fromRows(call(h -> Native.loadOlder(h, roomId, limit)));
+    }
+
+    // --- attachments -----------------------------------------------------------------------
+
+    /**
+     * Sends a file end-to-end encrypted: it is encrypted inside the library while it is
+     * uploaded, streamed from the descriptor (never held in the JVM), then announced in an
+     * {@code m.file} ({@code m.image} for an {@code image/*} type) of the encrypted room.
+     *
+     * <p><b>Ownership of {@code fd} passes to the library with this call</b>, whatever happens
+     * (also when this method throws before reaching the library): do not use or close it
+     * afterwards. On Android: {@code ParcelFileDescriptor.detachFd()} of a descriptor opened
+     * for reading ({@code ContentResolver.openFileDescriptor(uri, "r")}).
+     *
+     * @param fd an open descriptor readable from its current offset
+     * @param length the exact number of bytes {@code fd} yields, or -1 for the rest of a
+     *     regular file (a pipe needs the length, e.g. {@code OpenableColumns.SIZE})
+     * @param name the name shown to the recipients (sanitised by the library)
+     * @param mimetype e.g. {@code application/pdf}, or null ({@code application/octet-stream})
+     * @return the event id
+     * @throws TchapSecureException e.g. {@code attachment_too_large} (over
+     *     {@code max_attachment_bytes} or the server's limit: nothing uploaded),
+     *     {@code attachment_io} (the descriptor yielded fewer or more bytes than announced),
+     *     {@code invalid_argument} (not an open readable descriptor), {@code unencrypted_room}
+     */
+    public String sendFile(String roomId, int fd, long length, String name, String mimetype)
+            throws TchapSecureException {
+        boolean[] handedOver = {false};
+        try {
+            Objects.requireNonNull(roomId, "roomId");
+            Objects.requireNonNull(name, "name");
+            if (length < -1) {
+                throw new IllegalArgumentException("length < -1");
+            }
+            return call(h -> {
+                handedOver[0] = true;
+                return Native.sendFileFd(h, roomId, fd, length, name, mimetype);
+            });
+        } finally {
+            if (!handedOver[0]) {
+                closeHandedFd(fd);
+            }
+        }
+    }
+
+    /**
+     * {@link #sendFile(String, int, long, String, String)} for a file the library opens from
+     * its path (hosts, tests).
+     *
+     * @param name the name shown to the recipients, or null for the file's own name
+     */
+    public String sendFile(String roomId, File file, String name, String mimetype)
+            throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        String path = Objects.requireNonNull(file, "file").getAbsolutePath();
+        return call(h -> Native.sendFilePath(h, roomId, path, name, mimetype));
+    }
+
+    /**
+     * Downloads the file of message {@code eventId} ({@link Message#attachment()}) through the
+     * content scanner (the State's antivirus; there is no direct download), verifies it against
+     * its SHA-256 and decrypts it into {@code fd}, streamed (never held in the JVM).
+     *
+     * <p>Nothing is written unless the scanner found the file clean and the whole ciphertext
+     * matched its hash; a regular file that is not empty is refused ({@code file_exists}: a
+     * download never overwrites). If writing to {@code fd} itself fails midway, discard what
+     * it received. <b>Ownership of {@code fd} passes to the library</b>, as for
+     * {@link #sendFile(String, int, long, String, String)}; open it for writing
+     * ({@code openFileDescriptor(uri, "w")}).
+     *
+     * @return the file's length in bytes
+     * @throws TchapSecureException e.g. {@code infected_file} (refused by the scanner, a
+     *     security event is recorded), {@code attachment_hash_mismatch} (altered on the
+     *     server), {@code scanner_unavailable}, {@code attachment_too_large},
+     *     {@code invalid_argument} (no decrypted attachment for that event; not an open
+     *     writable descriptor)
+     */
+    public long downloadFile(String roomId, String eventId, int fd) throws TchapSecureException {
+        boolean[] handedOver = {false};
+        try {
+            Objects.requireNonNull(roomId, "roomId");
+            Objects.requireNonNull(eventId, "eventId");
+            return call(h -> {
+                handedOver[0] = true;
+                return Native.downloadFileFd(h, roomId, eventId, fd);
+            });
+        } finally {
+            if (!handedOver[0]) {
+                closeHandedFd(fd);
+            }
+        }
+    }
+
+    /**
+     * {@link #downloadFile(String, String, int)} into a new file at {@code out} (hosts,
+     * tests): written to a private temporary file next to it and moved into place only when
+     * clean and intact, so a refused or altered file never appears at {@code out}.
+     *
+     * @throws TchapSecureException {@code file_exists} if {@code out} exists (never
+     *     overwritten), or as {@link #downloadFile(String, String, int)}
+     */
+    public long downloadFile(String roomId, String eventId, File out) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        String path = Objects.requireNonNull(out, "out").getAbsolutePath();
+        return call(h -> Native.downloadFilePath(h, roomId, eventId, path));
+    }
+
+    /** Closes a descriptor whose ownership was handed to a call that never reached the library. */
+    private static void closeHandedFd(int fd) {
+        try {
+            Native.closeFd(fd);
+        } catch (TchapSecureException ignored) {
+            // Not an open descriptor (or 0..2): there is nothing of ours to close.
+        }
     }
 
     /** A user's devices after a fresh key query, with their trust-on-first-use state. */
@@ -427,6 +564,19 @@ public final class SecureClient implements AutoCloseable {
             IN_CALLBACK.set(owner);
             try {
                 delegate.onMessage(roomId, eventId, sender, senderDisplayName, body, trust);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onSendState(String roomId, String localId, String state, String eventId,
+                String error) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onSendState(roomId, localId, state, eventId, error);
             } catch (RuntimeException e) {
                 uncaught(e);
             } finally {

@@ -4,19 +4,56 @@ package fr.gouv.tchap.secure;
  * A failure of the native library, with a stable error code (the typed errors of the core:
  * {@code pin_mismatch}, {@code wrong_pin}, {@code forbidden}, {@code unencrypted_room},
  * {@code panic}, …). Constructed by the native library.
+ *
+ * <p>A text message that could not go out now ({@link #SEND_QUEUED}) or was refused for good
+ * ({@link #SEND_FAILED}) carries its {@linkplain #getLocalId() local id} — the
+ * {@link Message#localId()} of its local echo in {@link SecureClient#messages}, and the id
+ * {@link Listener#onSendState} reports later — and a {@linkplain #getReason() reason code}.
  */
 public final class TchapSecureException extends Exception {
-    private static final long serialVersionUID = 1L;
+    private static final long serialVersionUID = 2L;
+
+    /**
+     * {@link #getCode()}: the message is kept in the queue (network down, server busy, earlier
+     * messages of the room still waiting) and sent, in order, by a later sync;
+     * {@link #getReason()} is the code of the failure that holds it back.
+     */
+    public static final String SEND_QUEUED = "send_queued";
+    /**
+     * {@link #getCode()}: the homeserver refused the message for good, or it was cancelled;
+     * {@link #getReason()} is {@code forbidden}, {@code not_found}, {@code too_large},
+     * {@code refused} or {@code left_room}.
+     */
+    public static final String SEND_FAILED = "send_failed";
 
     private final String code;
+    private final String localId;
+    private final String reason;
 
     public TchapSecureException(String code, String message) {
+        this(code, message, null, null);
+    }
+
+    /** With the local id and reason of a {@link #SEND_QUEUED} / {@link #SEND_FAILED} message. */
+    public TchapSecureException(String code, String message, String localId, String reason) {
         super(message);
         this.code = code;
+        this.localId = localId;
+        this.reason = reason;
     }
 
     /** The stable error code. */
     public String getCode() {
         return code;
+    }
+
+    /** For {@link #SEND_QUEUED} / {@link #SEND_FAILED}: the message's local id; else null. */
+    public String getLocalId() {
+        return localId;
+    }
+
+    /** For {@link #SEND_QUEUED} / {@link #SEND_FAILED}: the reason code; else null. */
+    public String getReason() {
+        return reason;
     }
 }

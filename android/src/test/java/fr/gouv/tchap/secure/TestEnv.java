@@ -23,7 +23,10 @@ import java.util.concurrent.TimeUnit;
  * {@code tchap.dataRoot}, {@code tchap.pkcs11.library}, {@code tchap.pkcs11.slot},
  * {@code tchap.pkcs11.otherSlot}, {@code tchap.pkcs11.spareSlot}, {@code tchap.androidDir},
  * {@code tchap.homeserverUrl}, {@code tchap.serverName}, {@code tchap.trustAnchorsPemFile},
- * {@code tchap.spkiPins}). The secrets — {@code tchap.users} ({@code localpart:password,…}),
+ * {@code tchap.spkiPins}, and for attachments {@code tchap.scannerConfig} — the configuration
+ * of a second, legacy-media Synapse behind the content scanner's front — and
+ * {@code tchap.eicarFile}). The secrets — {@code tchap.users} ({@code localpart:password,…}),
+ * {@code tchap.scannerUsers} (the same, on the scanner's homeserver),
  * {@code tchap.pkcs11.pin}, {@code tchap.pkcs11.otherPin}, {@code tchap.pkcs11.sparePin} — are
  * in a mode-0600 properties file named by {@code tchap.secretsFile}, never on the JVM's command
  * line (DESIGN §2: a PIN is never given on a command line, where {@code ps} shows it).
@@ -81,6 +84,20 @@ final class TestEnv {
         }
     }
 
+    /** The configuration of the homeserver behind the content scanner (attachments). */
+    static byte[] scannerConfig() {
+        try {
+            return Files.readAllBytes(Paths.get(prop("tchap.scannerConfig")));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read tchap.scannerConfig", e);
+        }
+    }
+
+    /** The EICAR test file (the scanner's ClamAV refuses it). */
+    static File eicarFile() {
+        return new File(prop("tchap.eicarFile"));
+    }
+
     /** A fresh, empty directory under the run's scratch root (a data directory not yet made). */
     static File newDataDir(String prefix) throws IOException {
         Path parent = Files.createTempDirectory(Paths.get(prop("tchap.dataRoot")), prefix + "-");
@@ -131,18 +148,30 @@ final class TestEnv {
         }
     }
 
-    /** The pre-registered users (at least three), in the driver's order. */
+    /**
+     * The pre-registered users (at least five: alice, bob, carol for the older tests, dave and
+     * erin for {@code TimelineTest}), in the driver's order.
+     */
     static List<User> users() {
+        return usersOf("tchap.users", 5);
+    }
+
+    /** The two users registered on the content scanner's homeserver. */
+    static List<User> scannerUsers() {
+        return usersOf("tchap.scannerUsers", 2);
+    }
+
+    private static List<User> usersOf(String name, int needed) {
         List<User> users = new ArrayList<>();
-        for (String pair : secret("tchap.users").split(",")) {
+        for (String pair : secret(name).split(",")) {
             int colon = pair.indexOf(':');
             if (colon <= 0) {
-                throw new IllegalStateException("tchap.users: malformed entry");
+                throw new IllegalStateException(name + ": malformed entry");
             }
             users.add(new User(pair.substring(0, colon), pair.substring(colon + 1)));
         }
-        if (users.size() < 3) {
-            throw new IllegalStateException("tchap.users: need at least 3 users");
+        if (users.size() < needed) {
+            throw new IllegalStateException(name + ": need at least " + needed + " users");
         }
         return Collections.unmodifiableList(users);
     }
