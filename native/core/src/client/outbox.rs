@@ -321,6 +321,19 @@ mod tests {
             kind(classify(Error::Api(ApiError::Http { status: 404 }))),
             "not_found"
         );
+        // A front (nginx) refusing a body too large answers without a Matrix error object.
+        assert_eq!(
+            kind(classify(Error::Api(ApiError::Http { status: 413 }))),
+            "too_large"
+        );
+        assert_eq!(
+            kind(classify(Error::Api(ApiError::Http { status: 403 }))),
+            "forbidden"
+        );
+        assert_eq!(
+            kind(classify(Error::Api(ApiError::Http { status: 400 }))),
+            "refused"
+        );
         for status in [408, 429, 500, 502, 503, 504] {
             assert_eq!(kind(classify(matrix(status, "M_UNKNOWN"))), "transient");
             assert_eq!(
