@@ -958,6 +958,7 @@ mod tests {
         }));
         let s = store.transaction(|tx| apply(tx, &first, None)).unwrap();
         assert_eq!((s.rooms, s.malformed_events, s.security_events), (2, 1, 0));
+        assert_eq!(s.next_batch, "s1");
         assert_eq!(store.next_batch().unwrap().as_deref(), Some("s1"));
         let rooms = store.rooms().unwrap();
         assert_eq!(rooms.len(), 2);

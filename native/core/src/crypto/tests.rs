@@ -427,10 +427,27 @@ fn a_back_filled_event_gets_every_check_of_the_sync() {
     let mut unknown = m[1].clone();
     unknown["content"]["session_id"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     unknown["event_id"] = json!("$unknown");
-    bob.gap_page(&page(
-        &[&replay, &m[2], &clear, &unknown, &m[1], &m[0]],
+    let oversized = json!({"type": "m.room.encrypted", "event_id": "$big", "sender": "@alice:srv",
+        "content": {"padding": "x".repeat(70_000)}});
+    let not_an_event = json!({"type": 12});
+    let s = bob.gap_page(&page(
+        &[
+            &replay,
+            &oversized,
+            &m[2],
+            &clear,
+            &not_an_event,
+            &unknown,
+            &m[1],
+            &m[0],
+        ],
         None,
     ));
+    assert_eq!(s.malformed_events, 2);
+    assert_eq!(
+        bob.messages(room).iter().filter(|e| e.0 == "$big").count(),
+        0
+    );
     assert_eq!(bob.timeline_state("$2").1.as_deref(), Some("m2"));
     // As in a sync, the earlier of the two (in the server's order) is kept, the later refused.
     assert_eq!(bob.timeline_state("$replay").0, "refused");
@@ -468,10 +485,56 @@ fn a_gap_in_a_room_joined_since_stops_at_our_join() {
         "event_id": "$join", "content": {"membership": "join"},
         "unsigned": {"prev_content": {"membership": "invite"}}});
     let older = encrypt(&mut alice, room, "older than the join", "$older");
-    bob.gap_page(&page(&[&m[1], &m[0], &join, &older], Some("p-1")));
+    // State events that are not Bob's join: a profile change of Bob (already joined), another
+    // member's join, a topic — the fill goes past them.
+    let rename = json!({"type": "m.room.member", "state_key": "@bob:srv", "sender": "@bob:srv",
+        "event_id": "$rename", "content": {"membership": "join", "displayname": "Bob"},
+        "unsigned": {"prev_content": {"membership": "join"}}});
+    let carol = json!({"type": "m.room.member", "state_key": "@carol:srv", "sender": "@carol:srv",
+        "event_id": "$carol", "content": {"membership": "join"}});
+    let topic = json!({"type": "m.room.topic", "state_key": "", "sender": "@bob:srv",
+        "event_id": "$topic", "content": {"membership": "join", "topic": "t"}});
+    let invite = json!({"type": "m.room.member", "state_key": "@bob:srv", "sender": "@alice:srv",
+        "event_id": "$invite", "content": {"membership": "invite"}});
+    bob.gap_page(&page(
+        &[
+            &m[1], &rename, &carol, &topic, &m[0], &join, &invite, &older,
+        ],
+        Some("p-1"),
+    ));
     assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
     let ids: Vec<_> = bob.messages(room).into_iter().map(|e| e.0).collect();
     assert_eq!(ids, ["$pre", "$0", "$1", "$2"]);
+}
+
+#[test]
+fn unusable_tokens_open_no_gap_and_end_a_pagination() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    let m: Vec<Value> = (0..5)
+        .map(|i| encrypt(&mut alice, room, &format!("t{i}"), &format!("${i}")))
+        .collect();
+    let mut first = timeline("s1", room, &m[0..1]);
+    first["to_device"] = json!({"events": [key]});
+    bob.apply(first);
+    // An empty or oversized `prev_batch` cannot be sent back: no gap is recorded from it.
+    let s = bob.apply(limited("s2", room, &m[1..2], ""));
+    assert_eq!(s.gaps_opened, 0);
+    let huge = "t".repeat(sync::MAX_SYNC_TOKEN_BYTES + 1);
+    let s = bob.apply(limited("s3", room, &m[2..3], &huge));
+    assert_eq!(s.gaps_opened, 0);
+    assert!(sync::valid_token("t"));
+    assert!(sync::valid_token(&"t".repeat(sync::MAX_SYNC_TOKEN_BYTES)));
+    // A page whose `end` is unusable ends the gap there rather than storing a bad token.
+    let s = bob.apply(limited("s4", room, &m[4..5], "p4"));
+    assert_eq!(s.gaps_opened, 1);
+    bob.gap_page(&page(&[&m[3]], Some("")));
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
+    let s = bob.apply(limited("s5", room, &[], "p5"));
+    assert_eq!(s.gaps_opened, 1);
+    bob.gap_page(&page(&[], Some(&huge)));
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
 }
 
 #[test]
