@@ -3,8 +3,10 @@
 //!
 //! The loop, until `stopSync` raises the stop flag:
 //! 1. prepare the request under the client lock, long-poll (2 s) without it, then apply the
-//!    answer under the lock (`prepare_sync` / `fetch` / `finish_sync`), read the security
-//!    journal, unlock — the lock is never held while Java code runs;
+//!    answer under the lock (`prepare_sync` / `fetch` / `apply_sync`); then fill the gaps it
+//!    revealed in rounds (`prepare_gap_pages` under the lock, the pages fetched without it,
+//!    `apply_gap_pages` under it); read the security journal, unlock — the lock is never held
+//!    while Java code runs, nor during a network wait;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
 //! 3. `onSendState` for every state change of our outgoing messages the round reported
 //!    (`SyncSummary::outgoing`: `sent` with the event id, or `failed` with the reason);
@@ -186,8 +188,22 @@ impl SyncLoop {
         let result = catch_unwind(AssertUnwindSafe(|| {
             let pending = core.with_client(|client, _| Ok(client.prepare_sync(LONG_POLL)?))?;
             let fetched = core.runtime()?.block_on(pending.fetch())?;
-            core.with_client(|client, runtime| {
-                let summary = runtime.block_on(client.finish_sync(fetched))?;
+            let mut summary = core
+                .with_client(|client, runtime| Ok(runtime.block_on(client.apply_sync(fetched))?))?;
+            // The gaps the sync revealed, a round of pages at a time: the lock is held to
+            // apply each round, not while its pages are fetched (a long catch-up does not hold
+            // up a send from a Java thread).
+            while let Some(pending) =
+                core.with_client(|client, _| Ok(client.prepare_gap_pages()?))?
+            {
+                let fetched = core.runtime()?.block_on(pending.fetch());
+                let more = core
+                    .with_client(|client, _| Ok(client.apply_gap_pages(fetched, &mut summary)?))?;
+                if !more || self.stopped() {
+                    break;
+                }
+            }
+            core.with_client(|client, _| {
                 let security_events = client
                     .store()
                     .security_events()

@@ -313,11 +313,22 @@ impl Client {
         })
     }
 
-    /// The second half of [`Client::sync_once`]: applies a fetched response atomically, then
-    /// uploads keys, recovers wedged channels and flushes the outbox. A response fetched from
-    /// a token that is no longer the stored one (another sync committed meanwhile) is
-    /// dropped: what it holds comes again from the newer token.
+    /// The second half of [`Client::sync_once`]: [`Client::apply_sync`], then every gap it
+    /// revealed filled ([`Client::fill_gaps`]).
     pub async fn finish_sync(&mut self, fetched: FetchedSync) -> Result<SyncSummary, Error> {
+        let mut summary = self.apply_sync(fetched).await?;
+        // The gaps this sync revealed (and any left by an earlier interrupted fill).
+        self.fill_gaps(&mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Applies a fetched response atomically, then uploads keys, recovers wedged channels and
+    /// flushes the outbox; the gaps it revealed are left open (for [`Client::fill_gaps`], or
+    /// for rounds of [`Client::prepare_gap_pages`] / [`Client::apply_gap_pages`] run without
+    /// holding the client during each fetch). A response fetched from a token that is no
+    /// longer the stored one (another sync committed meanwhile) is dropped: what it holds
+    /// comes again from the newer token.
+    pub async fn apply_sync(&mut self, fetched: FetchedSync) -> Result<SyncSummary, Error> {
         let FetchedSync { since, response } = fetched;
         if self.store.next_batch()? != since {
             tracing::debug!("a concurrent sync committed first; dropping this response");
@@ -400,8 +411,8 @@ impl Client {
         let report = self.flush_outbox().await?;
         summary.outgoing.extend(self.take_outgoing_updates());
         summary.outgoing.extend(report.updates);
-        // The gaps this sync revealed (and any left by an earlier interrupted fill).
-        self.fill_gaps(&mut summary).await?;
+        summary.gaps_open =
+            usize::try_from(crate::store::timeline::gap_count(self.store.conn())?).unwrap_or(0);
         Ok(summary)
     }
 
