@@ -344,4 +344,65 @@ public class TimelineTest {
             c.logout();
         }
     }
+
+    /**
+     * Erin has a position in the room, then is offline while dave sends {@value #HISTORY}
+     * messages (more than a sync's slice): the background sync opens a gap, fills it, and the
+     * listener hears every message, in order, once.
+     */
+    @Test
+    public void theBackgroundSyncDeliversEveryMessageOfAGapInOrder() throws Exception {
+        TestEnv.User dave = TestEnv.users().get(3);
+        TestEnv.User erin = TestEnv.users().get(4);
+        String prefix = "vol " + System.nanoTime() + " #";
+        try (SecureClient d = open("gap-dave"); SecureClient e = open("gap-erin")) {
+            d.login(dave.localpart, dave.password(), "jvm-gap-dave");
+            Session erinSession = e.login(erin.localpart, erin.password(), "jvm-gap-erin");
+            String roomId = d.createRoom("Vol", erinSession.userId());
+            e.join(roomId);
+            e.syncOnce(0);
+            d.syncOnce(0);
+            for (int i = 0; i < HISTORY; i++) {
+                d.send(roomId, prefix + i);
+            }
+            final Queue<String> bodies = new ConcurrentLinkedQueue<>();
+            Listener listener = new Listener() {
+                @Override
+                public void onMessage(String room, String eventId, String sender,
+                        String senderDisplayName, String body, String trust) {
+                    if (room.equals(roomId) && body != null && body.startsWith(prefix)) {
+                        bodies.add(body);
+                    }
+                }
+
+                @Override
+                public void onSecurityEvent(String kind, String room, String userId,
+                        String detail) {}
+
+                @Override
+                public void onSyncState(String state, String errorCode) {}
+            };
+            e.startSync(listener);
+            try {
+                TestEnv.await("all " + HISTORY + " messages through the listener",
+                        TIMEOUT_SECONDS, () -> bodies.size() >= HISTORY);
+            } finally {
+                e.stopSync();
+            }
+            List<String> expected = new ArrayList<>();
+            for (int i = 0; i < HISTORY; i++) {
+                expected.add(prefix + i);
+            }
+            assertEquals("every message once, in the server's order", expected,
+                    new ArrayList<>(bodies));
+            List<String> stored = new ArrayList<>();
+            for (Message m : e.messages(roomId, 1000)) {
+                if (m.body() != null && m.body().startsWith(prefix)) {
+                    assertEquals(Message.DECRYPTED, m.state());
+                    stored.add(m.body());
+                }
+            }
+            assertEquals("the store holds them in the same order", expected, stored);
+        }
+    }
 }
