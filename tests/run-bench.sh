@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 7, side by side in one run: Tchap Secure, matrix-sdk 0.18 with its SQLite
-# stores, and the raw limits (vodozemac, SQLCipher). Writes bench/results.json, the Markdown
+# Benchmarks of issues 7 and 14, side by side in one run: Tchap Secure, matrix-sdk 0.18 with its
+# SQLite stores, and the raw limits (vodozemac, SQLCipher). Writes bench/results.json, the Markdown
 # table bench/results.md and the plot bench/results.svg (see tests/src/bin/bench_report.rs).
 #
 #   tests/run-bench.sh            # everything (the first run also builds the cold-open fixture)
-#   tests/run-bench.sh --quick    # fewer fresh-process runs (cold open ×3, initial sync ×1;
-#                                 # default ×51 and ×11)
+#   tests/run-bench.sh --quick    # fewer fresh-process runs (cold open ×3, initial sync ×1,
+#                                 # catch-up ×1; default ×51, ×11 and ×3)
 #
 # Criterion benches (receive 10,000 messages from 10 senders, send 10,000, room-key share to 50
 # devices) write to bench/criterion (CRITERION_HOME); fresh-process figures (peak RSS of the
-# receive path, cold open, initial sync of 200 rooms from the real Synapse) go to bench/raw as
+# receive path, cold open, initial sync of 200 rooms from the real Synapse, catch-up after a
+# flight: 20 rooms × 250 messages from 10 senders, one new fixture per run) go to bench/raw as
 # JSON lines; the stripped library size comes from tests/size-report.sh. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 export TCHAP_SECURE_SYNAPSE_VENV="${TCHAP_SECURE_SYNAPSE_VENV:-${TCHAP_SECURE_CACHE:-$HOME/.cache/tchap-secure}/synapse-venv}"
-runs=51 sync_runs=11 pairs=7
-[[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1 pairs=1
+runs=51 sync_runs=11 pairs=7 catchup_runs=3
+[[ "${1:-}" == "--quick" ]] && runs=3 sync_runs=1 pairs=1 catchup_runs=1
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 target="${CARGO_TARGET_DIR:-target}"
 rm -rf bench/criterion bench/raw bench/pairs
@@ -45,8 +46,11 @@ for which in receive-ours receive-matrix-sdk receive-raw attachment-1mib attachm
     "$target/release/bench_rss" "$which" | tee -a bench/raw/rss.jsonl
 done
 
-step "cold open and initial sync, fresh processes"
-"$target/release/bench_fresh" --out bench/raw --runs "$runs" --sync-runs "$sync_runs"
+step "cold open, initial sync and catch-up after a flight, fresh processes"
+# Each catch-up run writes a new fixture first (5,000 real sends: a few minutes), since a member
+# is no longer behind once it caught up.
+"$target/release/bench_fresh" --out bench/raw --runs "$runs" --sync-runs "$sync_runs" \
+    --catchup-runs "$catchup_runs"
 
 step "size of the shipped library"
 so_size="$(tests/size-report.sh --quiet)"

@@ -543,3 +543,383 @@ impl InitialSyncAccount {
         run_json(command, implementation.name())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Catch-up after a flight
+
+/// Rooms of the catch-up scenario (issue 14).
+pub const CATCH_UP_ROOMS: usize = 20;
+/// Messages sent in each room while the members are offline.
+pub const CATCH_UP_MESSAGES_PER_ROOM: usize = 250;
+/// Accounts that send them (round-robin: message `m` of a room is sent by sender `m % 10`).
+pub const CATCH_UP_SENDERS: usize = 10;
+/// Changes with the fixture's layout (the binaries check it).
+pub const CATCH_UP_FIXTURE_VERSION: &str = "catch-up-v1";
+
+/// An implementation measured by the catch-up scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUpImpl {
+    /// Tchap Secure (`bench_catchup_ours`, the shipped zeroizing allocator).
+    TchapSecure,
+    /// matrix-sdk 0.18: its sync, its event cache's back-pagination, its SQLite stores
+    /// (`bench_catchup_matrix_sdk`).
+    MatrixSdk,
+}
+
+impl CatchUpImpl {
+    /// Both, in table order.
+    pub const ALL: [Self; 2] = [Self::TchapSecure, Self::MatrixSdk];
+
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TchapSecure => "tchap-secure",
+            Self::MatrixSdk => "matrix-sdk",
+        }
+    }
+
+    fn bin(self) -> &'static str {
+        match self {
+            Self::TchapSecure => "bench_catchup_ours",
+            Self::MatrixSdk => "bench_catchup_matrix_sdk",
+        }
+    }
+}
+
+/// The size of a catch-up fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUpSpec {
+    /// Encrypted rooms both members are in.
+    pub rooms: usize,
+    /// Messages sent in each room while the members are offline.
+    pub messages_per_room: usize,
+    /// Sender accounts (one device each, our client).
+    pub senders: usize,
+}
+
+impl CatchUpSpec {
+    /// 20 rooms × 250 messages from 10 senders.
+    pub fn issue_14() -> Self {
+        Self {
+            rooms: CATCH_UP_ROOMS,
+            messages_per_room: CATCH_UP_MESSAGES_PER_ROOM,
+            senders: CATCH_UP_SENDERS,
+        }
+    }
+
+    /// The scenario name in results, e.g. `catch_up_20x250_10_senders`.
+    pub fn scenario(&self) -> String {
+        format!(
+            "catch_up_{}x{}_{}_senders",
+            self.rooms, self.messages_per_room, self.senders
+        )
+    }
+
+    /// Messages in all.
+    pub fn messages(&self) -> usize {
+        self.rooms * self.messages_per_room
+    }
+}
+
+/// Two members, "ours" (our client, data directory on its own SoftHSM2 token) and "sdk"
+/// (matrix-sdk 0.18 with its SQLite stores), each behind by `messages_per_room` messages in
+/// every room of the fixture: they synced once after joining, then went offline while the
+/// senders wrote. Each member can catch up once ([`CatchUpFixture::run`]): after that it is no
+/// longer behind; build another fixture for another run.
+///
+/// Directory (`tchap-bench-catch-up-*` under the temporary directory, removed on drop):
+/// `scenario.json` (client configuration, room ids, the members' localparts, the spec),
+/// `expected.tsv` (one line per message sent: room index, event id, body), `password` and
+/// `matrix-sdk.passphrase` (mode 0600), `ours/` (`token.json`, `pin`, `softhsm/`, `data/`) and
+/// `matrix-sdk/` (`store/`, `session.json`, mode 0600).
+#[derive(Debug)]
+pub struct CatchUpFixture {
+    /// The fixture directory.
+    pub dir: PathBuf,
+    /// Its size.
+    pub spec: CatchUpSpec,
+    /// How long writing it took (registration, rooms, members' first syncs, the sends), and
+    /// how many of each kind of request it made: for the log.
+    pub setup: Value,
+    ran: std::sync::Mutex<Vec<CatchUpImpl>>,
+    _dir: TempDir,
+}
+
+/// Writes a catch-up fixture of size `spec` on the shared Synapse (see [`CatchUpFixture`]):
+/// registers `spec.senders` senders and the two members; sender 0 creates `spec.rooms`
+/// encrypted rooms inviting everyone; the other senders join; each member logs in on a new
+/// device in its own process (`bench_catchup_* prepare`), joins every room and syncs until
+/// each room is stored; the senders (our client, in this process) sync once, then send
+/// `spec.messages_per_room` messages per room, 10 senders at once. Each sender's first message
+/// in a room shares its Megolm session (Olm, to-device) with every member device, the two
+/// members' included: 200 room keys wait on the server for each member, as the messages do.
+pub fn catch_up_fixture(bins: &Bins, spec: CatchUpSpec) -> CatchUpFixture {
+    use tchap_secure_core::Client;
+
+    let t0 = std::time::Instant::now();
+    let synapse = Synapse::shared();
+    let dir = tempfile::Builder::new()
+        .prefix("tchap-bench-catch-up-")
+        .tempdir()
+        .expect("a fixture directory");
+    let root = dir.path().to_owned();
+    let ours_local = synapse.unique_user("bench-catchup-ours");
+    let sdk_local = synapse.unique_user("bench-catchup-sdk");
+    let ours = synapse.register(&ours_local, crate::harness::PASSWORD, false);
+    let sdk = synapse.register(&sdk_local, crate::harness::PASSWORD, false);
+    let sender_locals: Vec<String> = (0..spec.senders)
+        .map(|i| synapse.unique_user(&format!("bench-catchup-sender{i}")))
+        .collect();
+    let sender_ids: Vec<String> = sender_locals
+        .iter()
+        .map(|l| synapse.register(l, crate::harness::PASSWORD, false).user_id)
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let homes: Vec<crate::harness::InProcess> = (0..spec.senders)
+        .map(|i| crate::harness::InProcess::new(&format!("catchup-sender{i}")))
+        .collect();
+    let mut senders: Vec<Client> = {
+        let _entered = runtime.enter();
+        homes
+            .iter()
+            .map(|h| h.open().expect("open a sender's client"))
+            .collect()
+    };
+    let password = crate::harness::password();
+    let room_ids: Vec<String> = runtime.block_on(async {
+        for (client, local) in senders.iter_mut().zip(&sender_locals) {
+            client
+                .login(local, &password, "bench catch-up sender")
+                .await
+                .expect("a sender logs in");
+        }
+        let mut invite: Vec<String> = sender_ids[1..].to_vec();
+        invite.push(ours.user_id.clone());
+        invite.push(sdk.user_id.clone());
+        let mut rooms = Vec::with_capacity(spec.rooms);
+        for r in 0..spec.rooms {
+            let room = senders[0]
+                .create_room(Some(&format!("Vol {r}")), &invite, false)
+                .await
+                .expect("create a room");
+            for sender in &mut senders[1..] {
+                sender.join(&room).await.expect("a sender joins");
+            }
+            rooms.push(room);
+        }
+        rooms
+    });
+    let t_rooms = t0.elapsed();
+
+    std::fs::write(
+        root.join("scenario.json"),
+        json!({
+            "version": CATCH_UP_FIXTURE_VERSION,
+            "config": synapse.client_config(),
+            "rooms": room_ids,
+            "messages_per_room": spec.messages_per_room,
+            "senders": spec.senders,
+            "scenario": spec.scenario(),
+            "ours": { "localpart": ours_local, "user_id": ours.user_id },
+            "sdk": { "localpart": sdk_local, "user_id": sdk.user_id },
+        })
+        .to_string(),
+    )
+    .expect("write scenario.json");
+    write_private(&root.join("password"), crate::harness::PASSWORD);
+    write_private(&root.join("matrix-sdk.passphrase"), &random_hex(32));
+    std::fs::create_dir_all(root.join("ours")).expect("create ours/");
+    std::fs::create_dir_all(root.join("matrix-sdk")).expect("create matrix-sdk/");
+    let conf = make_token(&root.join("ours"), "bench-catch-up");
+    let mut prepare = Command::new(bins.path(CatchUpImpl::TchapSecure.bin()));
+    prepare
+        .arg("prepare")
+        .arg(&root)
+        .env("SOFTHSM2_CONF", &conf);
+    let prepared_ours = run_json(prepare, "bench_catchup_ours prepare");
+    let mut prepare = Command::new(bins.path(CatchUpImpl::MatrixSdk.bin()));
+    prepare.arg("prepare").arg(&root);
+    let prepared_sdk = run_json(prepare, "bench_catchup_matrix_sdk prepare");
+    let t_members = t0.elapsed();
+
+    // The senders learn that both members joined (and their devices) before writing.
+    let members = spec.senders + 2;
+    runtime.block_on(async {
+        for sender in &mut senders {
+            for _ in 0..5 {
+                sender
+                    .sync_once(std::time::Duration::ZERO)
+                    .await
+                    .expect("a sender syncs");
+                let all_in =
+                    room_ids.iter().all(|r| {
+                        sender.store().room(r).ok().flatten().is_some_and(|s| {
+                            usize::try_from(s.joined_members).unwrap_or(0) >= members
+                        })
+                    });
+                if all_in {
+                    break;
+                }
+            }
+        }
+    });
+    for (i, sender) in senders.iter().enumerate() {
+        for r in &room_ids {
+            let joined = sender
+                .store()
+                .room(r)
+                .expect("read a room")
+                .map_or(0, |s| s.joined_members);
+            assert!(
+                usize::try_from(joined).unwrap_or(0) >= members,
+                "sender {i} sees {joined} of {members} members in {r}"
+            );
+        }
+    }
+
+    // Sender k writes messages m ≡ k (mod senders) of every room, rooms interleaved; the
+    // senders write at the same time.
+    // (Our client's futures are not `Send`: one thread and runtime per sender.)
+    let sent: Vec<(usize, usize, String, String)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = senders
+            .drain(..)
+            .enumerate()
+            .map(|(k, mut sender)| {
+                let room_ids = &room_ids;
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a sender's runtime");
+                    let mut sent = Vec::new();
+                    let mut queued = Vec::new();
+                    runtime.block_on(async {
+                        for m in (k..spec.messages_per_room).step_by(spec.senders) {
+                            for (r, room) in room_ids.iter().enumerate() {
+                                let body = format!("Vol {r}, message {m} de l'expéditeur {k}");
+                                match sender.send_text(room, &body).await {
+                                    Ok(event_id) => sent.push((r, m, event_id, body)),
+                                    // A transient failure (Synapse busy: SQLite): the message
+                                    // stays in the outbox, sent by a later flush.
+                                    Err(tchap_secure_core::Error::SendQueued {
+                                        local_id, ..
+                                    }) => queued.push((r, m, local_id, body)),
+                                    Err(e) => panic!("sender {k}: send in room {r}: {e}"),
+                                }
+                            }
+                        }
+                        let retried = queued.len();
+                        for _ in 0..120 {
+                            if queued.is_empty() {
+                                break;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            // A sync flushes the outbox.
+                            sender
+                                .sync_once(std::time::Duration::ZERO)
+                                .await
+                                .expect("a sender syncs");
+                            queued.retain(|(r, m, local_id, body)| {
+                                let rows = sender
+                                    .messages(&room_ids[*r], 100_000)
+                                    .expect("a sender's timeline");
+                                let done = rows.iter().find(|e| {
+                                    e.local_id.as_deref() == Some(local_id.as_str())
+                                        && !e.event_id.starts_with('~')
+                                });
+                                match done {
+                                    Some(e) => {
+                                        sent.push((*r, *m, e.event_id.clone(), body.clone()));
+                                        false
+                                    }
+                                    None => true,
+                                }
+                            });
+                        }
+                        assert!(
+                            queued.is_empty(),
+                            "sender {k}: {} messages still queued after retries",
+                            queued.len()
+                        );
+                        if retried > 0 {
+                            eprintln!("sender {k}: {retried} sends retried (transient failures)");
+                        }
+                    });
+                    drop(sender);
+                    sent
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a sender thread"))
+            .collect()
+    });
+    let t_sent = t0.elapsed();
+    assert_eq!(sent.len(), spec.messages(), "messages sent");
+    let mut sorted = sent;
+    sorted.sort_by_key(|(r, m, _, _)| (*r, *m));
+    let mut tsv = String::new();
+    for (r, _, event_id, body) in &sorted {
+        use std::fmt::Write as _;
+        let _ = writeln!(tsv, "{r}\t{event_id}\t{body}");
+    }
+    std::fs::write(root.join("expected.tsv"), tsv).expect("write expected.tsv");
+    runtime.shutdown_background();
+    drop(homes);
+    let setup = json!({
+        "rooms_s": t_rooms.as_secs_f64(),
+        "members_prepared_s": (t_members - t_rooms).as_secs_f64(),
+        "sends_s": (t_sent - t_members).as_secs_f64(),
+        "messages": spec.messages(),
+        "ours_prepare": prepared_ours,
+        "sdk_prepare": prepared_sdk,
+    });
+    CatchUpFixture {
+        dir: root,
+        spec,
+        setup,
+        ran: std::sync::Mutex::new(Vec::new()),
+        _dir: dir,
+    }
+}
+
+impl CatchUpFixture {
+    /// The catch-up of `implementation`'s member in a fresh process: the binary's JSON (`ms`:
+    /// reconnect → every message stored and decrypted; `messages`; `peak_rss_kib`; …) with
+    /// `order` added (1 if this member caught up first on this fixture, 2 if second). Panics
+    /// if that member already caught up on this fixture.
+    pub fn run(&self, bins: &Bins, implementation: CatchUpImpl) -> Value {
+        let order = {
+            let mut ran = self.ran.lock().expect("the run list");
+            assert!(
+                !ran.contains(&implementation),
+                "{} already caught up on this fixture: build another one",
+                implementation.name()
+            );
+            ran.push(implementation);
+            ran.len()
+        };
+        let mut command = Command::new(bins.path(implementation.bin()));
+        command.arg("run").arg(&self.dir);
+        if implementation == CatchUpImpl::TchapSecure {
+            command.env(
+                "SOFTHSM2_CONF",
+                self.dir.join("ours").join("softhsm").join("softhsm2.conf"),
+            );
+        }
+        command.stdin(Stdio::null());
+        command.arg("--spawned-at-ns");
+        // The argument is the last thing set: the clock is read as late as possible.
+        let spawned_at = monotonic_ns();
+        command.arg(spawned_at.to_string());
+        let mut result = run_json(command, implementation.bin());
+        result["order"] = json!(order);
+        result
+    }
+}
