@@ -399,6 +399,17 @@ fn a_limited_sync_opens_a_gap_that_back_pages_fill_in_order_exactly_once() {
         .collect();
     assert_eq!(got, expected);
     assert!(bob.journal().is_empty(), "{:?}", bob.journal());
+    // Every event has a position of its own (no tie left to the database's whim).
+    let (rows, positions): (i64, i64) = bob
+        .store
+        .conn()
+        .query_row(
+            "SELECT count(*), count(DISTINCT ord) FROM timeline WHERE room_id = ?1",
+            [room],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, positions), (10, 10));
     // A `limited` slice that still holds the last event we have is continuous: no gap.
     let m10 = encrypt(&mut alice, room, "message 10", "$10");
     let s = bob.apply(limited("s3", room, &[m[9].clone(), m10], "p9"));
@@ -496,9 +507,11 @@ fn a_gap_in_a_room_joined_since_stops_at_our_join() {
         "event_id": "$topic", "content": {"membership": "join", "topic": "t"}});
     let invite = json!({"type": "m.room.member", "state_key": "@bob:srv", "sender": "@alice:srv",
         "event_id": "$invite", "content": {"membership": "invite"}});
+    // Sent while Bob was only invited: older than his join, so history, not part of the gap.
+    let between = encrypt(&mut alice, room, "while invited", "$between");
     bob.gap_page(&page(
         &[
-            &m[1], &rename, &carol, &topic, &m[0], &join, &invite, &older,
+            &m[1], &rename, &carol, &topic, &m[0], &join, &between, &invite, &older,
         ],
         Some("p-1"),
     ));
