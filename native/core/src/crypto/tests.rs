@@ -441,6 +441,7 @@ fn a_back_filled_event_gets_every_check_of_the_sync() {
     let oversized = json!({"type": "m.room.encrypted", "event_id": "$big", "sender": "@alice:srv",
         "content": {"padding": "x".repeat(70_000)}});
     let not_an_event = json!({"type": 12});
+    let no_id = json!({"type": "m.room.encrypted", "sender": "@alice:srv", "content": {}});
     let s = bob.gap_page(&page(
         &[
             &replay,
@@ -448,13 +449,14 @@ fn a_back_filled_event_gets_every_check_of_the_sync() {
             &m[2],
             &clear,
             &not_an_event,
+            &no_id,
             &unknown,
             &m[1],
             &m[0],
         ],
         None,
     ));
-    assert_eq!(s.malformed_events, 2);
+    assert_eq!(s.malformed_events, 3);
     assert_eq!(
         bob.messages(room).iter().filter(|e| e.0 == "$big").count(),
         0
