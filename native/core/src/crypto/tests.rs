@@ -523,6 +523,30 @@ fn a_gap_in_a_room_joined_since_stops_at_our_join() {
 }
 
 #[test]
+fn a_gap_fill_stops_at_an_event_already_stored() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    let older = encrypt(&mut alice, room, "older", "$older");
+    let m: Vec<Value> = (0..4)
+        .map(|i| encrypt(&mut alice, room, &format!("s{i}"), &format!("${i}")))
+        .collect();
+    // The last event Bob holds is a state event (the gap must reach it), after $0.
+    let name = json!({"type": "m.room.name", "state_key": "", "sender": "@alice:srv",
+        "event_id": "$name", "content": {"name": "Salon"}});
+    let mut first = timeline("s1", room, &[m[0].clone(), name]);
+    first["to_device"] = json!({"events": [key]});
+    bob.apply(first);
+    bob.apply(limited("s2", room, &m[3..4], "p3"));
+    // The server's page lacks the state event: the fill stops at $0, which Bob has, and does
+    // not go on into what is older than it.
+    bob.gap_page(&page(&[&m[2], &m[1], &m[0], &older], Some("p-1")));
+    assert_eq!(tl::gap_count(bob.store.conn()).unwrap(), 0);
+    let ids: Vec<_> = bob.messages(room).into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["$0", "$1", "$2", "$3"]);
+}
+
+#[test]
 fn unusable_tokens_open_no_gap_and_end_a_pagination() {
     let room = "!r:srv";
     let (mut alice, mut bob) = two_devices(room);
