@@ -380,6 +380,21 @@ fn a_limited_sync_opens_a_gap_that_back_pages_fill_in_order_exactly_once() {
     assert_eq!(s.backfilled, 3);
     let bodies: Vec<_> = s.messages.iter().map(|e| e.body.clone().unwrap()).collect();
     assert_eq!(bodies, ["message 5", "message 6", "message 7"]);
+    // A back-filled message carries what a synced one does: the Olm-verified sending device,
+    // its trust, the Megolm session.
+    let e = &s.messages[0];
+    assert_eq!(
+        (
+            e.sender_device.as_deref(),
+            e.trust.as_deref(),
+            e.error.as_deref()
+        ),
+        (Some("ALICE"), Some("tofu"), None)
+    );
+    assert_eq!(
+        e.session_id.as_deref(),
+        m[5]["content"]["session_id"].as_str()
+    );
     let after_p1 = tl::open_gaps(bob.store.conn(), 10).unwrap().pop().unwrap();
     assert_eq!(after_p1.from_token, "p5");
     // Page 2 reaches the event before the gap: the gap closes there ($0 is not touched).
