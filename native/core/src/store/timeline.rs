@@ -600,4 +600,37 @@ mod tests {
             Some("$e0".to_owned())
         );
     }
+
+    /// A gap reserves [`GAP_SPAN`] positions right above the last event before it: filled from
+    /// the top down, never down to that event's position; the next events go above the range.
+    #[test]
+    fn a_gap_reserves_its_range_above_the_last_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        store
+            .transaction(|tx| {
+                crate::store::rooms::upsert_room(tx, "!r:srv", "join")?;
+                let mut cursor = room_cursor(tx, "!r:srv")?.unwrap();
+                assert_eq!((cursor.next_ord, cursor.low_ord), (1, 0));
+                for _ in 0..9 {
+                    cursor.append();
+                }
+                assert_eq!(cursor.next_ord, 10);
+                open_gap(tx, "!r:srv", "p", Some("$last"), &mut cursor)?;
+                assert_eq!(cursor.next_ord, 10 + GAP_SPAN);
+                assert_eq!(cursor.append(), 10 + GAP_SPAN);
+                let open = open_gaps(tx, 10)?.pop().unwrap();
+                assert_eq!((open.floor_ord, open.next_ord), (9, 9 + GAP_SPAN));
+                assert_eq!(open.until_event.as_deref(), Some("$last"));
+                assert_eq!(gap(tx, open.id)?, Some(open.clone()));
+                advance_gap(tx, open.id, "q", 5)?;
+                let moved = gap(tx, open.id)?.unwrap();
+                assert_eq!((moved.from_token.as_str(), moved.next_ord), ("q", 5));
+                close_gap(tx, open.id)?;
+                assert_eq!(gap_count(tx)?, 0);
+                Ok(())
+            })
+            .unwrap();
+    }
 }
