@@ -192,10 +192,9 @@ impl Member {
         self.run_with_token(&self.token_label, &self.pin, args)
     }
 
-    /// Runs a CLI command that must stop at the named crash point, then kills it with
-    /// SIGKILL there (see `fault.rs` in the core).
-    pub fn run_until_crash(&self, args: &[&str], point: &str) {
-        use std::io::BufRead as _;
+    /// A CLI command as this member (`--json`, PIN in the environment) with no standard
+    /// input or output, to be spawned and killed.
+    fn background(&self, args: &[&str]) -> Command {
         let data_dir = self.data_dir();
         let mut command = Command::new(cli_bin());
         command
@@ -209,11 +208,22 @@ impl Member {
             .args(args)
             .envs(self.token.env())
             .env("TCHAP_SECURE_TOKEN_PIN", &self.pin)
-            .env("TCHAP_SECURE_CRASH_POINT", point)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// Runs a CLI command that must stop at the named crash point, then kills it with
+    /// SIGKILL there (see `fault.rs` in the core).
+    pub fn run_until_crash(&self, args: &[&str], point: &str) {
+        use std::io::BufRead as _;
+        let mut child = self
+            .background(args)
+            .env("TCHAP_SECURE_CRASH_POINT", point)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -245,23 +255,7 @@ impl Member {
     /// Runs a CLI command and kills it with SIGKILL after `after` (wherever it is then; if it
     /// finished first, nothing is killed). Returns whether it was killed.
     pub fn run_killed_after(&self, args: &[&str], after: std::time::Duration) -> bool {
-        let data_dir = self.data_dir();
-        let mut child = Command::new(cli_bin())
-            .args(["--json", "--config", self.config_path.to_str().unwrap()])
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--token-label",
-                &self.token_label,
-            ])
-            .args(args)
-            .envs(self.token.env())
-            .env("TCHAP_SECURE_TOKEN_PIN", &self.pin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = self.background(args).spawn().unwrap();
         let deadline = std::time::Instant::now() + after;
         while std::time::Instant::now() < deadline {
             if child.try_wait().unwrap().is_some() {

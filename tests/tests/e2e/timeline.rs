@@ -36,6 +36,16 @@ fn member(
     (home, client, info.user_id)
 }
 
+/// The local echo (or, once synced, the event) of our message queued as `local_id`.
+fn echo_of(client: &Client, room: &str, local_id: &str) -> tchap_secure_core::store::TimelineEvent {
+    client
+        .messages(room, 100)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.local_id.as_deref() == Some(local_id))
+        .unwrap_or_else(|| panic!("no echo for {local_id} in {room}"))
+}
+
 fn bodies(client: &Client, room: &str) -> Vec<(String, String)> {
     client
         .messages(room, 100_000)
@@ -185,11 +195,7 @@ fn a_message_queued_for_a_room_we_leave_fails_typed_and_nothing_else_stops() {
     let Err(Error::SendQueued { local_id, .. }) = queued else {
         panic!("expected a queued message, got {queued:?}");
     };
-    let echo = alice.messages(&left, 10).unwrap();
-    let echo = echo
-        .iter()
-        .find(|m| m.local_id.as_deref() == Some(&local_id))
-        .unwrap();
+    let echo = echo_of(&alice, &left, &local_id);
     assert_eq!(
         (echo.state.as_str(), echo.body.as_deref()),
         ("queued", Some("jamais envoyé"))
@@ -214,12 +220,7 @@ fn a_message_queued_for_a_room_we_leave_fails_typed_and_nothing_else_stops() {
         (update.state.as_str(), update.error.as_deref()),
         ("failed", Some("left_room"))
     );
-    let echo = alice
-        .messages(&left, 10)
-        .unwrap()
-        .into_iter()
-        .find(|m| m.local_id.as_deref() == Some(&local_id))
-        .unwrap();
+    let echo = echo_of(&alice, &left, &local_id);
     assert_eq!(
         (echo.state.as_str(), echo.error.as_deref()),
         ("failed", Some("left_room"))
@@ -270,12 +271,7 @@ fn a_message_refused_after_we_were_removed_fails_alone_and_the_sync_goes_on() {
         panic!("expected a refused message, got {refused:?}");
     };
     assert_eq!(reason, "forbidden");
-    let echo = alice
-        .messages(&room, 10)
-        .unwrap()
-        .into_iter()
-        .find(|m| m.local_id.as_deref() == Some(&local_id))
-        .unwrap();
+    let echo = echo_of(&alice, &room, &local_id);
     assert_eq!(
         (echo.state.as_str(), echo.error.as_deref()),
         ("failed", Some("forbidden"))
