@@ -16,6 +16,55 @@ fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }
 
+/// One line of human output on standard output, neutralised ([`neutralise`]).
+macro_rules! human {
+    ($($arg:tt)*) => {
+        println!("{}", neutralise(&format!($($arg)*)))
+    };
+}
+
+/// One line of human output on standard error, neutralised ([`neutralise`]).
+macro_rules! human_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", neutralise(&format!($($arg)*)))
+    };
+}
+
+/// Whether `c` could forge or hide what a terminal shows: control characters (C0 with
+/// newline, carriage return and escape, DEL, C1), line and paragraph separators, bidirectional
+/// embeddings, overrides, isolates and marks, and invisible formatting characters.
+fn is_unsafe_for_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Human output shows peer-controlled text (message bodies, display names, room and file
+/// names, journal details, a server's error message): every character that could forge a line
+/// (a newline, an ANSI escape) or reorder and hide text (a bidi override, a zero-width
+/// character) is shown escaped, `\u{202e}`, never interpreted. `--json` output is escaped by
+/// serde.
+pub(crate) fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unsafe_for_terminal) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe_for_terminal(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Output {
     pub(crate) fn new(json: bool) -> Self {
         Self { json }
@@ -23,12 +72,12 @@ impl Output {
 
     pub(crate) fn failure(&self, f: &Failure) {
         if self.json {
-            eprintln!(
+            human_err!(
                 "{}",
                 json!({"error": f.reason, "exit_status": f.code, "message": f.message})
             );
         } else {
-            eprintln!("tchap-secure: {} ({})", f.message, f.reason);
+            human_err!("tchap-secure: {} ({})", f.message, f.reason);
         }
     }
 
@@ -36,7 +85,7 @@ impl Output {
         if self.json {
             print_json(&json!({ key: value }));
         } else {
-            println!("{key}: {value}");
+            human!("{key}: {value}");
         }
     }
 
@@ -48,7 +97,7 @@ impl Output {
                 "bytes": bytes,
             }));
         } else {
-            println!(
+            human!(
                 "downloaded: {bytes} bytes, scanned clean and verified, to {}",
                 path.display()
             );
@@ -60,7 +109,7 @@ impl Output {
             print_json(&json!({ "spki_pins_sha256": pins }));
         } else {
             for pin in pins {
-                println!("{pin}");
+                human!("{pin}");
             }
         }
     }
@@ -78,12 +127,12 @@ impl Output {
                 "pins_expire_at": expiry,
             }));
         } else {
-            println!("configuration valid");
-            println!("  homeserver:    {}", c.homeserver_url());
-            println!("  server name:   {}", c.server_name());
-            println!("  trust anchors: {}", c.trust_anchors().len());
-            println!("  pins:          {}", pins.join(", "));
-            println!("  pins expire:   {}", expiry.as_deref().unwrap_or("never"));
+            human!("configuration valid");
+            human!("  homeserver:    {}", c.homeserver_url());
+            human!("  server name:   {}", c.server_name());
+            human!("  trust anchors: {}", c.trust_anchors().len());
+            human!("  pins:          {}", pins.join(", "));
+            human!("  pins expire:   {}", expiry.as_deref().unwrap_or("never"));
         }
     }
 
@@ -91,7 +140,7 @@ impl Output {
         if self.json {
             print_json(&json!({"ok": true, "homeserver_url": url, "versions": versions}));
         } else {
-            println!(
+            human!(
                 "{url}: pinned TLS 1.3 connection verified; server speaks {}",
                 versions.join(" ")
             );
@@ -102,7 +151,7 @@ impl Output {
         if self.json {
             print_json(&json!({"user_id": s.user_id, "device_id": s.device_id}));
         } else {
-            println!("logged in as {} (device {})", s.user_id, s.device_id);
+            human!("logged in as {} (device {})", s.user_id, s.device_id);
         }
     }
 
@@ -110,7 +159,7 @@ impl Output {
         if self.json {
             print_json(&json!({"user_id": w.user_id, "device_id": w.device_id}));
         } else {
-            println!(
+            human!(
                 "{} (device {})",
                 w.user_id,
                 w.device_id.as_deref().unwrap_or("?")
@@ -122,9 +171,12 @@ impl Output {
         if self.json {
             print_json(&json!(s));
         } else {
-            println!(
+            human!(
                 "synced: {} rooms, {} state events, {} malformed events skipped, {} security events",
-                s.rooms, s.state_events, s.malformed_events, s.security_events
+                s.rooms,
+                s.state_events,
+                s.malformed_events,
+                s.security_events
             );
         }
     }
@@ -135,10 +187,10 @@ impl Output {
             return;
         }
         if rooms.is_empty() {
-            println!("no rooms");
+            human!("no rooms");
         }
         for r in rooms {
-            println!(
+            human!(
                 "{}  {:<6}  {:<24}  {}  {} joined, {} invited",
                 r.room_id,
                 r.membership,
@@ -158,7 +210,7 @@ impl Output {
             return;
         }
         for m in members {
-            println!(
+            human!(
                 "{:<40}  {:<6}  {}",
                 m.user_id,
                 m.membership,
@@ -186,7 +238,7 @@ impl Output {
         }
         if let (Some(a), "decrypted") = (&e.attachment, e.state.as_str()) {
             let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
-            println!(
+            human!(
                 "[{}] {who} <{}> sent a file: {} ({}, {}) — tchap-secure download {} {} --out FILE",
                 e.room_id,
                 e.sender,
@@ -208,14 +260,14 @@ impl Output {
             Some(_) | None => "unknown device",
         };
         match (e.state.as_str(), e.body.as_deref()) {
-            ("decrypted", Some(body)) => println!(
+            ("decrypted", Some(body)) => human!(
                 "[{}] {who} <{}> ({trust}, {}): {body}    {}",
                 e.room_id,
                 e.sender,
                 e.sender_device.as_deref().unwrap_or("?"),
                 e.event_id
             ),
-            ("queued" | "sent" | "failed", body) => println!(
+            ("queued" | "sent" | "failed", body) => human!(
                 "[{}] {who} <{}> ({}{}): {}    {}",
                 e.room_id,
                 e.sender,
@@ -227,7 +279,7 @@ impl Output {
                 body.unwrap_or("(file)"),
                 e.local_id.as_deref().unwrap_or(&e.event_id)
             ),
-            (state, _) => println!(
+            (state, _) => human!(
                 "[{}] {who} <{}>: <{state}: {}>    {}",
                 e.room_id,
                 e.sender,
@@ -242,7 +294,7 @@ impl Output {
         if self.json {
             print_json(&json!({ "outgoing": u }));
         } else {
-            println!(
+            human!(
                 "[{}] our message {}: {}{}",
                 u.room_id,
                 u.event_id.as_deref().unwrap_or(&u.local_id),
@@ -263,9 +315,9 @@ impl Output {
                 "reached_start": reached_start,
             }));
         } else if reached_start {
-            println!("{loaded} older message(s) loaded; this is the start of the room");
+            human!("{loaded} older message(s) loaded; this is the start of the room");
         } else {
-            println!("{loaded} older message(s) loaded");
+            human!("{loaded} older message(s) loaded");
         }
     }
 
@@ -275,10 +327,10 @@ impl Output {
             return;
         }
         if devices.is_empty() {
-            println!("{user}: no devices");
+            human!("{user}: no devices");
         }
         for d in devices {
-            println!(
+            human!(
                 "{user}  {:<12}  ed25519 {}  {:?}{}  {}",
                 d.device_id,
                 d.ed25519,
@@ -295,10 +347,10 @@ impl Output {
             return;
         }
         if events.is_empty() {
-            println!("no security events");
+            human!("no security events");
         }
         for e in events {
-            println!(
+            human!(
                 "#{} {} {} {} {}",
                 e.id,
                 e.kind,
@@ -307,5 +359,38 @@ impl Output {
                 e.detail
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_cannot_forge_lines_escape_sequences_or_reorder_text() {
+        assert_eq!(
+            neutralise("Réunion à 18h — salle 2"),
+            "Réunion à 18h — salle 2"
+        );
+        assert!(matches!(neutralise("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            neutralise("ok\n[!r:srv] Faux <@chef:srv>: ordre"),
+            "ok\\u{a}[!r:srv] Faux <@chef:srv>: ordre"
+        );
+        assert_eq!(neutralise("\u{1b}[2J\r"), "\\u{1b}[2J\\u{d}");
+        assert_eq!(neutralise("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        for c in [
+            '\u{0}', '\t', '\u{7f}', '\u{85}', '\u{9b}', '\u{61c}', '\u{200b}', '\u{200e}',
+            '\u{200f}', '\u{2028}', '\u{2029}', '\u{202a}', '\u{2066}', '\u{2069}', '\u{feff}',
+        ] {
+            let shown = neutralise(&format!("a{c}b")).into_owned();
+            assert!(!shown.contains(c), "{c:?} passed through");
+            assert!(shown.starts_with('a') && shown.ends_with('b'));
+        }
+        // Letters, accents and ordinary punctuation of every script pass.
+        assert_eq!(
+            neutralise("Ministère des Armées [DGA] – عربي"),
+            "Ministère des Armées [DGA] – عربي"
+        );
     }
 }
