@@ -275,15 +275,25 @@ impl ContentScanner {
     }
 
     /// The homeserver's client configuration with `homeserver_url` set to the front (same
-    /// trust anchor and pins: nginx presents Synapse's certificate). Panics if the scanner was
-    /// started with [`ContentScanner::start_with`] without a client configuration.
+    /// trust anchor and pins: nginx presents Synapse's certificate) and `content_scanner_keys`
+    /// pinning the scanner's current key (asked now). Panics if the scanner was started with
+    /// [`ContentScanner::start_with`] without a client configuration.
     pub fn client_config(&self) -> Value {
+        self.client_config_pinning(&[self.public_key()])
+    }
+
+    /// [`ContentScanner::client_config`] with `content_scanner_keys` set to `keys` (none: the
+    /// key is left out).
+    pub fn client_config_pinning(&self, keys: &[String]) -> Value {
         let mut config = self
             .upstream
             .client_config
             .clone()
             .expect("no client configuration given to ContentScanner::start_with");
         config["homeserver_url"] = Value::String(self.front_url());
+        if !keys.is_empty() {
+            config["content_scanner_keys"] = Value::from(keys.to_vec());
+        }
         config
     }
 
@@ -409,6 +419,23 @@ impl ContentScanner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => panic!("remove {}: {e}", self.pickle_path().display()),
         }
+        self.start_scanner();
+    }
+
+    /// The scanner's key pair as it is now (its pickle file's bytes), to put back later with
+    /// [`ContentScanner::install_key`].
+    pub fn saved_key(&self) -> Vec<u8> {
+        std::fs::read(self.pickle_path())
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.pickle_path().display()))
+    }
+
+    /// Restart the scanner with a key pair saved by [`ContentScanner::saved_key`] (a rotation
+    /// to a key announced beforehand).
+    pub fn install_key(&self, saved: &[u8]) {
+        self.stop_scanner();
+        std::fs::remove_file(self.pickle_path())
+            .unwrap_or_else(|e| panic!("remove {}: {e}", self.pickle_path().display()));
+        crate::harness::write_private(&self.pickle_path(), saved);
         self.start_scanner();
     }
 

@@ -130,7 +130,7 @@ pub fn raw_event(token: &str, room: &str, event_id: &str) -> serde_json::Value {
 
 /// Writes a new file readable by its owner only (mode 0600): secrets handed to child
 /// processes (passwords, PINs) go through such files, never through command lines.
-pub fn write_private(path: &std::path::Path, contents: &str) {
+pub fn write_private(path: &std::path::Path, contents: impl AsRef<[u8]>) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -139,7 +139,7 @@ pub fn write_private(path: &std::path::Path, contents: &str) {
         .mode(0o600)
         .open(path)
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.write_all(contents.as_bytes())
+    file.write_all(contents.as_ref())
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 

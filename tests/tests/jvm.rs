@@ -312,6 +312,7 @@ fn java_api_on_the_host_jvm() {
             anchors_path.display().to_string(),
         ),
         ("tchap.spkiPins", pins),
+        ("tchap.rootPin", synapse.pki.root_pin()),
         (
             "tchap.scannerConfig",
             scanner_config_path.display().to_string(),

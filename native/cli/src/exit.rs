@@ -2,12 +2,14 @@
 
 use tchap_secure_core::Error;
 use tchap_secure_core::api::ApiError;
+use tchap_secure_core::media::ScannerError;
 
 /// Any failure not listed below.
 pub(crate) const OTHER: u8 = 1;
 /// Configuration or usage error.
 pub(crate) const CONFIG: u8 = 2;
-/// The TLS peer was rejected (anchor, pin, pin expiry, host name, protocol version).
+/// The TLS peer was rejected (anchor, pin, pin expiry, host name, protocol version), or the
+/// content scanner served a key the configuration does not pin.
 pub(crate) const TLS_REJECTED: u8 = 3;
 /// Any other network failure (refused, timeout, HTTP error, malformed answer).
 pub(crate) const NETWORK: u8 = 4;
@@ -24,7 +26,7 @@ pub(crate) const CRYPTO: u8 = 8;
 pub(crate) const INFECTED: u8 = 9;
 
 pub(crate) const HELP: &str = "Exit status: 0 success; 1 other failure; 2 configuration or usage error; \
-3 TLS peer rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure; \
+3 TLS peer or scanner key rejected; 4 other network failure; 5 homeserver refused; 6 vault/token failure; 7 database failure; \
 8 refused by the encryption policy; 9 file refused by the antivirus.
 Secrets: token PIN from $TCHAP_SECURE_TOKEN_PIN or --pin-stdin; password from $TCHAP_SECURE_PASSWORD or --password-stdin.";
 
@@ -66,7 +68,10 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::Config(_) => CONFIG,
+            Error::Config(_) | Error::Scanner(ScannerError::NoPinnedKeys) => CONFIG,
+            // The scanner's identity is pinned like the server's: a key outside the list is a
+            // rejected peer.
+            Error::Scanner(ScannerError::UnpinnedKey { .. }) => TLS_REJECTED,
             _ if e.is_infected_file() => INFECTED,
             _ if e.is_attachment_tampered() => CRYPTO,
             _ if e.tls_rejection().is_some() => TLS_REJECTED,

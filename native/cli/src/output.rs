@@ -1,7 +1,7 @@
 //! What the CLI prints: readable text by default, one JSON object per result with `--json`.
 //! Results go to standard output, failures to standard error.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
 use tchap_secure_core::{Config, OutgoingUpdate, SessionInfo, SyncSummary};
@@ -117,14 +117,27 @@ impl Output {
     pub(crate) fn config_ok(&self, c: &Config) {
         let pins: Vec<String> = c.pins().iter().map(|p| p.to_base64()).collect();
         let expiry = c.pins_expire_at().map(|t| t.to_string());
+        let scanner_keys: Vec<String> = c
+            .content_scanner_keys()
+            .iter()
+            .map(|k| k.to_base64())
+            .collect();
+        let warnings = c.warnings();
         if self.json {
+            let warnings: Vec<Value> = warnings
+                .iter()
+                .map(|w| json!({"code": w.code(), "message": w.to_string()}))
+                .collect();
             print_json(&json!({
                 "valid": true,
                 "homeserver_url": c.homeserver_url().as_str(),
                 "server_name": c.server_name(),
                 "trust_anchors": c.trust_anchors().len(),
                 "spki_pins_sha256": pins,
+                "require_leaf_or_intermediate_pin": c.require_leaf_or_intermediate_pin(),
                 "pins_expire_at": expiry,
+                "content_scanner_keys": scanner_keys,
+                "warnings": warnings,
             }));
         } else {
             human!("configuration valid");
@@ -132,7 +145,21 @@ impl Output {
             human!("  server name:   {}", c.server_name());
             human!("  trust anchors: {}", c.trust_anchors().len());
             human!("  pins:          {}", pins.join(", "));
+            if c.require_leaf_or_intermediate_pin() {
+                human!("                 (only leaf or intermediate pins count)");
+            }
             human!("  pins expire:   {}", expiry.as_deref().unwrap_or("never"));
+            human!(
+                "  scanner keys:  {}",
+                if scanner_keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    scanner_keys.join(", ")
+                }
+            );
+            for w in warnings {
+                human!("warning: {w} [{}]", w.code());
+            }
         }
     }
 

@@ -25,8 +25,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Map, Value};
+
+use crate::media::ScannerKey;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use vodozemac::Curve25519PublicKey;
 
 /// Largest configuration document accepted (a handful of CA certificates fit easily).
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
@@ -46,7 +49,12 @@ pub const KNOWN_KEYS: &[&str] = &[
     "unlocked_device_required",
     "wipe_command_nonce",
     "max_attachment_bytes",
+    "content_scanner_keys",
+    "require_leaf_or_intermediate_pin",
 ];
+
+/// Most content scanner keys pinned at once (the current one and those of coming rotations).
+pub const MAX_SCANNER_KEYS: usize = 8;
 
 /// Attachment size cap when the configuration sets none (`max_attachment_bytes`): 100 MiB.
 /// The server's `m.upload.size` lowers it further at upload time.
@@ -100,6 +108,52 @@ pub struct Config {
     unlocked_device_required: bool,
     wipe_command_nonce: Option<String>,
     max_attachment_bytes: u64,
+    content_scanner_keys: Vec<Curve25519PublicKey>,
+    require_leaf_or_intermediate_pin: bool,
+    /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
+    anchor_pins: Vec<SpkiPin>,
+}
+
+/// Something a valid configuration does that weakens it (`check-config` shows them).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigWarning {
+    /// A pin that counts is a trust anchor's own key: any certificate that CA issues for the
+    /// host passes, so the pins add nothing against a mis-issuing CA (T-NET-02).
+    AnchorPinned,
+    /// Only one pin counts (`require_leaf_or_intermediate_pin` set, one leaf or intermediate
+    /// pin): no backup pin, a key rotation would cut every phone off.
+    NoBackupPin,
+    /// No `content_scanner_keys`: received files cannot be opened.
+    NoScannerKeys,
+}
+
+impl ConfigWarning {
+    /// Stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AnchorPinned => "anchor_pinned",
+            Self::NoBackupPin => "no_backup_pin",
+            Self::NoScannerKeys => "no_scanner_keys",
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AnchorPinned => {
+                "a pin is a trust anchor's own key: a certificate mis-issued by that CA would be \
+                 accepted; pin the server's or an intermediate's key and set \
+                 require_leaf_or_intermediate_pin"
+            }
+            Self::NoBackupPin => {
+                "only one leaf or intermediate pin counts: add a backup pin, or a key rotation \
+                 cuts every phone off"
+            }
+            Self::NoScannerKeys => "no content_scanner_keys: received files cannot be opened",
+        })
+    }
 }
 
 /// Why a configuration was refused. Every variant names the offending key.
@@ -245,6 +299,23 @@ impl Config {
                 });
             }
         };
+        let content_scanner_keys = parse_scanner_keys(map)?;
+        let anchor_pins = trust_anchors
+            .iter()
+            .map(crate::net::pinning::anchor_pin)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "trust_anchors_pem",
+                reason: format!("not a usable X.509 certificate: {e}"),
+            })?;
+        let require_leaf_or_intermediate_pin =
+            optional_bool(map, "require_leaf_or_intermediate_pin")?.unwrap_or(false);
+        if require_leaf_or_intermediate_pin && pins.iter().all(|p| anchor_pins.contains(p)) {
+            return Err(ConfigError::Invalid {
+                key: "require_leaf_or_intermediate_pin",
+                reason: "every pin of spki_pins_sha256 is a trust anchor's own key".into(),
+            });
+        }
         Ok(Self {
             homeserver_url,
             server_name,
@@ -257,6 +328,9 @@ impl Config {
                 .unwrap_or(false),
             wipe_command_nonce,
             max_attachment_bytes,
+            content_scanner_keys,
+            require_leaf_or_intermediate_pin,
+            anchor_pins,
         })
     }
 
@@ -278,6 +352,38 @@ impl Config {
     /// The SPKI pins; one must match a certificate of the verified path.
     pub fn pins(&self) -> &[SpkiPin] {
         &self.pins
+    }
+
+    /// The pins a verified path may match: all of [`Config::pins`], or, with
+    /// `require_leaf_or_intermediate_pin`, those that are not a trust anchor's own key (an
+    /// anchor's pin would accept anything its CA issues).
+    pub fn pins_that_count(&self) -> Vec<SpkiPin> {
+        self.pins
+            .iter()
+            .filter(|p| !self.require_leaf_or_intermediate_pin || !self.anchor_pins.contains(p))
+            .copied()
+            .collect()
+    }
+
+    /// Whether only leaf or intermediate pins count ([`Config::pins_that_count`]).
+    pub fn require_leaf_or_intermediate_pin(&self) -> bool {
+        self.require_leaf_or_intermediate_pin
+    }
+
+    /// What this valid configuration does that weakens it.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut warnings = Vec::new();
+        let counting = self.pins_that_count();
+        if counting.iter().any(|p| self.anchor_pins.contains(p)) {
+            warnings.push(ConfigWarning::AnchorPinned);
+        }
+        if counting.len() < MIN_PINS {
+            warnings.push(ConfigWarning::NoBackupPin);
+        }
+        if self.content_scanner_keys.is_empty() {
+            warnings.push(ConfigWarning::NoScannerKeys);
+        }
+        warnings
     }
 
     /// After this instant every connection fails (fail closed).
@@ -310,6 +416,13 @@ impl Config {
     /// when receiving: the same length in AES-CTR).
     pub fn max_attachment_bytes(&self) -> u64 {
         self.max_attachment_bytes
+    }
+
+    /// The content scanner's public keys (Curve25519): a key the scanner serves is used only if
+    /// it is one of these. Empty when the configuration sets none: then no received file can
+    /// be opened (fail closed).
+    pub fn content_scanner_keys(&self) -> &[Curve25519PublicKey] {
+        &self.content_scanner_keys
     }
 }
 
@@ -431,6 +544,48 @@ fn parse_anchors(map: &Map<String, Value>) -> Result<Vec<CertificateDer<'static>
     Ok(anchors)
 }
 
+/// `content_scanner_keys`: absent, or an array of 1 to [`MAX_SCANNER_KEYS`] distinct keys, each
+/// as the scanner serves it (43 characters of unpadded standard base64, not a low-order point:
+/// [`ScannerKey::from_base64`]).
+fn parse_scanner_keys(map: &Map<String, Value>) -> Result<Vec<Curve25519PublicKey>, ConfigError> {
+    const KEY: &str = "content_scanner_keys";
+    let wrong_type = ConfigError::WrongType {
+        key: KEY,
+        expected: "an array of unpadded base64 Curve25519 keys",
+    };
+    let items = match map.get(KEY) {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong_type),
+    };
+    if items.is_empty() || items.len() > MAX_SCANNER_KEYS {
+        return Err(ConfigError::Invalid {
+            key: KEY,
+            reason: format!("1 to {MAX_SCANNER_KEYS} keys"),
+        });
+    }
+    let mut keys: Vec<Curve25519PublicKey> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(wrong_type);
+        };
+        let key = ScannerKey::from_base64(s)
+            .map_err(|e| ConfigError::Invalid {
+                key: KEY,
+                reason: format!("key #{index}: {e}"),
+            })?
+            .public_key();
+        if keys.contains(&key) {
+            return Err(ConfigError::Invalid {
+                key: KEY,
+                reason: format!("key #{index} is listed twice"),
+            });
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 fn parse_pins(map: &Map<String, Value>) -> Result<Vec<SpkiPin>, ConfigError> {
     const KEY: &str = "spki_pins_sha256";
     let wrong_type = ConfigError::WrongType {
@@ -472,10 +627,13 @@ fn parse_pins(map: &Map<String, Value>) -> Result<Vec<SpkiPin>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64_NO_PAD;
     use serde_json::json;
 
     // A real self-signed certificate (P-256) made with openssl for these unit tests only.
     const CERT_PEM: &str = include_str!("../testdata/anchor.pem");
+    // A second one (P-256, CA), made the same way.
+    const SECOND_ANCHOR_PEM: &str = include_str!("../testdata/anchor2.pem");
     const PIN_A: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
     const PIN_B: &str = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
 
@@ -548,6 +706,115 @@ mod tests {
                 expected: "an integer"
             }
         );
+    }
+
+    #[test]
+    fn anchor_pins_are_flagged_and_can_be_required_not_to_count() {
+        let anchor = CertificateDer::from_pem_slice(CERT_PEM.as_bytes()).unwrap();
+        let anchor_pin = crate::net::pinning::anchor_pin(&anchor).unwrap();
+        // What `openssl … | sha256 | base64` gives for the anchor's key (testdata/anchor.pin).
+        assert_eq!(
+            anchor_pin.to_base64(),
+            include_str!("../testdata/anchor.pin").trim()
+        );
+        let pin_a = SpkiPin(BASE64.decode(PIN_A).unwrap().try_into().unwrap());
+        let pin_b = SpkiPin(BASE64.decode(PIN_B).unwrap().try_into().unwrap());
+
+        let plain = parse(&good()).unwrap();
+        assert_eq!(plain.warnings(), [ConfigWarning::NoScannerKeys]);
+        assert_eq!(plain.pins_that_count(), [pin_a, pin_b]);
+
+        // The anchor's own key pinned: valid, but flagged, and it counts.
+        let mut c = good();
+        c["spki_pins_sha256"] = json!([anchor_pin.to_base64(), PIN_A]);
+        let flagged = parse(&c).unwrap();
+        assert_eq!(
+            flagged.warnings(),
+            [ConfigWarning::AnchorPinned, ConfigWarning::NoScannerKeys]
+        );
+        assert_eq!(flagged.pins_that_count(), [anchor_pin, pin_a]);
+
+        // Required: the anchor's pin no longer counts; one pin left has no backup.
+        c["require_leaf_or_intermediate_pin"] = json!(true);
+        let required = parse(&c).unwrap();
+        assert!(required.require_leaf_or_intermediate_pin());
+        assert_eq!(required.pins_that_count(), [pin_a]);
+        assert_eq!(
+            required.warnings(),
+            [ConfigWarning::NoBackupPin, ConfigWarning::NoScannerKeys]
+        );
+        c["spki_pins_sha256"] = json!([anchor_pin.to_base64(), PIN_A, PIN_B]);
+        assert_eq!(parse(&c).unwrap().pins_that_count(), [pin_a, pin_b]);
+
+        // Required with only anchors' keys: refused.
+        let mut other = good();
+        let second = CertificateDer::from_pem_slice(SECOND_ANCHOR_PEM.as_bytes()).unwrap();
+        let second_pin = crate::net::pinning::anchor_pin(&second).unwrap();
+        other["trust_anchors_pem"] = json!([CERT_PEM, SECOND_ANCHOR_PEM]);
+        other["spki_pins_sha256"] = json!([anchor_pin.to_base64(), second_pin.to_base64()]);
+        assert_eq!(
+            parse(&other).unwrap().warnings()[0],
+            ConfigWarning::AnchorPinned
+        );
+        other["require_leaf_or_intermediate_pin"] = json!(true);
+        let e = parse(&other).unwrap_err();
+        assert_eq!(e.key(), Some("require_leaf_or_intermediate_pin"));
+        other["require_leaf_or_intermediate_pin"] = json!("yes");
+        assert!(matches!(
+            parse(&other).unwrap_err(),
+            ConfigError::WrongType { .. }
+        ));
+    }
+
+    #[test]
+    fn scanner_keys_are_a_strict_list() {
+        const KEY_A: &str = "CsCPs3UtgStY+/bGlOOlhol22fUxVa6lNnTHfoEspD8";
+        let key_b = vodozemac::pk_encryption::PkDecryption::new()
+            .public_key()
+            .to_base64();
+        assert!(parse(&good()).unwrap().content_scanner_keys().is_empty());
+        let mut c = good();
+        c["content_scanner_keys"] = json!([KEY_A, key_b]);
+        let keys = parse(&c).unwrap().content_scanner_keys().to_vec();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].to_base64(), KEY_A);
+        assert_eq!(keys[1].to_base64(), key_b);
+
+        let nine: Vec<String> = (0..9)
+            .map(|_| {
+                vodozemac::pk_encryption::PkDecryption::new()
+                    .public_key()
+                    .to_base64()
+            })
+            .collect();
+        let low_order = BASE64_NO_PAD.encode([0u8; 32]);
+        for bad in [
+            json!([]),
+            json!(nine),
+            json!([KEY_A, KEY_A]),
+            json!([format!("{KEY_A}=")]),
+            json!([&KEY_A[..42]]),
+            json!([KEY_A.replace('+', "-")]),
+            json!([low_order]),
+            json!([""]),
+        ] {
+            let mut c = good();
+            c["content_scanner_keys"] = bad.clone();
+            let e = parse(&c).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{bad}: {e:?}");
+            assert_eq!(e.key(), Some("content_scanner_keys"));
+        }
+        for wrong in [json!(KEY_A), json!([1]), json!({ "k": KEY_A })] {
+            let mut c = good();
+            c["content_scanner_keys"] = wrong;
+            assert!(matches!(
+                parse(&c).unwrap_err(),
+                ConfigError::WrongType {
+                    key: "content_scanner_keys",
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

@@ -36,5 +36,5 @@ pub use client::{
     Client, FetchedGapPages, FetchedSync, History, OutgoingUpdate, PendingGapPages, PendingSync,
     SessionInfo, SyncSummary, wipe_data_dir,
 };
-pub use config::{Config, ConfigError, SpkiPin};
+pub use config::{Config, ConfigError, ConfigWarning, SpkiPin};
 pub use error::Error;

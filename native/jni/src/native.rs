@@ -63,18 +63,20 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_configKeys<'local>(
     run_ffi_safe(&mut env, |env| convert::string_array(env, KNOWN_KEYS))
 }
 
-/// `static native void checkConfig(byte[] configJson)`.
+/// `static native String[] checkConfig(byte[] configJson)`: the codes of the valid
+/// configuration's warnings (`Config::warnings`), or an exception if it is invalid.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_checkConfig<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,
     config_json: JByteArray<'local>,
-) {
+) -> StringArray<'local> {
     run_ffi_safe(&mut env, |env| {
         let bytes = convert::public_bytes(env, &config_json, "configJson")?;
-        Config::from_json(&bytes)?;
-        Ok(())
-    });
+        let config = Config::from_json(&bytes)?;
+        let codes: Vec<&str> = config.warnings().into_iter().map(|w| w.code()).collect();
+        convert::string_array(env, &codes)
+    })
 }
 
 // --- client lifecycle ----------------------------------------------------------------------

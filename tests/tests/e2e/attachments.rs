@@ -368,23 +368,48 @@ fn a_ciphertext_altered_or_truncated_on_the_server_is_refused() {
     );
 }
 
+/// Bob's journal entries of `kind`.
+fn journal_of(client: &Client, kind: &str) -> Vec<tchap_secure_core::store::SecurityEvent> {
+    let journal = client.store().security_events().unwrap();
+    journal.into_iter().filter(|e| e.kind == kind).collect()
+}
+
+/// Issue 15 item 1: the scanner's key is pinned by the configuration. A rotation to a key the
+/// configuration lists works (one refused request with the old key, one retry); a rotation to
+/// an unlisted key — a front serving its own key — is refused: typed error, security event,
+/// and no request encrypted to it. No pinned key at all: nothing is requested.
 #[test]
-fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
+fn the_scanner_key_is_pinned_a_listed_rotation_works_and_an_unlisted_key_is_refused() {
     let rt = rt();
     let mut f = fixture(&rt, "attach-scanner");
     let doc = document(20_001, 5);
     let id = send(&rt, &mut f.alice, &f.room, &doc, "compte rendu.odt", None);
     receive(&rt, &mut f.bob, &f.room, &id);
-    assert!(download(&rt, &mut f.bob, &f.room, &id).1 == doc);
-    let key_requests = |log: &str| count_requests(log, &format!("{MEDIA_PROXY}/public_key"));
-    let log = f.scanner.access_log_after_downloads(1);
-    let keys_before = key_requests(&log);
 
-    // The scanner's key changes between two downloads: the second still works (the client
-    // fetches the new key after the scanner refuses the old one, and retries once).
-    let old_key = f.scanner.public_key();
+    // The operator makes the next key pair before rotating, and the MDM pushes both keys.
+    let current = f.scanner.public_key();
+    let current_pair = f.scanner.saved_key();
     f.scanner.rotate_key();
-    assert_ne!(f.scanner.public_key(), old_key);
+    let next = f.scanner.public_key();
+    let next_pair = f.scanner.saved_key();
+    assert_ne!(next, current);
+    f.scanner.install_key(&current_pair);
+    assert_eq!(f.scanner.public_key(), current);
+    let both = f
+        .scanner
+        .client_config_pinning(&[current.clone(), next.clone()]);
+    let both = Config::from_json(both.to_string().as_bytes()).unwrap();
+    drop(std::mem::replace(
+        &mut f.bob,
+        f.b.open_with(both.clone()).unwrap(),
+    ));
+    assert!(download(&rt, &mut f.bob, &f.room, &id).1 == doc);
+    let log = f.scanner.access_log_after_downloads(1);
+    assert_eq!(proxied_downloads(&log), 1, "{log}");
+
+    // Rotation to the listed key: the client's cached key is refused once, it fetches the new
+    // one, finds it pinned and retries.
+    f.scanner.install_key(&next_pair);
     let (result, got) = download(&rt, &mut f.bob, &f.room, &id);
     assert_eq!(result.unwrap(), doc.len() as u64);
     assert!(got == doc);
@@ -394,12 +419,70 @@ fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
         3,
         "one refused request with the old key, one retry:\n{log}"
     );
-    // The test's own `public_key()` calls go through the front too: the client's own
-    // refetch is one more than those two.
-    assert!(
-        key_requests(&log) >= keys_before + 3,
-        "the client did not fetch the key again:\n{log}"
+    assert!(journal_of(&f.bob, "scanner_key_unpinned").is_empty());
+
+    // Rotation to a key nobody announced (the front's own, say): refused after the one
+    // request made with the pinned key the client held; nothing encrypted to the new one.
+    f.scanner.rotate_key();
+    let rogue = f.scanner.public_key();
+    assert!(rogue != current && rogue != next);
+    let (result, got) = download(&rt, &mut f.bob, &f.room, &id);
+    let error = result.expect_err("a download went through an unpinned scanner key");
+    assert_eq!(error.code(), "scanner_key_unpinned", "{error:?}");
+    assert!(error.to_string().contains(&rogue), "{error}");
+    assert!(!error.is_network(), "{error:?}");
+    assert!(got.is_empty());
+    let log = f.scanner.access_log_after_downloads(4);
+    assert_eq!(
+        proxied_downloads(&log),
+        4,
+        "no retry with the rogue key:\n{log}"
     );
+    let events = journal_of(&f.bob, "scanner_key_unpinned");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert!(events[0].detail.contains(&rogue) && events[0].detail.contains(&id));
+    assert_eq!(events[0].room_id.as_deref(), Some(f.room.as_str()));
+
+    // A fresh client (nothing cached) never sends a download request at all.
+    drop(std::mem::replace(&mut f.bob, f.b.open_with(both).unwrap()));
+    let (result, got) = download(&rt, &mut f.bob, &f.room, &id);
+    assert_eq!(result.unwrap_err().code(), "scanner_key_unpinned");
+    assert!(got.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let log = f.scanner.nginx_access_log();
+    assert_eq!(proxied_downloads(&log), 4, "{log}");
+    assert_eq!(journal_of(&f.bob, "scanner_key_unpinned").len(), 2);
+
+    // No key configured: refused before any request.
+    let keys_before = count_requests(&log, &format!("{MEDIA_PROXY}/public_key"));
+    let unpinned = f.scanner.client_config_pinning(&[]);
+    let unpinned = Config::from_json(unpinned.to_string().as_bytes()).unwrap();
+    drop(std::mem::replace(
+        &mut f.bob,
+        f.b.open_with(unpinned).unwrap(),
+    ));
+    let (result, got) = download(&rt, &mut f.bob, &f.room, &id);
+    assert_eq!(result.unwrap_err().code(), "scanner_keys_not_configured");
+    assert!(got.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let log = f.scanner.nginx_access_log();
+    assert_eq!(
+        count_requests(&log, &format!("{MEDIA_PROXY}/public_key")),
+        keys_before,
+        "{log}"
+    );
+    assert_eq!(proxied_downloads(&log), 4, "{log}");
+}
+
+#[test]
+fn a_stopped_scanner_is_a_typed_error_and_never_a_plain_download() {
+    let rt = rt();
+    let mut f = fixture(&rt, "attach-stopped");
+    let doc = document(20_001, 7);
+    let id = send(&rt, &mut f.alice, &f.room, &doc, "compte rendu.odt", None);
+    receive(&rt, &mut f.bob, &f.room, &id);
+    assert!(download(&rt, &mut f.bob, &f.room, &id).1 == doc);
+    f.scanner.access_log_after_downloads(1);
 
     // Scanner stopped: a typed "unavailable" error, nothing written, and no fallback to the
     // plain media API.
@@ -409,8 +492,8 @@ fn scanner_key_rotation_is_survived_and_a_stopped_scanner_is_a_typed_error() {
     assert_eq!(error.code(), "scanner_unavailable", "{error:?}");
     assert!(error.is_network(), "{error:?}");
     assert!(got.is_empty());
-    let log = f.scanner.access_log_after_downloads(4);
-    assert_eq!(proxied_downloads(&log), 4, "{log}");
+    let log = f.scanner.access_log_after_downloads(2);
+    assert_eq!(proxied_downloads(&log), 2, "{log}");
     assert_no_plain_download(&log);
 
     // Back up: it works again.

@@ -212,6 +212,67 @@ fn configuration_errors_exit_2_naming_the_key() {
     );
 }
 
+fn warning_codes(check: &Value) -> Vec<String> {
+    check["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 15 item 8: pinning the root CA's own key accepts whatever that CA issues. The
+/// administrator is told (`check-config` warns `anchor_pinned`), and with
+/// `require_leaf_or_intermediate_pin` an anchor's pin stops counting at the handshake.
+#[test]
+fn an_anchor_pin_is_flagged_and_stops_counting_when_leaf_or_intermediate_pins_are_required() {
+    let pki = Pki::generate();
+    let server = TlsServer::start(&pki.server, Behaviour::Versions);
+    let mut c = config(&pki, &server.url, &[pki.root_pin(), pki.backup_pin.clone()]);
+    let check = |c: &Value| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), c);
+        cli(
+            &["--json", "check-config", path.to_str().unwrap()],
+            &[],
+            None,
+        )
+    };
+    let run = check(&c).ok();
+    let codes = warning_codes(&run.json());
+    assert_eq!(codes, ["anchor_pinned", "no_scanner_keys"], "{run:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &c);
+    let human = cli(&["check-config", path.to_str().unwrap()], &[], None).ok();
+    assert!(
+        human
+            .stdout
+            .contains("warning: a pin is a trust anchor's own key")
+            && human.stdout.contains("[anchor_pinned]"),
+        "{human:?}"
+    );
+    // Without the switch, the root's pin matches any certificate the CA issues.
+    assert_eq!(probe(&c, &[]), (0, String::new()));
+
+    c["require_leaf_or_intermediate_pin"] = json!(true);
+    let run = check(&c).ok();
+    assert_eq!(run.json()["require_leaf_or_intermediate_pin"], true);
+    let codes = warning_codes(&run.json());
+    assert_eq!(codes, ["no_backup_pin", "no_scanner_keys"], "{run:?}");
+    // The server's leaf and intermediate are not pinned: refused before any request.
+    assert_eq!(probe(&c, &[]), (3, "pin_mismatch".to_owned()));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "only the first probe got through"
+    );
+
+    // The intermediate's pin counts.
+    c["spki_pins_sha256"] = json!([pki.root_pin(), pki.intermediate_pin(), pki.backup_pin]);
+    assert_eq!(probe(&c, &[]), (0, String::new()));
+    assert_eq!(server.requests().len(), 2);
+}
+
 #[test]
 fn pin_command_prints_the_same_pin_as_openssl() {
     let pki = Pki::generate();

@@ -275,8 +275,10 @@ impl Client {
     ///
     /// Nothing is written to `sink` unless the scanner found the file clean and the whole
     /// ciphertext matched its hash; on an error after writing started (the sink failed), the
-    /// caller discards what it received. `ScannerError::InfectedFile` is also recorded in the
-    /// security journal. There is no other way to a received file: no direct download.
+    /// caller discards what it received. `ScannerError::InfectedFile` and
+    /// `ScannerError::UnpinnedKey` (the scanner served a key the configuration does not pin:
+    /// nothing was encrypted to it) are also recorded in the security journal. There is no other
+    /// way to a received file: no direct download.
     pub async fn download_file<W: Write>(
         &mut self,
         room_id: &str,
@@ -316,6 +318,21 @@ impl Client {
                 Ok(n)
             }
             Err(e) => {
+                if let ScannerError::UnpinnedKey { served } = &e {
+                    let detail = format!(
+                        "event {event_id}: the content scanner served the public key {served}, \
+                         which is not one of the configured content_scanner_keys; nothing was sent to it"
+                    );
+                    self.store.transaction(|tx| {
+                        crate::store::rooms::record_security_event(
+                            tx,
+                            "scanner_key_unpinned",
+                            Some(room_id),
+                            None,
+                            &detail,
+                        )
+                    })?;
+                }
                 if let ScannerError::InfectedFile { info } = &e {
                     tracing::warn!(room_id, "the content scanner refused an attachment");
                     let detail = format!(

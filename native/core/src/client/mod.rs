@@ -121,6 +121,8 @@ impl Client {
         }
         let session = store.load_session()?;
         tracing::info!(restored = session.is_some(), "client opened");
+        let scanner_keys =
+            crate::media::ScannerKeyCache::pinned(config.content_scanner_keys().to_vec());
         let mut client = Self {
             config,
             data_dir: data_dir.to_owned(),
@@ -129,7 +131,7 @@ impl Client {
             session,
             vault,
             engine: None,
-            scanner_keys: crate::media::ScannerKeyCache::default(),
+            scanner_keys,
             pending_updates: Vec::new(),
         };
         client.reload_engine()?;

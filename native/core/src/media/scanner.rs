@@ -17,7 +17,18 @@
 //!    protects against a scanner (or a front) that lies.
 //!
 //! [`download_through_scanner`] runs the three steps, with one retry when the scanner's key
-//! rotated. There is no fallback: when the scanner refuses or cannot be reached, the result is
+//! rotated.
+//!
+//! # Whose key
+//!
+//! The TLS pins vouch for the front, not for the scanner's key: whoever runs the front could
+//! serve their own key and read every attachment key sent to it. A served key is therefore used
+//! only if it is one of the keys pinned in the managed configuration (`content_scanner_keys`,
+//! a list so that a rotation is a configuration push): [`check_pinned_key`]. A key outside the
+//! list is [`ScannerError::UnpinnedKey`] (the client records a security event) and nothing is
+//! encrypted to it; with no pinned key at all, [`ScannerError::NoPinnedKeys`] comes before any
+//! request. The scanner itself still sees every file it scans in clear: that is its job (see
+//! the threat model, T-ATT-07). There is no fallback: when the scanner refuses or cannot be reached, the result is
 //! a typed [`ScannerError`] and no request is ever made to `/_matrix/media/*/download`.
 //!
 //! # Where the scanner is
@@ -161,6 +172,22 @@ pub enum ScannerError {
         /// The `info` if it is one of [`KNOWN_INFOS`].
         info: Option<&'static str>,
     },
+    /// The scanner served a well-formed public key that is not one of the configuration's
+    /// `content_scanner_keys`: nothing was encrypted to it (a front serving its own key, or a
+    /// scanner rotated before the configuration was pushed).
+    #[error(
+        "the content scanner's public key {served} is not one of the configured content_scanner_keys"
+    )]
+    UnpinnedKey {
+        /// The served key, unpadded base64 (public).
+        served: String,
+    },
+    /// The configuration pins no scanner key (`content_scanner_keys`): no received file can be
+    /// opened. Nothing was requested.
+    #[error(
+        "no content scanner key is configured (content_scanner_keys): received files cannot be opened"
+    )]
+    NoPinnedKeys,
     /// The scanner's public key is not what the protocol requires.
     #[error("malformed content scanner public key: {what}")]
     MalformedPublicKey {
@@ -190,6 +217,8 @@ impl ScannerError {
             Self::KeyRejected => "scanner_key_rejected",
             Self::NotFound => "media_not_found",
             Self::Protocol { .. } => "scanner_protocol",
+            Self::UnpinnedKey { .. } => "scanner_key_unpinned",
+            Self::NoPinnedKeys => "scanner_keys_not_configured",
             Self::MalformedPublicKey { .. } => "scanner_bad_public_key",
             Self::Transport(t) => t.code(),
             Self::Attachment(a) => a.code(),
@@ -280,29 +309,36 @@ fn bad_key(what: &'static str) -> ScannerError {
     ScannerError::MalformedPublicKey { what }
 }
 
-/// The scanner key last fetched, shared by the downloads of one client.
+/// The keys the configuration pins, and the scanner key last fetched (always one of them),
+/// shared by the downloads of one client.
 ///
 /// A key older than `max_age` is not returned (it is fetched again). Thread-safe; the lock is
 /// never held across a request.
 #[derive(Debug)]
 pub struct ScannerKeyCache {
+    pinned: Vec<Curve25519PublicKey>,
     max_age: Duration,
     current: Mutex<Option<ScannerKey>>,
 }
 
-impl Default for ScannerKeyCache {
-    fn default() -> Self {
-        Self::new(DEFAULT_KEY_MAX_AGE)
-    }
-}
-
 impl ScannerKeyCache {
-    /// An empty cache whose keys are used for at most `max_age`.
-    pub fn new(max_age: Duration) -> Self {
+    /// An empty cache accepting only `pinned` keys, each used for [`DEFAULT_KEY_MAX_AGE`].
+    pub fn pinned(pinned: Vec<Curve25519PublicKey>) -> Self {
+        Self::new(pinned, DEFAULT_KEY_MAX_AGE)
+    }
+
+    /// An empty cache accepting only `pinned` keys, each used for at most `max_age`.
+    pub fn new(pinned: Vec<Curve25519PublicKey>, max_age: Duration) -> Self {
         Self {
+            pinned,
             max_age,
             current: Mutex::new(None),
         }
+    }
+
+    /// The keys a served key must be one of.
+    pub fn pinned_keys(&self) -> &[Curve25519PublicKey] {
+        &self.pinned
     }
 
     /// The cached key, if there is one younger than `max_age`.
@@ -313,9 +349,20 @@ impl ScannerKeyCache {
             .cloned()
     }
 
-    /// Replaces the cached key.
-    pub fn store(&self, key: ScannerKey) {
-        *self.lock() = Some(key);
+    /// Replaces the cached key with `key` if it is pinned ([`check_pinned_key`]); an unpinned
+    /// key is refused and the cache is cleared.
+    pub fn store(&self, key: ScannerKey) -> Result<ScannerKey, ScannerError> {
+        let mut current = self.lock();
+        match check_pinned_key(&key, &self.pinned) {
+            Ok(()) => {
+                *current = Some(key.clone());
+                Ok(key)
+            }
+            Err(e) => {
+                *current = None;
+                Err(e)
+            }
+        }
     }
 
     /// Forgets the cached key.
@@ -384,7 +431,41 @@ pub async fn fetch_public_key(transport: &Transport) -> Result<ScannerKey, Scann
     Ok(key)
 }
 
-/// The cached key if it is fresh, else a newly fetched one (then cached).
+/// `Ok` only if `served` is one of `pinned` (the configuration's `content_scanner_keys`);
+/// else [`ScannerError::UnpinnedKey`], or [`ScannerError::NoPinnedKeys`] when none is pinned.
+pub fn check_pinned_key(
+    served: &ScannerKey,
+    pinned: &[Curve25519PublicKey],
+) -> Result<(), ScannerError> {
+    if pinned.is_empty() {
+        return Err(ScannerError::NoPinnedKeys);
+    }
+    if pinned.contains(&served.key) {
+        Ok(())
+    } else {
+        Err(ScannerError::UnpinnedKey {
+            served: served.to_base64(),
+        })
+    }
+}
+
+/// Fetches the scanner's key and caches it if it is pinned ([`ScannerKeyCache::store`]).
+pub async fn fetch_pinned_key(
+    transport: &Transport,
+    cache: &ScannerKeyCache,
+) -> Result<ScannerKey, ScannerError> {
+    if cache.pinned_keys().is_empty() {
+        return Err(ScannerError::NoPinnedKeys);
+    }
+    let served = fetch_public_key(transport).await?;
+    cache.store(served).inspect_err(|e| {
+        if let ScannerError::UnpinnedKey { served } = e {
+            tracing::warn!(public_key = %served, "content scanner key not pinned: refused");
+        }
+    })
+}
+
+/// The cached key if it is fresh, else a newly fetched pinned one (then cached).
 pub async fn cached_or_fetched_key(
     transport: &Transport,
     cache: &ScannerKeyCache,
@@ -392,9 +473,7 @@ pub async fn cached_or_fetched_key(
     if let Some(key) = cache.get() {
         return Ok(key);
     }
-    let key = fetch_public_key(transport).await?;
-    cache.store(key.clone());
-    Ok(key)
+    fetch_pinned_key(transport, cache).await
 }
 
 /// The body of `download_encrypted` for `file`:
@@ -714,8 +793,10 @@ pub fn decrypt_scanned<R: Read + Seek, W: Write>(
 /// Downloads `file` through the content scanner and decrypts it into `sink`; returns the
 /// plaintext length.
 ///
-/// Key (from `keys`, else fetched) → `POST download_encrypted` → on `KeyRejected`, the key is
-/// fetched again: if it changed, one retry with the new key, else [`ScannerError::KeyRejected`]
+/// Key (from `keys`, else fetched; a fetched key must be pinned, [`check_pinned_key`]) →
+/// `POST download_encrypted` → on `KeyRejected`, the key is fetched again: if it changed and
+/// is pinned, one retry with the new key, else [`ScannerError::KeyRejected`] (or
+/// [`ScannerError::UnpinnedKey`], nothing sent)
 /// → on `Clean`, [`decrypt_scanned`]. Any other outcome is its [`ScannerError`]
 /// (`InfectedFile`, `Unavailable`, …) and nothing is written. There is no fallback to the
 /// plain media API, ever.
@@ -780,8 +861,7 @@ where
                 });
             }
             ScanOutcome::KeyRejected if !retried => {
-                let fresh = fetch_public_key(transport).await?;
-                keys.store(fresh.clone());
+                let fresh = fetch_pinned_key(transport, keys).await?;
                 if fresh.same_key(&key) {
                     tracing::warn!("content scanner rejected its own current key");
                     return Err(ScannerError::KeyRejected);
@@ -1213,19 +1293,68 @@ mod tests {
         ));
     }
 
+    const KEY_A: &str = "CsCPs3UtgStY+/bGlOOlhol22fUxVa6lNnTHfoEspD8";
+
+    fn other_key() -> ScannerKey {
+        let scanner = vodozemac::pk_encryption::PkDecryption::new();
+        ScannerKey::from_base64(&scanner.public_key().to_base64()).unwrap()
+    }
+
     #[test]
-    fn key_cache_returns_fresh_keys_only() {
-        let key = ScannerKey::from_base64("CsCPs3UtgStY+/bGlOOlhol22fUxVa6lNnTHfoEspD8").unwrap();
-        let cache = ScannerKeyCache::default();
+    fn key_cache_returns_fresh_pinned_keys_only() {
+        let key = ScannerKey::from_base64(KEY_A).unwrap();
+        let cache = ScannerKeyCache::pinned(vec![key.public_key()]);
         assert!(cache.get().is_none());
-        cache.store(key.clone());
+        assert!(cache.store(key.clone()).unwrap().same_key(&key));
         assert!(cache.get().unwrap().same_key(&key));
         cache.clear();
         assert!(cache.get().is_none());
 
-        let expired = ScannerKeyCache::new(Duration::ZERO);
-        expired.store(key);
+        let expired = ScannerKeyCache::new(vec![key.public_key()], Duration::ZERO);
+        expired.store(key).unwrap();
         assert!(expired.get().is_none());
+    }
+
+    #[test]
+    fn only_a_pinned_scanner_key_is_accepted() {
+        let a = ScannerKey::from_base64(KEY_A).unwrap();
+        let b = other_key();
+        let c = other_key();
+        // Either key of the list: a rotation is a configuration push.
+        let pinned = [a.public_key(), b.public_key()];
+        check_pinned_key(&a, &pinned).unwrap();
+        check_pinned_key(&b, &pinned).unwrap();
+        match check_pinned_key(&c, &pinned) {
+            Err(ScannerError::UnpinnedKey { served }) => assert_eq!(served, c.to_base64()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check_pinned_key(&a, &[]),
+            Err(ScannerError::NoPinnedKeys)
+        ));
+        assert_eq!(
+            ScannerError::UnpinnedKey {
+                served: c.to_base64()
+            }
+            .code(),
+            "scanner_key_unpinned"
+        );
+        assert_eq!(
+            ScannerError::NoPinnedKeys.code(),
+            "scanner_keys_not_configured"
+        );
+
+        // An unpinned key is not cached, and it evicts the key cached before.
+        let cache = ScannerKeyCache::pinned(pinned.to_vec());
+        cache.store(a.clone()).unwrap();
+        assert!(matches!(
+            cache.store(c),
+            Err(ScannerError::UnpinnedKey { .. })
+        ));
+        assert!(cache.get().is_none());
+        let empty = ScannerKeyCache::pinned(Vec::new());
+        assert!(matches!(empty.store(a), Err(ScannerError::NoPinnedKeys)));
+        assert!(empty.get().is_none());
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl PinnedVerifier {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             anchors,
-            pins: config.pins().to_vec(),
+            pins: config.pins_that_count(),
             pins_expire_at: config.pins_expire_at(),
             algorithms: provider.signature_verification_algorithms,
         })
@@ -112,6 +112,15 @@ fn wrap_der_sequence(content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(content);
     out
+}
+
+/// The SPKI pin a trust anchor's certificate presents in a verified path (as [`path_pins`]
+/// computes it for the anchor).
+pub(crate) fn anchor_pin(der: &CertificateDer<'_>) -> Result<SpkiPin, webpki::Error> {
+    let anchor = webpki::anchor_from_trusted_cert(der)?;
+    Ok(SpkiPin::of_spki_der(&wrap_der_sequence(
+        anchor.subject_public_key_info.as_ref(),
+    )))
 }
 
 /// The SPKI pin of a DER certificate (what `tchap-secure pin` prints).

@@ -25,9 +25,10 @@ import java.util.TreeMap;
  *   <li>{@code null}, and a String that is empty or only whitespace: the key is omitted. An MDM
  *       console sends an empty string for a field the administrator left blank; for an optional
  *       key that means "not set", for a mandatory key the validator then reports it missing.
- *   <li>{@link String} → JSON string, except for {@value #SPKI_PINS}: the MDM delivers the pins
- *       as one string of values separated by commas and/or line breaks, split here into a JSON
- *       array (empty items dropped, each item trimmed).
+ *   <li>{@link String} → JSON string, except for the list keys {@value #SPKI_PINS} and
+ *       {@value #SCANNER_KEYS}: the MDM delivers such a list as one string of values separated
+ *       by commas and/or line breaks, split here into a JSON array (empty items dropped, each
+ *       item trimmed).
  *   <li>{@link Boolean} → {@code true}/{@code false}.
  *   <li>{@code String[]} or a {@link Collection} of Strings → JSON array of strings.
  *   <li>{@link Integer}, {@link Long} → JSON number: {@code max_attachment_bytes} (an Android
@@ -46,6 +47,8 @@ import java.util.TreeMap;
 public final class ConfigJson {
     /** The SPKI pins key: one MDM string, several pins. */
     public static final String SPKI_PINS = "spki_pins_sha256";
+    /** The content scanner's pinned public keys: one MDM string, several keys. */
+    public static final String SCANNER_KEYS = "content_scanner_keys";
 
     private ConfigJson() {}
 
@@ -88,7 +91,7 @@ public final class ConfigJson {
     }
 
     /**
-     * Splits the MDM form of the pins: values separated by commas and/or line breaks, each
+     * Splits the MDM form of a list (the pins, the scanner keys): values separated by commas and/or line breaks, each
      * trimmed, empty ones dropped. Whatever else is in the string stays in a pin, for the
      * validator to refuse.
      */
@@ -113,7 +116,7 @@ public final class ConfigJson {
             if (s.trim().isEmpty()) {
                 return null;
             }
-            if (SPKI_PINS.equals(key)) {
+            if (SPKI_PINS.equals(key) || SCANNER_KEYS.equals(key)) {
                 return splitPins(s);
             }
             return s;

@@ -30,7 +30,7 @@ final class Native {
     static native String[] configKeys();
 
     /** Validates a configuration document (the MDM JSON); throws with code {@code "config"}. */
-    static native void checkConfig(byte[] configJson) throws TchapSecureException;
+    static native String[] checkConfig(byte[] configJson) throws TchapSecureException;
 
     // --- client lifecycle ------------------------------------------------------------------
 

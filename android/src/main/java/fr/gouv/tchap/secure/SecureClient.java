@@ -116,11 +116,18 @@ public final class SecureClient implements AutoCloseable {
      * Validates a configuration document (the MDM JSON, see {@link ConfigJson}) without opening
      * anything.
      *
+     * @return the codes of what the valid configuration does that weakens it, for the MDM
+     *     administrator (empty when nothing): {@code anchor_pinned} (a pin that counts is a trust
+     *     anchor's own key: a certificate mis-issued by that CA would pass; pin the server's or an
+     *     intermediate's key and set {@code require_leaf_or_intermediate_pin}), {@code
+     *     no_backup_pin} (only one pin counts), {@code no_scanner_keys} (no {@code
+     *     content_scanner_keys}: received files cannot be opened)
      * @throws TchapSecureException code {@code config}, naming the offending key
      */
-    public static void checkConfig(byte[] configJson) throws TchapSecureException {
+    public static List<String> checkConfig(byte[] configJson) throws TchapSecureException {
         requireLoaded();
-        Native.checkConfig(Objects.requireNonNull(configJson, "configJson"));
+        return Collections.unmodifiableList(Arrays.asList(
+                Native.checkConfig(Objects.requireNonNull(configJson, "configJson"))));
     }
 
     /** Test hook: makes the library panic, to prove a panic becomes an exception. */
@@ -406,7 +413,10 @@ public final class SecureClient implements AutoCloseable {
      * @return the file's length in bytes
      * @throws TchapSecureException e.g. {@code infected_file} (refused by the scanner, a
      *     security event is recorded), {@code attachment_hash_mismatch} (altered on the
-     *     server), {@code scanner_unavailable}, {@code attachment_too_large},
+     *     server), {@code scanner_unavailable}, {@code scanner_key_unpinned} (the scanner
+     *     served a key the configuration's {@code content_scanner_keys} does not list: nothing
+     *     was sent to it, a security event is recorded), {@code scanner_keys_not_configured},
+     *     {@code attachment_too_large},
      *     {@code invalid_argument} (no decrypted attachment for that event; not an open
      *     writable descriptor)
      */

@@ -12,9 +12,11 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
+import java.util.Arrays;
 import java.util.Random;
 import org.junit.BeforeClass;
 import org.junit.Test;
@@ -105,19 +107,21 @@ public class AttachmentTest {
         Path source = work.resolve("source.bin");
         byte[] digest = writeRandomFile(source, System.nanoTime());
 
+        File yDir = TestEnv.newDataDir("files-y");
+        String roomId;
+        String eventId;
         try (SecureClient x = SecureClient.open(config, TestEnv.newDataDir("files-x"),
                         TestEnv.mainBinder());
-                SecureClient y = SecureClient.open(config, TestEnv.newDataDir("files-y"),
-                        TestEnv.mainBinder())) {
+                SecureClient y = SecureClient.open(config, yDir, TestEnv.mainBinder())) {
             x.login(xavier.localpart, xavier.password(), "jvm-files-x");
             Session ySession = y.login(yvonne.localpart, yvonne.password(), "jvm-files-y");
-            String roomId = x.createRoom("Documents", ySession.userId());
+            roomId = x.createRoom("Documents", ySession.userId());
             y.join(roomId);
 
             // Sent from a raw descriptor: the library owns it and closes it.
             int fd = detachedFd(source, "r");
             assertTrue("the detached descriptor is open", Fds.isOpenOn(fd, source));
-            String eventId = x.sendFile(roomId, fd, -1, "rapport annuel.bin",
+            eventId = x.sendFile(roomId, fd, -1, "rapport annuel.bin",
                     "application/octet-stream");
             assertFalse("the library closed the descriptor it was given",
                     Fds.isOpenOn(fd, source));
@@ -198,6 +202,26 @@ public class AttachmentTest {
                 assertEquals("infected_file", e.getCode());
             }
             assertFalse("nothing of a refused file appears", Files.exists(infected));
+            assertNoPartialFiles(work);
+        }
+
+        // Yvonne again, under a configuration pinning another scanner key (the scanner's own
+        // is not in it): refused with a security event, nothing written.
+        String pinned = "\"content_scanner_keys\"\\s*:\\s*\\[[^\\]]*\\]";
+        byte[] otherKey = new String(config, StandardCharsets.UTF_8).replaceAll(pinned,
+                "\"content_scanner_keys\":[\"7y6BLG/aMr8TA2KnaMnuHpqLVrRwAbal7xi1dPWZ+js\"]")
+                .getBytes(StandardCharsets.UTF_8);
+        assertFalse("the test configuration pins the scanner's key",
+                Arrays.equals(otherKey, config));
+        try (SecureClient y = SecureClient.open(otherKey, yDir, TestEnv.mainBinder())) {
+            Path refused = work.resolve("unpinned-scanner.bin");
+            try {
+                y.downloadFile(roomId, eventId, refused.toFile());
+                fail("a download went through a scanner whose key is not pinned");
+            } catch (TchapSecureException e) {
+                assertEquals("scanner_key_unpinned", e.getCode());
+            }
+            assertFalse(Files.exists(refused));
             assertNoPartialFiles(work);
         }
     }

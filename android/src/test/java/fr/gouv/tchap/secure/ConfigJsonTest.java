@@ -144,6 +144,48 @@ public class ConfigJsonTest {
         }
     }
 
+    private static final String SCANNER_KEY_A = "CsCPs3UtgStY+/bGlOOlhol22fUxVa6lNnTHfoEspD8";
+    private static final String SCANNER_KEY_B = "7y6BLG/aMr8TA2KnaMnuHpqLVrRwAbal7xi1dPWZ+js";
+
+    /**
+     * The scanner keys are one MDM string split like the pins; the validator takes 1 to 8
+     * distinct well-formed keys, and {@code checkConfig} names what weakens a valid document.
+     */
+    @Test
+    public void scannerKeysAndPinWarningsReachTheAdministrator() throws Exception {
+        assertEquals("{\"content_scanner_keys\":[\"" + SCANNER_KEY_A + "\",\"" + SCANNER_KEY_B
+                + "\"]}", ConfigJson.toJson(map("content_scanner_keys",
+                        " " + SCANNER_KEY_A + ",\r\n" + SCANNER_KEY_B + "\n")));
+
+        Map<String, Object> values = mdmRestrictions();
+        assertEquals(Arrays.asList("no_scanner_keys"),
+                SecureClient.checkConfig(ConfigJson.fromMap(values)));
+        values.put("content_scanner_keys", SCANNER_KEY_A + "\n" + SCANNER_KEY_B);
+        assertEquals(Arrays.asList(), SecureClient.checkConfig(ConfigJson.fromMap(values)));
+
+        for (String bad : new String[] {SCANNER_KEY_A + "," + SCANNER_KEY_A,
+                SCANNER_KEY_A + "=", SCANNER_KEY_A.substring(1), "not a key"}) {
+            Map<String, Object> refused = mdmRestrictions();
+            refused.put("content_scanner_keys", bad);
+            assertRefused(refused);
+        }
+
+        // The root CA's own key pinned: valid, flagged; with the MDM switch on it stops
+        // counting, leaving the server's pin alone (no backup).
+        String[] pins = TestEnv.prop("tchap.spkiPins").split(",");
+        values.put("spki_pins_sha256", TestEnv.prop("tchap.rootPin") + "," + pins[0]);
+        assertEquals(Arrays.asList("anchor_pinned"),
+                SecureClient.checkConfig(ConfigJson.fromMap(values)));
+        values.put("require_leaf_or_intermediate_pin", Boolean.TRUE);
+        assertEquals(Arrays.asList("no_backup_pin"),
+                SecureClient.checkConfig(ConfigJson.fromMap(values)));
+        values.put("spki_pins_sha256", TestEnv.prop("tchap.rootPin") + "," + pins[0] + ","
+                + pins[1]);
+        assertEquals(Arrays.asList(), SecureClient.checkConfig(ConfigJson.fromMap(values)));
+        values.put("require_leaf_or_intermediate_pin", "true");
+        assertRefused(values);
+    }
+
     @Test
     public void mdmDocumentPassesTheNativeValidator() throws Exception {
         SecureClient.checkConfig(ConfigJson.fromMap(mdmRestrictions()));
