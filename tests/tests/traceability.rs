@@ -954,10 +954,7 @@ mod scan {
         ];
         let mut attributes = Vec::new();
         let mut j = item;
-        loop {
-            let Some(prev) = j.checked_sub(1) else {
-                break;
-            };
+        while let Some(prev) = j.checked_sub(1) {
             match &toks[prev] {
                 Tok::Ident(q) if QUALIFIERS.contains(&q.as_str()) => j = prev,
                 Tok::Lit | Tok::Punct('(' | ')') => j = prev, // extern "C", pub(crate)
@@ -1245,10 +1242,8 @@ mod scan {
                 Tok::Punct(')' | ']') => brackets = brackets.saturating_sub(1),
                 Tok::Punct('<') => angle += 1,
                 Tok::Punct('>') => angle -= 1,
-                Tok::Punct(';') => {
-                    if pending.as_ref().is_some_and(|(_, b)| *b == brackets) {
-                        pending = None;
-                    }
+                Tok::Punct(';') if pending.as_ref().is_some_and(|(_, b)| *b == brackets) => {
+                    pending = None;
                 }
                 Tok::Punct(',') => {
                     let level = stack.last().map_or(0, |(_, b)| *b);
@@ -1297,10 +1292,7 @@ mod scan {
     fn java_annotations(toks: &[Tok], at: usize) -> Vec<String> {
         let mut names = Vec::new();
         let mut j = at;
-        loop {
-            let Some(prev) = j.checked_sub(1) else {
-                break;
-            };
+        while let Some(prev) = j.checked_sub(1) {
             match &toks[prev] {
                 Tok::Ident(m) if JAVA_MODIFIERS.contains(&m.as_str()) => j = prev,
                 Tok::Punct('>') => {
