@@ -340,8 +340,8 @@ fn write_cold_open_fixture(bins: &Bins, dir: &Path, spec: &ColdOpenSpec) {
         serde_json::to_vec(spec).expect("encode the spec"),
     )
     .expect("write spec.json");
-    write_private(&dir.join("matrix-sdk.passphrase"), &random_hex(32));
-    write_private(&dir.join("matrix-sdk.key"), &random_hex(32));
+    write_private(&dir.join("matrix-sdk.passphrase"), random_hex(32));
+    write_private(&dir.join("matrix-sdk.key"), random_hex(32));
 
     let mut ours = Command::new(bins.path("bench_cold_open_ours"));
     ours.arg("prepare").arg(dir).env("SOFTHSM2_CONF", &conf);
@@ -514,7 +514,7 @@ pub fn initial_sync_account(rooms: usize) -> InitialSyncAccount {
     )
     .expect("write scenario.json");
     write_private(&dir.path().join("password"), crate::harness::PASSWORD);
-    write_private(&dir.path().join("matrix-sdk.passphrase"), &random_hex(32));
+    write_private(&dir.path().join("matrix-sdk.passphrase"), random_hex(32));
     InitialSyncAccount {
         dir: dir.path().to_owned(),
         user_id: user.user_id,
@@ -734,7 +734,7 @@ pub fn catch_up_fixture(bins: &Bins, spec: CatchUpSpec) -> CatchUpFixture {
     )
     .expect("write scenario.json");
     write_private(&root.join("password"), crate::harness::PASSWORD);
-    write_private(&root.join("matrix-sdk.passphrase"), &random_hex(32));
+    write_private(&root.join("matrix-sdk.passphrase"), random_hex(32));
     std::fs::create_dir_all(root.join("ours")).expect("create ours/");
     std::fs::create_dir_all(root.join("matrix-sdk")).expect("create matrix-sdk/");
     let conf = make_token(&root.join("ours"), "bench-catch-up");

@@ -278,7 +278,7 @@ fn java_api_on_the_host_jvm() {
     let secrets_path = scratch.path().join("secrets.properties");
     tchap_secure_tests::harness::write_private(
         &secrets_path,
-        &[
+        [
             property("tchap.users", &users.join(",")),
             property("tchap.scannerUsers", &scanner_users.join(",")),
             property("tchap.pkcs11.pin", MAIN_PIN),

@@ -119,7 +119,7 @@ fn no_secret_is_left_in_process_memory_after_close() {
     let body_a = canary_text("canary-body: le ministre arrive");
     let body_b = canary_text("canary-body: escorte prête");
     let config_path = scratch.path().join("config.json");
-    write_private(&config_path, &synapse.client_config().to_string());
+    write_private(&config_path, synapse.client_config().to_string());
     let token = SoftHsmToken::process_wide();
 
     let mut probe = Command::new(PROBE)
@@ -235,7 +235,7 @@ fn a_process_with_an_open_client_writes_no_core_dump() {
     let scratch = tempfile::tempdir().unwrap();
     let (label, pin) = new_token("core-dump");
     let config_path = scratch.path().join("config.json");
-    write_private(&config_path, &synapse.client_config().to_string());
+    write_private(&config_path, synapse.client_config().to_string());
     let data_dir = scratch.path().join("data");
     let token = SoftHsmToken::process_wide();
     let conf = token.conf_path.to_str().unwrap().to_owned();

@@ -181,3 +181,73 @@ fn a_malformed_sync_commits_nothing() {
     assert_eq!(client.store().next_batch().unwrap(), None);
     assert!(client.store().rooms().unwrap().is_empty());
 }
+
+/// Issue 15 item 7: a content scanner's error answer is read only up to its own small cap
+/// (whatever the download allows), and a declared length allocates nothing: a megabyte-long
+/// error body, or one that claims 50 MB, is a typed `scanner_protocol` error.
+#[test]
+fn scanner_error_bodies_are_capped_small_whatever_the_download_allows() {
+    use tchap_secure_core::media::scanner::{
+        MAX_ERROR_BODY, ScanOutcome, download_request, read_error_answer,
+    };
+    let pki = Pki::generate();
+    let json_type = [("Content-Type", "application/json")];
+    let answer = |behaviour: Behaviour| {
+        let server = TlsServer::start(&pki.server, behaviour);
+        let transport = Transport::new(&config_for(&pki, &server)).unwrap();
+        rt().block_on(async {
+            // The download itself may be 100 MiB: the error body may not.
+            let response = transport
+                .send_streaming(download_request(b"{}".to_vec(), 100 << 20))
+                .await
+                .unwrap();
+            read_error_answer(response).await
+        })
+    };
+    let reason = br#"{"reason": "MCS_MALFORMED_JSON", "info": "#;
+    let mut long = reason.to_vec();
+    long.extend(std::iter::repeat_n(b'x', 1 << 20));
+    for behaviour in [
+        raw(400, &json_type, long.clone()),
+        // Chunked, so the size is known only by reading.
+        raw(
+            400,
+            &[
+                ("Content-Type", "application/json"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            chunked(&long),
+        ),
+        // A length it never sends.
+        raw(
+            400,
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Length", "50000000"),
+            ],
+            &reason[..],
+        ),
+    ] {
+        let e = answer(behaviour).unwrap_err();
+        assert_eq!(e.code(), "scanner_protocol", "{e:?}");
+    }
+    // A normal error body still classifies.
+    let small = br#"{"reason": "MCS_MEDIA_NOT_CLEAN", "info": "***VIRUS DETECTED***"}"#;
+    assert!(small.len() < MAX_ERROR_BODY);
+    match answer(raw(403, &json_type, &small[..])).unwrap() {
+        ScanOutcome::Infected { info } => assert_eq!(info, Some("***VIRUS DETECTED***")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `body` in HTTP/1.1 chunked encoding (64 KiB chunks).
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in body.chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}

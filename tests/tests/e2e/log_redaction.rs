@@ -26,7 +26,7 @@ impl Member {
         let (label, pin) = new_token(prefix);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
-        write_private(&config, &synapse.client_config().to_string());
+        write_private(&config, synapse.client_config().to_string());
         Self {
             localpart,
             user_id,

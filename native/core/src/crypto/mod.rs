@@ -50,6 +50,13 @@ pub enum CryptoError {
         /// The peer's Curve25519 key.
         sender_key: String,
     },
+    /// A pre-key message of an Olm session we already hold, which that session no longer
+    /// decrypts: a replay. Refused; the session is left as it was.
+    #[error("replayed Olm pre-key message from {sender_key}: refused, the session is unchanged")]
+    OlmReplay {
+        /// The peer's Curve25519 key.
+        sender_key: String,
+    },
     /// The decrypted Olm payload is not addressed to us or not from whom it claims.
     #[error("Olm payload rejected: {reason}")]
     OlmPayload {
@@ -138,6 +145,7 @@ impl CryptoError {
             Self::Store(_) => "store",
             Self::Malformed { .. } => "malformed",
             Self::OlmDecrypt { .. } => "olm_decrypt",
+            Self::OlmReplay { .. } => "olm_replay",
             Self::OlmPayload { .. } => "olm_payload",
             Self::UnknownDevice { .. } => "unknown_device",
             Self::BlockedDevice { .. } => "blocked_device",

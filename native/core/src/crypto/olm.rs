@@ -219,6 +219,11 @@ impl Engine {
     }
 
     /// Tries every session with the peer, then (for a pre-key message) a new inbound session.
+    ///
+    /// A pre-key message whose session we already hold and that none of our sessions decrypts
+    /// is a replay (its message key was used; our fallback key, which is not consumed, would
+    /// otherwise let it create the session again and overwrite the advanced one): refused,
+    /// [`CryptoError::OlmReplay`], and nothing is written — as matrix-sdk-crypto does.
     fn olm_plaintext(
         &mut self,
         conn: &rusqlite::Connection,
@@ -226,8 +231,9 @@ impl Engine {
         sender_curve: Curve25519PublicKey,
         message: &OlmMessage,
     ) -> Result<Vec<u8>, CryptoError> {
-        for (_, pickle) in db::olm_sessions(conn, sender_key)? {
-            let mut session = self.unpickle_session(&pickle)?;
+        let sessions = db::olm_sessions(conn, sender_key)?;
+        for (_, pickle) in &sessions {
+            let mut session = self.unpickle_session(pickle)?;
             if let Ok(plaintext) = session.decrypt(message) {
                 self.save_session(conn, &session, sender_key)?;
                 return Ok(plaintext);
@@ -238,6 +244,12 @@ impl Engine {
                 sender_key: sender_key.to_owned(),
             });
         };
+        let session_id = pre_key.session_id();
+        if sessions.iter().any(|(id, _)| *id == session_id) {
+            return Err(CryptoError::OlmReplay {
+                sender_key: sender_key.to_owned(),
+            });
+        }
         let created = self
             .account
             .inner_mut()

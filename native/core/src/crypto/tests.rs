@@ -190,6 +190,107 @@ fn a_late_room_key_decrypts_the_events_that_were_waiting_for_it() {
     assert!(bob.journal().is_empty(), "{:?}", bob.journal());
 }
 
+/// Alice's Olm message carrying her room key of `room` to Bob, as a to-device event (over the
+/// session Alice already has with Bob).
+fn olm_room_key(alice: &mut Device, bob: &DeviceRecord, room: &str) -> Value {
+    let Device { store, engine, .. } = alice;
+    store
+        .transaction(|tx| {
+            let e = |e: super::CryptoError| e.into_store_error();
+            let key = engine.room_key_content(tx, room).map_err(e)?;
+            let content = engine.olm_encrypt(tx, bob, "m.room_key", &key).map_err(e)?;
+            Ok(json!({"type": "m.room.encrypted", "sender": "@alice:srv", "content": content}))
+        })
+        .unwrap()
+}
+
+/// Issue 15 item 3: a pre-key message replayed to our fallback key (never consumed, unlike a
+/// one-time key) must not create the session again over the one it already advanced. Before
+/// the fix the replay re-created the session and overwrote the stored one.
+#[test]
+fn a_replayed_pre_key_message_to_the_fallback_key_changes_no_olm_session() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    // Bob's fallback key, as Alice would claim it once his one-time keys are gone.
+    let body = bob
+        .store
+        .transaction(|tx| {
+            bob.engine
+                .take_upload_body(tx)
+                .map_err(super::CryptoError::into_store_error)
+        })
+        .unwrap()
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let fallback = body["fallback_keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(fallback["fallback"], true);
+    let bob_record = bob.record.clone();
+    {
+        let Device { store, engine, .. } = &mut alice;
+        store
+            .transaction(|tx| {
+                let e = |e: super::CryptoError| e.into_store_error();
+                engine
+                    .create_outbound_olm(tx, &bob_record, &fallback)
+                    .map_err(e)?;
+                engine.plan_outbound(tx, room, &[]).map_err(e)
+            })
+            .unwrap();
+    }
+    // Two pre-key messages (Bob has not answered): the first creates the session, the second
+    // advances it.
+    let first = olm_room_key(&mut alice, &bob_record, room);
+    let second = olm_room_key(&mut alice, &bob_record, room);
+    assert_eq!(
+        first["content"]["ciphertext"][bob.record.curve25519.as_str()]["type"],
+        0
+    );
+    assert_eq!(
+        bob.apply(json!({"next_batch": "s1", "to_device": {"events": [first.clone()]}}))
+            .room_keys,
+        1
+    );
+    bob.apply(json!({"next_batch": "s2", "to_device": {"events": [second]}}));
+    let alice_curve = alice.record.curve25519.clone();
+    let snapshot = |bob: &Device| cdb::olm_sessions(bob.store.conn(), &alice_curve).unwrap();
+    let before = snapshot(&bob);
+    assert_eq!(before.len(), 1);
+
+    // The server replays the first one.
+    let s = bob.apply(json!({"next_batch": "s3", "to_device": {"events": [first]}}));
+    assert_eq!(s.room_keys, 0);
+    assert!(
+        bob.journal().contains(&"to_device_olm_replay".to_owned()),
+        "{:?}",
+        bob.journal()
+    );
+    let after = snapshot(&bob);
+    assert_eq!(after.len(), 1, "the replay created a session");
+    assert_eq!(after[0].0, before[0].0);
+    assert!(
+        after[0].1 == before[0].1,
+        "the replay rewrote the stored Olm session"
+    );
+
+    // The channel still works: Alice's next message decrypts with the same session.
+    let third = olm_room_key(&mut alice, &bob_record, room);
+    let s = bob.apply(json!({"next_batch": "s4", "to_device": {"events": [third]}}));
+    assert_eq!(s.security_events, 0, "{:?}", bob.journal());
+    assert_eq!(snapshot(&bob).len(), 1);
+    let m = encrypt(&mut alice, room, "toujours là", "$after");
+    bob.apply(timeline("s5", room, &[m]));
+    assert_eq!(
+        bob.timeline_state("$after").1.as_deref(),
+        Some("toujours là")
+    );
+}
+
 #[test]
 fn a_room_key_shared_for_another_room_is_caught_by_the_room_id_inside_the_plaintext() {
     let (room, other) = ("!r:srv", "!other:srv");

@@ -80,7 +80,7 @@ use zeroize::Zeroizing;
 use super::AttachmentError;
 use super::attachment::{BUFFER_LEN, verify_ciphertext};
 use super::encrypted_file::{EncryptedFile, ValidatedFile};
-use crate::net::{Request, Transport, TransportError};
+use crate::net::{Request, StreamingResponse, Transport, TransportError};
 
 /// Path segments of the scanner's API, on the transport's origin.
 pub const API_PREFIX: [&str; 3] = ["_matrix", "media_proxy", "unstable"];
@@ -117,8 +117,8 @@ pub const KNOWN_INFOS: &[&str] = &[
 const PUBLIC_KEY_MAX_BODY: usize = 1024;
 /// A Curve25519 key in unpadded base64: 32 bytes, 43 characters.
 const PUBLIC_KEY_B64_LEN: usize = 43;
-/// Error bodies larger than this are not parsed (the scanner's are under 200 bytes).
-const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Error bodies larger than this are not read (the scanner's are under 200 bytes).
+pub const MAX_ERROR_BODY: usize = 16 * 1024;
 /// Room for `{"file": …}`: the longest canonical `EncryptedFile` (a 517-character `mxc://` URI,
 /// whose characters need no JSON escaping, and fixed-length key, IV and hash) is under 800
 /// bytes. The buffer holds the attachment key, so it must never reallocate.
@@ -790,6 +790,33 @@ pub fn decrypt_scanned<R: Read + Seek, W: Write>(
     Ok(verified.decrypt_to(sink)?)
 }
 
+/// Reads and classifies a scanner answer that is not a 200: its body is read only up to
+/// [`MAX_ERROR_BODY`] (the scanner's are under 200 bytes), whatever the download's cap, and
+/// nothing is allocated from its `Content-Length`. A larger error body is
+/// [`ScannerError::Protocol`].
+pub async fn read_error_answer(
+    response: StreamingResponse,
+) -> Result<ScanOutcome<Zeroizing<Vec<u8>>>, ScannerError> {
+    let status = response.status;
+    let content_type = response.content_type.clone();
+    let response = match response.read_body_within(MAX_ERROR_BODY as u64).await {
+        Ok(response) => response,
+        Err(TransportError::BodyTooLarge { .. }) => {
+            return Err(ScannerError::Protocol {
+                status,
+                reason: None,
+                info: None,
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
+    Ok(classify_response(
+        status,
+        content_type.as_deref(),
+        response.body,
+    ))
+}
+
 /// Downloads `file` through the content scanner and decrypts it into `sink`; returns the
 /// plaintext length.
 ///
@@ -847,9 +874,7 @@ where
                 .map_err(AttachmentError::Io)?;
             return decrypt_scanned(file, &mut *spool, max_bytes, sink);
         }
-        let content_type = response.content_type.clone();
-        let response = response.read_body().await.map_err(too_large)?;
-        let outcome = classify_response(status, content_type.as_deref(), response.body);
+        let outcome = read_error_answer(response).await?;
         tracing::info!(status, outcome = outcome.kind(), "content scanner answered");
         match outcome {
             // Only a 200 is `Clean`, and a 200 was handled above.

@@ -175,15 +175,22 @@ pub struct StreamingResponse {
 
 impl StreamingResponse {
     /// Reads the whole body into a zeroizing buffer, within the request's cap.
-    pub async fn read_body(mut self) -> Result<Response, TransportError> {
-        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
-        let declared = self
-            .declared
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(16 * 1024);
-        // Pre-size from Content-Length so the buffer never reallocates (a reallocation would
-        // leave an unzeroized copy behind).
-        let mut body = Zeroizing::new(Vec::with_capacity(declared.min(limit)));
+    pub async fn read_body(self) -> Result<Response, TransportError> {
+        let limit = self.limit;
+        self.read_body_within(limit).await
+    }
+
+    /// Reads the whole body into a zeroizing buffer, within `max` bytes (and the request's
+    /// cap): past it, [`TransportError::BodyTooLarge`] with the smaller limit. For answers
+    /// that must be small whatever the request allowed (an error body).
+    pub async fn read_body_within(mut self, max: u64) -> Result<Response, TransportError> {
+        let limit = usize::try_from(self.limit.min(max)).unwrap_or(usize::MAX);
+        if self.declared.is_some_and(|n| n > limit as u64) {
+            return Err(TransportError::BodyTooLarge { limit });
+        }
+        // Growth copies through zeroizing buffers (the old one is wiped when dropped), so the
+        // first buffer need not fit the whole body: it is never sized from the peer's word.
+        let mut body = Zeroizing::new(Vec::with_capacity(initial_capacity(self.declared, limit)));
         while let Some(chunk) = self
             .inner
             .chunk()
@@ -235,6 +242,16 @@ impl StreamingResponse {
         }
         Ok(written)
     }
+}
+
+/// Largest buffer allocated before any body byte arrived.
+const MAX_INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
+/// The first buffer of a body read whole: what `Content-Length` declares, but never more than
+/// [`MAX_INITIAL_BODY_CAPACITY`] (a peer's word allocates nothing large) nor the cap.
+fn initial_capacity(declared: Option<u64>, limit: usize) -> usize {
+    let declared = declared.map_or(16 * 1024, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    declared.min(MAX_INITIAL_BODY_CAPACITY).min(limit)
 }
 
 /// The only way the client talks to the network.
@@ -401,6 +418,22 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_length_never_allocates_more_than_the_initial_bound() {
+        assert_eq!(initial_capacity(Some(100), 1 << 20), 100);
+        assert_eq!(initial_capacity(None, 1 << 20), 16 * 1024);
+        assert_eq!(initial_capacity(None, 10), 10);
+        assert_eq!(
+            initial_capacity(Some(2 << 30), usize::MAX),
+            MAX_INITIAL_BODY_CAPACITY
+        );
+        assert_eq!(
+            initial_capacity(Some(u64::MAX), 1 << 30),
+            MAX_INITIAL_BODY_CAPACITY
+        );
+        assert_eq!(initial_capacity(Some(1 << 20), 1000), 1000);
+    }
 
     fn transport() -> Transport {
         let config = Config::from_json(
