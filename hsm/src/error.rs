@@ -41,6 +41,13 @@ pub enum VaultError {
     /// Authenticated decryption failed: wrong key, tampered blob, or wrong binding (AAD).
     #[error("unwrap failed: wrong key, wrong binding or tampered data")]
     Unwrap,
+    /// A wipe erased a `vault.bin` that names no KEK (damaged before the KEK id): the local data
+    /// is gone, but a KEK may remain in the backend (remove the `tchap-secure-kek-*` keys with
+    /// the token's or the platform's tools).
+    #[error(
+        "vault.bin named no key-encryption key: the data is erased but a KEK may remain in the backend"
+    )]
+    KekUnidentified,
     /// There is no `vault.bin` in the directory.
     #[error("no vault in this directory")]
     NotFound,
@@ -89,6 +96,7 @@ impl VaultError {
             Self::AlreadyLoggedIn => "already_logged_in",
             Self::KekNotFound => "kek_not_found",
             Self::KekExists => "kek_exists",
+            Self::KekUnidentified => "kek_unidentified",
             Self::Unwrap => "unwrap",
             Self::NotFound => "not_found",
             Self::AlreadyExists => "already_exists",
@@ -119,6 +127,7 @@ mod tests {
             VaultError::AlreadyLoggedIn,
             VaultError::KekNotFound,
             VaultError::KekExists,
+            VaultError::KekUnidentified,
             VaultError::Unwrap,
             VaultError::NotFound,
             VaultError::AlreadyExists,

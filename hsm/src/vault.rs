@@ -149,10 +149,21 @@ impl Vault {
                 write_new_file(dir, &vault.kek_id, &file)
             });
         if let Err(error) = written {
-            // No partial state: a KEK without its vault.bin is useless, remove it.
-            if let Err(cleanup) = backend.destroy_kek(&vault.kek_id) {
-                tracing::warn!(kek = ?vault.kek_id, error = %cleanup,
-                    "could not destroy the KEK of a failed vault creation");
+            // No partial state. If vault.bin was placed (the directory's fsync failed after the
+            // link), it goes first: a vault.bin whose KEK was destroyed would leave the
+            // directory unopenable for good. If it cannot be removed, the KEK is kept, so that
+            // the vault.bin that stays is a complete, openable vault.
+            match remove_placed(dir, &vault.kek_id) {
+                Ok(()) => {
+                    if let Err(cleanup) = backend.destroy_kek(&vault.kek_id) {
+                        tracing::warn!(kek = ?vault.kek_id, error = %cleanup,
+                            "could not destroy the KEK of a failed vault creation");
+                    }
+                }
+                Err(cleanup) => {
+                    tracing::warn!(kek = ?vault.kek_id, error = %cleanup,
+                        "a failed vault creation left vault.bin: its KEK is kept");
+                }
             }
             return Err(error);
         }
@@ -213,33 +224,58 @@ impl Vault {
         MediaKey::from_locked(self.derive(INFO_MEDIA))
     }
 
-    /// Crypto-shred: destroy the KEK in the backend (if present), overwrite vault.bin with zeros, fsync, delete it.
-    /// Works even if the KEK is already gone or vault.bin is unreadable (best effort, returns the first hard error).
-    /// Deleting the database is the caller's job.
+    /// Crypto-shred: destroy the KEK in the backend, then overwrite vault.bin with zeros,
+    /// fsync, delete it. Deleting the database is the caller's job, once this returned `Ok`
+    /// (or [`VaultError::KekUnidentified`]).
+    ///
+    /// vault.bin is the only record of which KEK wraps the data, so **nothing is touched until
+    /// the KEK is destroyed**: if the backend cannot destroy it, or vault.bin cannot be read,
+    /// the error is returned with vault.bin intact, and a retry can finish the job. The KEK id
+    /// is read from the file's prefix only, so a vault that cannot be opened (damaged after the
+    /// id, or a device locked under `unlocked_device_required`, where the key cannot be *used*
+    /// but can be deleted) is still shredded. A KEK already gone (`KekNotFound`) counts as
+    /// destroyed. A file that does not name a KEK at all (garbage before the id) is erased and
+    /// reported as [`VaultError::KekUnidentified`]: the data is gone but a KEK may remain in
+    /// the backend. No vault.bin at all: nothing to do, `Ok`.
     pub fn wipe(dir: &Path, backend: &dyn KeyVault) -> Result<(), VaultError> {
         let path = dir.join(VAULT_FILE);
-        let mut errors = Vec::new();
-        match read_kek_id(&path) {
-            Ok(Some(kek_id)) => match backend.destroy_kek(&kek_id) {
-                Ok(()) | Err(VaultError::KekNotFound) => {}
-                Err(error) => errors.push(error),
-            },
-            Ok(None) => tracing::warn!("vault.bin absent or without a KEK id: no KEK destroyed"),
-            Err(error) => errors.push(error),
-        }
-        if let Err(error) = overwrite_with_zeros(&path) {
-            errors.push(error);
-        }
+        let identified = match read_kek_id(&path)? {
+            KekRecord::Absent => {
+                tracing::info!("no vault.bin: nothing to wipe");
+                return Ok(());
+            }
+            KekRecord::Named(kek_id) => {
+                match backend.destroy_kek(&kek_id) {
+                    Ok(()) => tracing::info!(kek = ?kek_id, "KEK destroyed"),
+                    Err(VaultError::KekNotFound) => {
+                        tracing::info!(kek = ?kek_id, "KEK already absent");
+                    }
+                    Err(error) => {
+                        tracing::warn!(kek = ?kek_id, %error,
+                            "the KEK could not be destroyed: nothing erased, vault.bin kept");
+                        return Err(error);
+                    }
+                }
+                true
+            }
+            KekRecord::Unnamed => {
+                tracing::warn!("vault.bin names no KEK: erasing it, a KEK may remain");
+                false
+            }
+        };
+        overwrite_with_zeros(&path)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => errors.push(VaultError::io("delete vault.bin")(e)),
+            Err(e) => return Err(VaultError::io("delete vault.bin")(e)),
         }
-        if let Err(error) = sync_dir(dir) {
-            errors.push(error);
+        sync_dir(dir)?;
+        tracing::info!(backend = %backend.describe(), "vault wiped");
+        if identified {
+            Ok(())
+        } else {
+            Err(VaultError::KekUnidentified)
         }
-        tracing::info!(backend = %backend.describe(), failures = errors.len(), "vault wiped");
-        errors.into_iter().next().map_or(Ok(()), Err)
     }
 
     fn derive(&self, info: &'static [u8]) -> LockedBytes<32> {
@@ -377,18 +413,31 @@ fn kek_id_of_damaged(bytes: &[u8]) -> Option<KekId> {
     Some(KekId::from_bytes(*id))
 }
 
-/// For [`Vault::wipe`]: the KEK id from the prefix of `path`, however damaged or long the rest.
-fn read_kek_id(path: &Path) -> Result<Option<KekId>, VaultError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(VaultError::io("open vault.bin")(e)),
-    };
+/// What [`Vault::wipe`] finds in vault.bin.
+enum KekRecord {
+    /// No file (nor anything) under the name.
+    Absent,
+    /// The KEK id, read from the file's prefix however damaged or long the rest.
+    Named(KekId),
+    /// Something is there, but its prefix names no KEK (garbage, or not a regular file).
+    Unnamed,
+}
+
+/// For [`Vault::wipe`]: the KEK id from the prefix of `path`. An I/O error other than
+/// "absent" is an error (the file may name a KEK we cannot read now).
+fn read_kek_id(path: &Path) -> Result<KekRecord, VaultError> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_file() => {}
+        Ok(_) => return Ok(KekRecord::Unnamed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(KekRecord::Absent),
+        Err(e) => return Err(VaultError::io("stat vault.bin")(e)),
+    }
+    let file = File::open(path).map_err(VaultError::io("open vault.bin"))?;
     let mut prefix = Vec::new();
     file.take(HEADER_LEN as u64)
         .read_to_end(&mut prefix)
         .map_err(VaultError::io("read vault.bin"))?;
-    Ok(kek_id_of_damaged(&prefix))
+    Ok(kek_id_of_damaged(&prefix).map_or(KekRecord::Unnamed, KekRecord::Named))
 }
 
 /// Reads `path` up to one byte more than [`FILE_LEN`] — enough for [`VaultFile::parse`] to see
@@ -445,6 +494,20 @@ fn write_tmp_then_link(tmp: &Path, path: &Path, contents: &[u8]) -> Result<(), V
     }
 }
 
+/// After a failed [`Vault::create`]: removes `dir/vault.bin` if it is the one just written
+/// for `kek_id` (a vault.bin naming another KEK is never ours to remove), and makes that
+/// durable. `Ok` when no such file remains.
+fn remove_placed(dir: &Path, kek_id: &KekId) -> Result<(), VaultError> {
+    let path = dir.join(VAULT_FILE);
+    match read_kek_id(&path)? {
+        KekRecord::Named(id) if id == *kek_id => {}
+        KekRecord::Absent => return Ok(()),
+        _ => return Ok(()),
+    }
+    fs::remove_file(&path).map_err(VaultError::io("delete vault.bin"))?;
+    sync_dir(dir)
+}
+
 /// Overwrites the whole file with zeros and fsyncs it; absent is fine. Only a regular file is
 /// overwritten: a symbolic link planted under the name is deleted, never followed.
 fn overwrite_with_zeros(path: &Path) -> Result<(), VaultError> {
@@ -477,6 +540,16 @@ fn overwrite_with_zeros(path: &Path) -> Result<(), VaultError> {
 
 /// Makes a rename or unlink in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), VaultError> {
+    #[cfg(test)]
+    if tests::FAIL_DIR_SYNCS.with(|n| {
+        let left = n.get();
+        n.set(left.saturating_sub(1));
+        left > 0
+    }) {
+        return Err(VaultError::io("fsync store directory")(io::Error::other(
+            "injected fsync failure",
+        )));
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(VaultError::io("fsync store directory"))
@@ -485,6 +558,178 @@ fn sync_dir(dir: &Path) -> Result<(), VaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Pkcs11Vault;
+    use crate::pkcs11::{DEFAULT_SOFTHSM_MODULE, Pkcs11Config};
+    use crate::secret::SecretBytes;
+    use crate::test_support::{TOKEN_A, USER_PIN, run_isolated};
+
+    thread_local! {
+        /// How many coming directory fsyncs of this thread fail (fault injection).
+        pub(super) static FAIL_DIR_SYNCS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    fn token() -> Pkcs11Vault {
+        let config = Pkcs11Config {
+            module: DEFAULT_SOFTHSM_MODULE.into(),
+            token_label: TOKEN_A.to_owned(),
+        };
+        Pkcs11Vault::open(&config, &SecretBytes::from(USER_PIN.as_bytes())).unwrap()
+    }
+
+    /// The real token, except that destroying a KEK fails (a token that refuses, a keystore
+    /// error): what a wipe must never report as done.
+    struct DestroyFails<'a>(&'a dyn KeyVault);
+
+    impl KeyVault for DestroyFails<'_> {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn generate_kek(&self, id: &KekId) -> Result<(), VaultError> {
+            self.0.generate_kek(id)
+        }
+        fn wrap(&self, id: &KekId, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+            self.0.wrap(id, aad, plaintext)
+        }
+        fn unwrap(
+            &self,
+            id: &KekId,
+            aad: &[u8],
+            wrapped: &[u8],
+        ) -> Result<SecretBytes, VaultError> {
+            self.0.unwrap(id, aad, wrapped)
+        }
+        fn destroy_kek(&self, _id: &KekId) -> Result<(), VaultError> {
+            Err(VaultError::Pkcs11 {
+                op: "C_DestroyObject",
+                detail: "CKR_DEVICE_ERROR (injected)".into(),
+            })
+        }
+    }
+
+    /// Issue 15 item 2: a wipe whose KEK destruction fails touches nothing and says so; a
+    /// retry with a working backend finishes it. Before, vault.bin was erased anyway (the only
+    /// record of the KEK's id) and the retry reported success while the KEK lived on.
+    #[test]
+    fn a_wipe_whose_kek_survives_touches_nothing_and_a_retry_finishes_it() {
+        run_isolated(
+            module_path!(),
+            "a_wipe_whose_kek_survives_touches_nothing_and_a_retry_finishes_it",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let token = token();
+                let binding = named("a.example");
+                let kek_id = Vault::create(dir.path(), &token, &binding)
+                    .unwrap()
+                    .kek_id()
+                    .clone();
+                let before = fs::read(dir.path().join(VAULT_FILE)).unwrap();
+
+                let error = Vault::wipe(dir.path(), &DestroyFails(&token)).unwrap_err();
+                assert!(matches!(error, VaultError::Pkcs11 { .. }), "{error:?}");
+                assert_eq!(fs::read(dir.path().join(VAULT_FILE)).unwrap(), before);
+                Vault::open(dir.path(), &token, &binding).expect("the vault is untouched");
+                // Damaged after the id, or unopenable for now: the same.
+                let mut damaged = before.clone();
+                damaged.truncate(HEADER_LEN + 3);
+                fs::write(dir.path().join(VAULT_FILE), &damaged).unwrap();
+                assert!(Vault::wipe(dir.path(), &DestroyFails(&token)).is_err());
+                assert_eq!(fs::read(dir.path().join(VAULT_FILE)).unwrap(), damaged);
+
+                // Retry with the token working: the KEK goes, then the file.
+                Vault::wipe(dir.path(), &token).unwrap();
+                assert!(!Vault::exists(dir.path()));
+                assert!(matches!(
+                    token.wrap(&kek_id, b"", b""),
+                    Err(VaultError::KekNotFound)
+                ));
+            },
+        );
+    }
+
+    #[test]
+    fn a_wipe_that_cannot_read_vault_bin_touches_nothing() {
+        run_isolated(
+            module_path!(),
+            "a_wipe_that_cannot_read_vault_bin_touches_nothing",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let token = token();
+                let kek_id = Vault::create(dir.path(), &token, &named("a.example"))
+                    .unwrap()
+                    .kek_id()
+                    .clone();
+                let path = dir.path().join(VAULT_FILE);
+                let before = fs::read(&path).unwrap();
+                // A directory under the name: cannot be read as a vault.
+                fs::rename(&path, dir.path().join("saved")).unwrap();
+                fs::create_dir(&path).unwrap();
+                fs::write(path.join("inside"), b"x").unwrap();
+                let error = Vault::wipe(dir.path(), &token).unwrap_err();
+                assert!(
+                    matches!(error, VaultError::KekUnidentified | VaultError::Io { .. }),
+                    "{error:?}"
+                );
+                assert!(path.join("inside").exists(), "a directory is never removed");
+                fs::remove_dir_all(&path).unwrap();
+                fs::rename(dir.path().join("saved"), &path).unwrap();
+                assert_eq!(fs::read(&path).unwrap(), before);
+                // Garbage before the id: erased, and reported — the KEK may remain.
+                fs::write(&path, b"garbage").unwrap();
+                assert!(matches!(
+                    Vault::wipe(dir.path(), &token),
+                    Err(VaultError::KekUnidentified)
+                ));
+                assert!(!Vault::exists(dir.path()));
+                token.destroy_kek(&kek_id).unwrap();
+            },
+        );
+    }
+
+    /// Issue 15 item 2: when the directory's fsync fails after vault.bin was linked, creation
+    /// fails without leaving a vault.bin whose KEK is destroyed (the directory would be
+    /// unopenable for good, and `create` refuses to overwrite it): the next start creates a
+    /// vault normally.
+    #[test]
+    fn a_creation_failing_at_the_directory_fsync_leaves_the_directory_usable() {
+        run_isolated(
+            module_path!(),
+            "a_creation_failing_at_the_directory_fsync_leaves_the_directory_usable",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let token = token();
+                let binding = named("a.example");
+                FAIL_DIR_SYNCS.with(|n| n.set(1));
+                let error = Vault::create(dir.path(), &token, &binding).err().unwrap();
+                assert!(matches!(error, VaultError::Io { .. }), "{error:?}");
+                assert!(
+                    !Vault::exists(dir.path()),
+                    "a vault.bin without its KEK was left"
+                );
+                assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+                let vault = Vault::create(dir.path(), &token, &binding).unwrap();
+                let kek = vault.kek_id().clone();
+                drop(vault);
+                Vault::open(dir.path(), &token, &binding).unwrap();
+
+                // If vault.bin cannot be removed either (both fsyncs fail), the KEK is kept:
+                // what is left opens.
+                let other = tempfile::tempdir().unwrap();
+                FAIL_DIR_SYNCS.with(|n| n.set(2));
+                assert!(Vault::create(other.path(), &token, &binding).is_err());
+                FAIL_DIR_SYNCS.with(|n| n.set(0));
+                if Vault::exists(other.path()) {
+                    Vault::open(other.path(), &token, &binding)
+                        .expect("a vault.bin left behind must open");
+                    Vault::wipe(other.path(), &token).unwrap();
+                }
+                Vault::wipe(dir.path(), &token).unwrap();
+                assert!(matches!(
+                    token.wrap(&kek, b"", b""),
+                    Err(VaultError::KekNotFound)
+                ));
+            },
+        );
+    }
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()

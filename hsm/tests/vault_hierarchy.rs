@@ -364,19 +364,28 @@ fn wipe_copes_with_a_damaged_file() {
         ));
         assert!(!Vault::exists(dir.path()));
 
-        // A symbolic link under the name is removed, its target left alone.
+        // A symbolic link under the name is removed, its target left alone; it named no KEK,
+        // and the wipe says so.
         let target = dir.path().join("not-ours");
         fs::write(&target, b"precious").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join(VAULT_FILE)).unwrap();
-        Vault::wipe(dir.path(), &backend).unwrap();
+        assert!(matches!(
+            Vault::wipe(dir.path(), &backend),
+            Err(VaultError::KekUnidentified)
+        ));
         assert!(!Vault::exists(dir.path()));
         assert_eq!(fs::read(&target).unwrap(), b"precious");
 
-        // Garbage, short or oversized: nothing to destroy, the file still goes.
+        // Garbage, short or oversized: erased, and reported (a KEK may remain).
         for garbage in [&b"garbage"[..], &vec![0xFF; 200_000]] {
             fs::write(dir.path().join(VAULT_FILE), garbage).unwrap();
-            Vault::wipe(dir.path(), &backend).unwrap();
+            assert!(matches!(
+                Vault::wipe(dir.path(), &backend),
+                Err(VaultError::KekUnidentified)
+            ));
             assert!(!Vault::exists(dir.path()));
         }
+        // Nothing left: nothing to do.
+        Vault::wipe(dir.path(), &backend).unwrap();
     });
 }

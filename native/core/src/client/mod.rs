@@ -487,14 +487,30 @@ impl Client {
     }
 }
 
-/// Crypto-shreds a data directory without opening it (works when the vault no longer opens):
-/// KEK destroyed in hardware first, then `vault.bin` overwritten and deleted, then the database
-/// files deleted.
+/// Crypto-shreds a data directory without opening it (works when the vault no longer opens,
+/// or the device is locked): KEK destroyed in hardware first, then `vault.bin` overwritten and
+/// deleted, then the database files deleted.
+///
+/// Nothing is erased unless the KEK was destroyed: if it could not be, the error is returned
+/// with every file in place (a retry can finish). If `vault.bin` named no KEK, the files are
+/// erased and `VaultError::KekUnidentified` says a KEK may remain in the backend.
 pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Error> {
-    Vault::wipe(data_dir, backend)?;
-    Store::delete_files(data_dir)?;
-    tracing::warn!("data directory wiped");
-    Ok(())
+    match Vault::wipe(data_dir, backend) {
+        Ok(()) => {
+            Store::delete_files(data_dir)?;
+            tracing::warn!("data directory wiped");
+            Ok(())
+        }
+        Err(tchap_secure_hsm::VaultError::KekUnidentified) => {
+            Store::delete_files(data_dir)?;
+            tracing::error!("data directory erased, but vault.bin named no KEK: one may remain");
+            Err(Error::Vault(tchap_secure_hsm::VaultError::KekUnidentified))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "wipe failed: the KEK survives, nothing was erased");
+            Err(e.into())
+        }
+    }
 }
 
 /// A sync request ready to run without the client (see [`Client::prepare_sync`]).
@@ -583,6 +599,7 @@ fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tchap_secure_hsm::VaultError;
 
     #[test]
     fn login_body_never_reallocates() {
@@ -596,5 +613,71 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["password"], password);
         assert_eq!(v["identifier"]["user"], "alice");
+    }
+
+    /// A backend that cannot destroy a KEK.
+    struct DestroyFails(tchap_secure_hsm::soft::SoftVault);
+
+    impl KeyVault for DestroyFails {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn generate_kek(&self, id: &tchap_secure_hsm::KekId) -> Result<(), VaultError> {
+            self.0.generate_kek(id)
+        }
+        fn wrap(
+            &self,
+            id: &tchap_secure_hsm::KekId,
+            aad: &[u8],
+            plaintext: &[u8],
+        ) -> Result<Vec<u8>, VaultError> {
+            self.0.wrap(id, aad, plaintext)
+        }
+        fn unwrap(
+            &self,
+            id: &tchap_secure_hsm::KekId,
+            aad: &[u8],
+            wrapped: &[u8],
+        ) -> Result<tchap_secure_hsm::SecretBytes, VaultError> {
+            self.0.unwrap(id, aad, wrapped)
+        }
+        fn destroy_kek(&self, _id: &tchap_secure_hsm::KekId) -> Result<(), VaultError> {
+            Err(VaultError::Pkcs11 {
+                op: "C_DestroyObject",
+                detail: "injected".into(),
+            })
+        }
+    }
+
+    /// Issue 15 item 2: the data directory is erased only once the KEK is destroyed.
+    #[test]
+    fn a_wipe_whose_kek_survives_erases_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = DestroyFails(tchap_secure_hsm::soft::SoftVault::new().unwrap());
+        let binding = VaultBinding {
+            server_name: "secure.tchap.test".into(),
+        };
+        let vault = Vault::create(dir.path(), &backend, &binding).unwrap();
+        drop(Store::open(dir.path(), &vault.database_key()).unwrap());
+        let files = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = files(dir.path());
+        assert!(before.len() >= 2, "{before:?}");
+        let error = wipe_data_dir(dir.path(), &backend).unwrap_err();
+        assert_eq!(error.code(), "pkcs11", "{error:?}");
+        assert_eq!(files(dir.path()), before);
+        Store::open(dir.path(), &vault.database_key()).expect("nothing was erased");
+
+        // vault.bin naming no KEK: everything goes, and the error says a KEK may remain.
+        std::fs::write(dir.path().join(tchap_secure_hsm::VAULT_FILE), b"garbage").unwrap();
+        let error = wipe_data_dir(dir.path(), &backend.0).unwrap_err();
+        assert_eq!(error.code(), "kek_unidentified", "{error:?}");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 }
