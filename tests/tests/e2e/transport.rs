@@ -144,6 +144,77 @@ fn rejects_everything_once_the_pins_expired() {
     assert_eq!(probe(&c, &[]).0, 0);
 }
 
+/// An RFC 3339 instant `secs` from now, whole seconds.
+fn rfc3339_in(secs: i64) -> (String, time::OffsetDateTime) {
+    let at = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        + time::Duration::seconds(secs);
+    let text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    (text, at)
+}
+
+/// Issue 15 item 4: the pin expiry is checked before every request, not only at a handshake,
+/// so a connection opened before the expiry (kept alive in the pool, or a TLS session that
+/// would be resumed) is not used after it. Before the fix the second probe went out on the
+/// pooled connection and succeeded.
+#[test]
+fn a_client_that_stays_up_across_the_pin_expiry_stops_at_it() {
+    let synapse = Synapse::shared();
+    let mut c = synapse.client_config();
+    let (expiry, at) = rfc3339_in(6);
+    c["pins_expire_at"] = json!(expiry);
+    let config = tchap_secure_core::Config::from_json(c.to_string().as_bytes()).unwrap();
+    let transport = tchap_secure_core::net::Transport::new(&config).unwrap();
+    let rt = tchap_secure_tests::harness::rt();
+    rt.block_on(tchap_secure_core::Client::probe(&transport))
+        .expect("before the expiry");
+    let wait = at - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    std::thread::sleep(wait.try_into().unwrap());
+    let error = rt
+        .block_on(tchap_secure_core::Client::probe(&transport))
+        .expect_err("a request went out after the pins expired");
+    assert_eq!(error.code(), "pins_expired", "{error:?}");
+    assert!(error.tls_rejection().is_some(), "{error:?}");
+}
+
+/// Issue 15 item 4: a clock set back does not revive expired pins. The data directory keeps
+/// the latest time it has seen; the pins are judged against the later of it and the clock.
+/// The device clock is shifted with the debug builds' test offset.
+#[test]
+fn a_clock_set_back_does_not_revive_expired_pins() {
+    use tchap_secure_core::net::clock::TEST_CLOCK_OFFSET_VAR;
+    let synapse = Synapse::shared();
+    let mut c = synapse.client_config();
+    c["pins_expire_at"] = json!(rfc3339_in(3600).0);
+    let alice = tchap_secure_tests::cli_member::Member::on(synapse, &c, "clock-back");
+    alice.login();
+    alice.run(&["sync"]).ok();
+    // The phone lives two hours later: past the expiry, it stops.
+    let later = alice.run_with_env(&[(TEST_CLOCK_OFFSET_VAR, "7200")], &["sync"]);
+    assert_eq!(
+        (later.status, later.error()["error"].as_str().unwrap()),
+        (3, "pins_expired"),
+        "{later:?}"
+    );
+    // Its clock is set back to before the expiry (the real time now): still stopped.
+    for _ in 0..2 {
+        let back = alice.run(&["sync"]);
+        assert_eq!(
+            (back.status, back.error()["error"].as_str().unwrap()),
+            (3, "pins_expired"),
+            "{back:?}"
+        );
+    }
+    // The same configuration in a data directory that never saw that time still works: it is
+    // the recorded time, not the configuration, that stops Alice.
+    let bruno = tchap_secure_tests::cli_member::Member::on(synapse, &c, "clock-fresh");
+    bruno.login();
+    bruno.run(&["sync"]).ok();
+}
+
 #[test]
 fn a_server_that_never_answers_ends_in_a_timeout_not_a_hang() {
     let pki = Pki::generate();

@@ -119,6 +119,11 @@ impl Client {
                 }
             }
         }
+        // Time seen once cannot be taken back: the clock judging pins and certificates never
+        // goes below the latest time this directory has seen (before any request is made).
+        let clock = transport.clock();
+        clock.raise_floor(crate::store::session::trusted_time(store.conn())?);
+        crate::store::session::record_trusted_time(store.conn(), clock.now_secs())?;
         let session = store.load_session()?;
         tracing::info!(restored = session.is_some(), "client opened");
         let scanner_keys =
@@ -364,7 +369,13 @@ impl Client {
             .device_unused_fallback_key_types
             .as_ref()
             .is_some_and(|t| !t.iter().any(|k| k == "signed_curve25519"));
-        let Self { store, engine, .. } = self;
+        let Self {
+            store,
+            engine,
+            transport,
+            ..
+        } = self;
+        let clock = transport.clock();
         let result = store.transaction(|tx| {
             let device_events = match &answer {
                 Some(answer) => {
@@ -383,6 +394,7 @@ impl Client {
             let mut summary = sync::apply(tx, &response, engine.as_mut())?;
             summary.security_events += device_events;
             sync::remember_token(tx, since.as_deref(), &response.next_batch)?;
+            crate::store::session::record_trusted_time(tx, clock.now_secs())?;
             let pending = match engine.as_mut() {
                 Some(e) => e
                     .generate_keys(tx, otk_count, fallback_needed)

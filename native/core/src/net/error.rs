@@ -83,6 +83,14 @@ impl TlsRejection {
         }
     }
 
+    /// The rejection a pin check gave (at a handshake, or before a request).
+    pub(crate) fn from_pin_rejection(rejection: PinRejection) -> Self {
+        match rejection {
+            PinRejection::PinMismatch { presented } => Self::PinMismatch { presented },
+            PinRejection::PinsExpired { expired_at } => Self::PinsExpired { expired_at },
+        }
+    }
+
     fn from_certificate_error(error: &CertificateError) -> Self {
         match error {
             CertificateError::UnknownIssuer => Self::UntrustedCertificate,
@@ -96,12 +104,7 @@ impl TlsRejection {
                 Self::HostnameMismatch
             }
             CertificateError::Other(other) => match other.0.downcast_ref::<PinRejection>() {
-                Some(PinRejection::PinMismatch { presented }) => Self::PinMismatch {
-                    presented: presented.clone(),
-                },
-                Some(PinRejection::PinsExpired { expired_at }) => Self::PinsExpired {
-                    expired_at: expired_at.clone(),
-                },
+                Some(rejection) => Self::from_pin_rejection(rejection.clone()),
                 None => Self::BadCertificate {
                     detail: other.to_string(),
                 },

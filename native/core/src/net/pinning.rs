@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use time::OffsetDateTime;
 
+use super::clock::TrustedClock;
 use crate::config::{Config, SpkiPin};
 
 /// Why the pin policy refused an otherwise valid path.
@@ -49,10 +50,15 @@ pub(crate) struct PinnedVerifier {
     pins: Vec<SpkiPin>,
     pins_expire_at: Option<OffsetDateTime>,
     algorithms: WebPkiSupportedAlgorithms,
+    clock: TrustedClock,
 }
 
 impl PinnedVerifier {
-    pub(crate) fn new(config: &Config, provider: &CryptoProvider) -> Result<Self, webpki::Error> {
+    pub(crate) fn new(
+        config: &Config,
+        provider: &CryptoProvider,
+        clock: TrustedClock,
+    ) -> Result<Self, webpki::Error> {
         let anchors = config
             .trust_anchors()
             .iter()
@@ -63,23 +69,29 @@ impl PinnedVerifier {
             pins: config.pins_that_count(),
             pins_expire_at: config.pins_expire_at(),
             algorithms: provider.signature_verification_algorithms,
+            clock,
         })
     }
+}
 
-    fn check_pin_expiry(&self, now: UnixTime) -> Result<(), PinRejection> {
-        let Some(expiry) = self.pins_expire_at else {
-            return Ok(());
-        };
-        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        if now_secs >= expiry.unix_timestamp() {
-            return Err(PinRejection::PinsExpired {
-                expired_at: expiry
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_else(|_| expiry.unix_timestamp().to_string()),
-            });
-        }
-        Ok(())
+/// `Err(PinsExpired)` once `now` (seconds since the epoch, from the [`TrustedClock`]) reached
+/// `pins_expire_at`; checked at every handshake and before every request.
+pub(crate) fn check_pin_expiry(
+    pins_expire_at: Option<OffsetDateTime>,
+    now: UnixTime,
+) -> Result<(), PinRejection> {
+    let Some(expiry) = pins_expire_at else {
+        return Ok(());
+    };
+    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if now_secs >= expiry.unix_timestamp() {
+        return Err(PinRejection::PinsExpired {
+            expired_at: expiry
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| expiry.unix_timestamp().to_string()),
+        });
     }
+    Ok(())
 }
 
 /// The pins of every certificate of a verified path: leaf, intermediates, anchor.
@@ -161,10 +173,14 @@ impl ServerCertVerifier for PinnedVerifier {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        now: UnixTime,
+        _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        // Pins and certificates are judged at the trusted time (the later of the device clock
+        // and the latest time seen), not at rustls' reading of the device clock: a clock set
+        // back revives neither.
+        let now = self.clock.now();
         // Expired pins fail closed before anything else is looked at.
-        self.check_pin_expiry(now).map_err(other)?;
+        check_pin_expiry(self.pins_expire_at, now).map_err(other)?;
 
         let cert = webpki::EndEntityCert::try_from(end_entity).map_err(map_webpki)?;
         // Set when webpki found a path to one of our anchors whose certificates carry no pin.

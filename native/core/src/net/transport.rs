@@ -10,8 +10,8 @@
 //!
 //! Matrix semantics (error codes, 429 back-off) live one layer up, in `api`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -19,6 +19,7 @@ use reqwest::{Method, Url};
 use rustls::crypto::CryptoProvider;
 use zeroize::Zeroizing;
 
+use super::clock::TrustedClock;
 use super::error::TransportError;
 use super::pinning::PinnedVerifier;
 use crate::config::Config;
@@ -254,16 +255,38 @@ fn initial_capacity(declared: Option<u64>, limit: usize) -> usize {
     declared.min(MAX_INITIAL_BODY_CAPACITY).min(limit)
 }
 
-/// The only way the client talks to the network.
-#[derive(Debug, Clone)]
-pub struct Transport {
+/// How long a connection pool is used before it is replaced by a new one (new connections, so
+/// new full handshakes): bounds how long an established connection outlives a certificate's
+/// validity. Pin expiry itself is checked before every request.
+pub const MAX_POOL_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// The HTTP client (its connection pool) and when it was built.
+#[derive(Debug)]
+struct Pool {
     client: reqwest::Client,
-    base: Url,
-    limits: Limits,
+    built: Instant,
 }
 
-/// The rustls client configuration: TLS 1.3 only, our verifier, no client certificate.
-fn tls_config(config: &Config) -> Result<rustls::ClientConfig, TransportError> {
+/// The only way the client talks to the network.
+///
+/// Clones share the connection pool and the [`TrustedClock`].
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pool: Arc<Mutex<Pool>>,
+    tls: rustls::ClientConfig,
+    base: Url,
+    limits: Limits,
+    clock: TrustedClock,
+    pins_expire_at: Option<time::OffsetDateTime>,
+}
+
+/// The rustls client configuration: TLS 1.3 only, our verifier (judging at `clock`'s time), no
+/// client certificate, no session resumption (a resumed session skips the verifier: every
+/// connection gets a full handshake with the pins and certificates checked again).
+fn tls_config(
+    config: &Config,
+    clock: TrustedClock,
+) -> Result<rustls::ClientConfig, TransportError> {
     let default = rustls::crypto::ring::default_provider();
     let provider = CryptoProvider {
         cipher_suites: vec![
@@ -278,9 +301,10 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig, TransportError> {
         ],
         ..default
     };
-    let verifier = PinnedVerifier::new(config, &provider).map_err(|e| TransportError::Network {
-        detail: format!("trust anchor unusable: {e}"),
-    })?;
+    let verifier =
+        PinnedVerifier::new(config, &provider, clock).map_err(|e| TransportError::Network {
+            detail: format!("trust anchor unusable: {e}"),
+        })?;
     let provider = Arc::new(provider);
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -290,7 +314,32 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig, TransportError> {
         .dangerous() // the "danger" is a custom verifier: ours is stricter than the default
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
+    let mut tls = tls;
+    tls.resumption = rustls::client::Resumption::disabled();
     Ok(tls)
+}
+
+/// A new HTTP client (and connection pool) over `tls`.
+fn build_client(
+    tls: &rustls::ClientConfig,
+    limits: &Limits,
+) -> Result<reqwest::Client, TransportError> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .https_only(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .http1_only()
+        .connect_timeout(limits.connect_timeout)
+        .read_timeout(limits.read_timeout)
+        .timeout(limits.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .user_agent(concat!("tchap-secure/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| TransportError::Network {
+            detail: format!("HTTP client: {e}"),
+        })
 }
 
 impl Transport {
@@ -301,27 +350,45 @@ impl Transport {
 
     /// Builds the transport with explicit limits (tests use short timeouts).
     pub fn with_limits(config: &Config, limits: Limits) -> Result<Self, TransportError> {
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config(config)?)
-            .https_only(true)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .http1_only()
-            .connect_timeout(limits.connect_timeout)
-            .read_timeout(limits.read_timeout)
-            .timeout(limits.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .user_agent(concat!("tchap-secure/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportError::Network {
-                detail: format!("HTTP client: {e}"),
-            })?;
+        let clock = TrustedClock::new();
+        let tls = tls_config(config, clock.clone())?;
+        let client = build_client(&tls, &limits)?;
         Ok(Self {
-            client,
+            pool: Arc::new(Mutex::new(Pool {
+                client,
+                built: Instant::now(),
+            })),
+            tls,
             base: config.homeserver_url().clone(),
             limits,
+            clock,
+            pins_expire_at: config.pins_expire_at(),
         })
+    }
+
+    /// The clock pins and certificates are judged by (shared with the verifier): the client
+    /// raises its floor to the latest time its store has seen.
+    pub fn clock(&self) -> &TrustedClock {
+        &self.clock
+    }
+
+    /// Fails closed once the pins expired, at the trusted time: before every request, so a
+    /// connection established earlier is not used past the expiry.
+    fn check_pins(&self) -> Result<(), TransportError> {
+        super::pinning::check_pin_expiry(self.pins_expire_at, self.clock.now())
+            .map_err(|r| TransportError::Tls(super::error::TlsRejection::from_pin_rejection(r)))
+    }
+
+    /// The HTTP client to use now: a new one (new pool, new handshakes) once the current one is
+    /// [`MAX_POOL_AGE`] old.
+    fn client(&self) -> Result<reqwest::Client, TransportError> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.built.elapsed() >= MAX_POOL_AGE {
+            pool.client = build_client(&self.tls, &self.limits)?;
+            pool.built = Instant::now();
+            tracing::debug!("connection pool renewed");
+        }
+        Ok(pool.client.clone())
     }
 
     fn url(&self, request: &Request<'_>) -> Result<Url, TransportError> {
@@ -353,8 +420,9 @@ impl Transport {
         &self,
         request: Request<'_>,
     ) -> Result<StreamingResponse, TransportError> {
+        self.check_pins()?;
         let url = self.url(&request)?;
-        let mut builder = self.client.request(request.method.clone(), url);
+        let mut builder = self.client()?.request(request.method.clone(), url);
         if let Some(timeout) = request.timeout {
             builder = builder.timeout(timeout);
         }
@@ -418,6 +486,19 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 item 4: no TLS session resumption (a resumed session skips the verifier, so
+    /// the pins, their expiry and the certificates' validity are checked at every connection).
+    #[test]
+    fn tls_session_resumption_is_disabled() {
+        let t = transport();
+        let resumption = format!("{:?}", t.tls.resumption);
+        assert!(
+            resumption.contains("NoClientSessionStorage"),
+            "{resumption}"
+        );
+        assert!(!t.tls.enable_early_data);
+    }
 
     #[test]
     fn a_declared_length_never_allocates_more_than_the_initial_bound() {

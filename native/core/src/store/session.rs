@@ -113,6 +113,39 @@ impl Store {
 }
 
 const WIPE_NONCE_KEY: &str = "mdm.wipe_command_nonce";
+const TRUSTED_TIME_KEY: &str = "clock.latest_seen_secs";
+
+/// The latest time this data directory has seen (seconds since the epoch; 0 if none): the floor
+/// of the [`crate::net::TrustedClock`], so a clock set back revives no expired pin.
+pub(crate) fn trusted_time(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
+    let value = super::query_row(
+        conn,
+        "SELECT value FROM kv WHERE key = ?1",
+        params![TRUSTED_TIME_KEY],
+        |r| r.get::<_, Vec<u8>>(0),
+    )
+    .optional()?;
+    Ok(value
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Raises the stored latest time seen to `secs` (never lowers it).
+pub(crate) fn record_trusted_time(
+    conn: &rusqlite::Connection,
+    secs: u64,
+) -> Result<(), StoreError> {
+    if secs <= trusted_time(conn)? {
+        return Ok(());
+    }
+    super::exec(
+        conn,
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![TRUSTED_TIME_KEY, secs.to_be_bytes().as_slice()],
+    )?;
+    Ok(())
+}
 
 impl Store {
     /// The MDM wipe-command nonce seen at the last start, if any.
@@ -175,5 +208,21 @@ mod tests {
         assert_eq!(s.access_token.expose(), "tok");
         store.clear_session().unwrap();
         assert!(store.load_session().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_latest_time_seen_only_goes_forward_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        assert_eq!(trusted_time(store.conn()).unwrap(), 0);
+        record_trusted_time(store.conn(), 1_800_000_000).unwrap();
+        record_trusted_time(store.conn(), 1_700_000_000).unwrap();
+        assert_eq!(trusted_time(store.conn()).unwrap(), 1_800_000_000);
+        drop(store);
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        assert_eq!(trusted_time(store.conn()).unwrap(), 1_800_000_000);
+        record_trusted_time(store.conn(), 1_800_000_001).unwrap();
+        assert_eq!(trusted_time(store.conn()).unwrap(), 1_800_000_001);
     }
 }
