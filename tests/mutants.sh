@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Mutation testing of the security-critical functions (issue 15 item 10), with cargo-mutants.
+#
+# Every mutant of the functions below must be caught ("caught" or "unviable"); a "missed" one is
+# a missing test. Too slow for the CI path (each mutant is a rebuild and a test run: about an
+# hour on 2 cores for all groups), so it is run by hand and its summary committed:
+#
+#     tests/mutants.sh            # all groups
+#     tests/mutants.sh files hsm  # some groups
+#
+# writes mutants.out/<group>/ under $MUTANTS_OUT (default /tmp/tchap-secure-mutants) and prints
+# the table that goes into tests/mutants/RESULTS.md. It mutates the source tree IN PLACE: run it
+# in a clean checkout or worktree of its own (cargo-mutants restores each file after each
+# mutant), with its own target directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tchap-secure/target-mutants}"
+out="${MUTANTS_OUT:-/tmp/tchap-secure-mutants}"
+mkdir -p "$out"
+command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants@27.1.0
+
+# The end-to-end tests run the CLI binary: in this mode it must be the mutated one, so they get
+# a wrapper that rebuilds it from the (mutated) tree first.
+cli_wrapper="$out/tchap-secure-cli"
+cat >"$cli_wrapper" <<WRAP
+#!/usr/bin/env bash
+cargo build -q --manifest-path "$root/Cargo.toml" -p tchap-secure 2>/dev/null || exit 101
+exec "$CARGO_TARGET_DIR/debug/tchap-secure" "\$@"
+WRAP
+chmod +x "$cli_wrapper"
+
+run() { # group, cargo-mutants arguments…
+    local group=$1
+    shift
+    echo "=== $group" >&2
+    cargo mutants --in-place --no-shuffle --timeout 600 --output "$out/$group" "$@" || true
+}
+
+group_crypto() {
+    # Megolm replay, sender and room-id binding, trust of the sender; Olm sender binding and
+    # pre-key replay; the sync's refusal of clear messages and its Megolm path.
+    run crypto -p tchap-secure-core \
+        --file native/core/src/crypto/megolm.rs --file native/core/src/crypto/olm.rs \
+        --file native/core/src/client/sync.rs \
+        --re 'Engine::megolm_decrypt|Engine::receive_room_key|Engine::trust_of|Engine::olm_decrypt|Engine::olm_plaintext|decrypt_room_event|apply_message_event' \
+        -- --lib
+}
+
+group_tofu() {
+    # Device keys: self-signature, TOFU pinning, the block on a changed key.
+    run tofu -p tchap-secure-core --file native/core/src/crypto/devices.rs \
+        --re 'validate_device|in apply$' -- --lib
+}
+
+group_files() {
+    # The EncryptedFile hash check before any plaintext; the scanner key pinning and its
+    # configuration; the pins that count.
+    run files -p tchap-secure-core \
+        --file native/core/src/media/attachment.rs --file native/core/src/media/scanner.rs \
+        --file native/core/src/config.rs \
+        --re 'verify_ciphertext|digest_matches|decrypt_to|check_pinned_key|ScannerKeyCache::store|fetch_pinned_key|parse_scanner_keys|parse_pins|pins_that_count' \
+        -- --lib
+}
+
+group_clock() {
+    # The trusted time (pin expiry's clock) and its floor in the store.
+    run clock -p tchap-secure-core \
+        --file native/core/src/net/clock.rs --file native/core/src/store/session.rs \
+        --re 'TrustedClock|in later|in shifted|trusted_time' -- --lib
+}
+
+group_hsm() {
+    # Vault file parsing, AAD binding, unwrap, wipe.
+    run hsm -p tchap-secure-hsm \
+        --file hsm/src/vault.rs --file hsm/src/pkcs11.rs \
+        --re 'in aad|VaultFile::parse|Vault::open|Vault::wipe|read_kek_id|remove_placed|kek_id_of_damaged|Pkcs11Vault::unwrap|Pkcs11Vault::wrap|encode_binding'
+}
+
+group_pinning() {
+    # The pin check inside the verified-path callback, pin expiry (per handshake and per
+    # request), anchor pins, no resumption. Killed by the core unit tests and the end-to-end
+    # transport tests (real TLS peers on loopback, the real Synapse).
+    TCHAP_SECURE_CLI="$cli_wrapper" run pinning -p tchap-secure-core \
+        --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
+        --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
+        --test-package tchap-secure-core --test-package tchap-secure-tests \
+        -- --lib --test e2e transport:: bad_input::
+}
+
+groups=("$@")
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu pinning)
+for g in "${groups[@]}"; do "group_$g"; done
+
+# The summary table (tests/mutants/RESULTS.md).
+echo
+echo "| group | caught | missed | unviable | timeout |"
+echo "|---|---|---|---|---|"
+for g in "${groups[@]}"; do
+    d="$out/$g/mutants.out"
+    count() { [[ -f "$d/$1.txt" ]] && grep -c . "$d/$1.txt" || echo 0; }
+    echo "| $g | $(count caught) | $(count missed) | $(count unviable) | $(count timeout) |"
+done
+for g in "${groups[@]}"; do
+    d="$out/$g/mutants.out"
+    if [[ -s "$d/missed.txt" ]]; then
+        echo
+        echo "missed in $g:"
+        sed 's/^/- /' "$d/missed.txt"
+    fi
+done
