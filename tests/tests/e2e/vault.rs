@@ -143,3 +143,43 @@ fn a_new_mdm_wipe_command_crypto_shreds_the_data_directory() {
     let run = alice.run(&["whoami"]);
     assert_eq!(run.error()["error"], "kek_not_found", "{run:?}");
 }
+
+/// Issue 15 item 2: a new remote-wipe command is carried out even when the vault does not open
+/// (here vault.bin damaged after the KEK id; on a phone, also the Keystore key of a locked
+/// device under `unlocked_device_required`, which can be deleted but not used): the KEK is
+/// destroyed by the id vault.bin names, and everything is erased.
+#[test]
+fn a_new_mdm_wipe_command_is_carried_out_even_when_the_vault_does_not_open() {
+    let alice = Member::new("vault-mdm-wipe-closed");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&alice.config_path).unwrap()).unwrap();
+    config["wipe_command_nonce"] = serde_json::json!("baseline-1");
+    std::fs::write(&alice.config_path, config.to_string()).unwrap();
+    alice.login().ok();
+    alice.run(&["whoami"]).ok();
+    let saved = tempfile::tempdir().unwrap();
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(alice.data_dir().join(name), saved.path().join(name)).unwrap();
+    }
+    // vault.bin damaged after the KEK id: the vault no longer opens.
+    let vault = alice.data_dir().join(VAULT_FILE);
+    let mut bytes = std::fs::read(&vault).unwrap();
+    bytes.truncate(30);
+    std::fs::write(&vault, &bytes).unwrap();
+    let run = alice.run(&["whoami"]);
+    assert_eq!(run.error()["error"], "format", "{run:?}");
+    assert!(alice.data_dir().join(DATABASE_FILE).exists());
+
+    // The MDM pushes a new nonce: the next start wipes, vault or not.
+    config["wipe_command_nonce"] = serde_json::json!("wipe-2026-12-06");
+    std::fs::write(&alice.config_path, config.to_string()).unwrap();
+    let run = alice.run(&["whoami"]);
+    assert_eq!(run.error()["error"], "remote_wipe", "{run:?}");
+    assert!(crate::support::files_under(&alice.data_dir()).is_empty());
+    // The KEK is gone from the token: the copies taken before are useless.
+    for name in [VAULT_FILE, DATABASE_FILE] {
+        std::fs::copy(saved.path().join(name), alice.data_dir().join(name)).unwrap();
+    }
+    let run = alice.run(&["whoami"]);
+    assert_eq!(run.error()["error"], "kek_not_found", "{run:?}");
+}

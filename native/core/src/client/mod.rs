@@ -95,7 +95,20 @@ impl Client {
             server_name: config.server_name().to_owned(),
         };
         let vault = if Vault::exists(data_dir) {
-            Vault::open(data_dir, backend, &binding)?
+            match Vault::open(data_dir, backend, &binding) {
+                Ok(vault) => vault,
+                Err(e) => {
+                    // A new remote-wipe command is carried out even when the vault does not
+                    // open (a locked phone under `unlocked_device_required`, a damaged
+                    // vault.bin): the KEK is destroyed by the id vault.bin names.
+                    if remote_wipe_pending(&config, data_dir) {
+                        tracing::warn!(error = %e, "the vault does not open; executing the new remote wipe command");
+                        wipe_data_dir(data_dir, backend)?;
+                        return Err(Error::RemoteWipe);
+                    }
+                    return Err(e.into());
+                }
+            }
         } else {
             if data_dir.join(crate::store::DATABASE_FILE).exists() {
                 // A database without its vault can never be opened again; refuse to create a
@@ -107,8 +120,15 @@ impl Client {
         let mut store = Store::open(data_dir, &vault.database_key())?;
         if let Some(nonce) = config.wipe_command_nonce() {
             match store.wipe_nonce()? {
-                None => store.set_wipe_nonce(nonce)?,
-                Some(seen) if seen == nonce => {}
+                None => {
+                    store.set_wipe_nonce(nonce)?;
+                    write_wipe_nonce_mirror(data_dir, nonce)?;
+                }
+                Some(seen) if seen == nonce => {
+                    if read_wipe_nonce_mirror(data_dir).as_deref() != Some(nonce) {
+                        write_wipe_nonce_mirror(data_dir, nonce)?;
+                    }
+                }
                 Some(_) => {
                     // The MDM pushed a new wipe command: crypto-shred before anything else.
                     drop(store);
@@ -499,6 +519,52 @@ impl Client {
     }
 }
 
+/// The last remote-wipe nonce seen, mirrored in clear next to the vault (a command, not a
+/// secret) so that a new command can be recognised when the vault does not open. When the
+/// vault opens, the copy in the encrypted database is the reference.
+const WIPE_NONCE_MIRROR: &str = "wipe-nonce";
+
+fn read_wipe_nonce_mirror(data_dir: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(data_dir.join(WIPE_NONCE_MIRROR)).ok()?;
+    let mut text = String::new();
+    file.take(256).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Writes the mirror atomically (temporary file, fsync, rename, directory fsync).
+fn write_wipe_nonce_mirror(data_dir: &Path, nonce: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = data_dir.join(format!(".{WIPE_NONCE_MIRROR}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(Error::DataDir)?;
+    file.write_all(nonce.as_bytes()).map_err(Error::DataDir)?;
+    file.sync_all().map_err(Error::DataDir)?;
+    drop(file);
+    std::fs::rename(&tmp, data_dir.join(WIPE_NONCE_MIRROR)).map_err(Error::DataDir)?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::DataDir)
+}
+
+/// Whether the configuration carries a wipe command other than the one this data directory
+/// last recorded (in the mirror: used only when the vault does not open).
+fn remote_wipe_pending(config: &Config, data_dir: &Path) -> bool {
+    match (
+        config.wipe_command_nonce(),
+        read_wipe_nonce_mirror(data_dir),
+    ) {
+        (Some(nonce), Some(seen)) => nonce != seen,
+        _ => false,
+    }
+}
+
 /// Crypto-shreds a data directory without opening it (works when the vault no longer opens,
 /// or the device is locked): KEK destroyed in hardware first, then `vault.bin` overwritten and
 /// deleted, then the database files deleted.
@@ -509,12 +575,12 @@ impl Client {
 pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Error> {
     match Vault::wipe(data_dir, backend) {
         Ok(()) => {
-            Store::delete_files(data_dir)?;
+            delete_data_files(data_dir)?;
             tracing::warn!("data directory wiped");
             Ok(())
         }
         Err(tchap_secure_hsm::VaultError::KekUnidentified) => {
-            Store::delete_files(data_dir)?;
+            delete_data_files(data_dir)?;
             tracing::error!("data directory erased, but vault.bin named no KEK: one may remain");
             Err(Error::Vault(tchap_secure_hsm::VaultError::KekUnidentified))
         }
@@ -522,6 +588,16 @@ pub fn wipe_data_dir(data_dir: &Path, backend: &dyn KeyVault) -> Result<(), Erro
             tracing::error!(error = %e, "wipe failed: the KEK survives, nothing was erased");
             Err(e.into())
         }
+    }
+}
+
+/// The database files, then the wipe-nonce mirror.
+fn delete_data_files(data_dir: &Path) -> Result<(), Error> {
+    Store::delete_files(data_dir)?;
+    match std::fs::remove_file(data_dir.join(WIPE_NONCE_MIRROR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::DataDir(e)),
     }
 }
 
