@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read as _};
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::AsFd as _;
 
 use tchap_secure_hsm::SecretBytes;
 use zeroize::Zeroizing;
@@ -42,7 +42,7 @@ impl Stdin {
 
     /// Reads from `fd` instead of fd 0 (the unit tests' pipes).
     #[cfg(test)]
-    fn from_fd(fd: OwnedFd) -> Self {
+    fn from_fd(fd: std::os::fd::OwnedFd) -> Self {
         Self {
             fd: Some(File::from(fd)),
             opened: true,
@@ -137,6 +137,7 @@ pub(crate) fn read_text_stdin() -> Result<String, Failure> {
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
+    use std::os::fd::OwnedFd;
 
     use super::*;
 
