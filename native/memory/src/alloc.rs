@@ -6,8 +6,22 @@
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::wipe;
+
+/// Set by the first allocation made through [`ZeroizingAllocator`]: in an artifact, where only
+/// the `#[global_allocator]` machinery calls it, this says that it is the global allocator.
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// Whether this artifact's global allocator is [`ZeroizingAllocator`] (it makes one heap
+/// allocation to find out). Meant to be asked through the symbol that
+/// [`install_zeroizing_allocator!`](crate::install_zeroizing_allocator) exports, so that a test
+/// can check the shipped binary or library itself rather than a test build.
+pub fn zeroizing_allocator_in_use() -> bool {
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(1)));
+    IN_USE.load(Ordering::Relaxed)
+}
 
 /// The system allocator, except that every block is wiped before it is freed, and a growing
 /// `realloc` never lets the system allocator move a block (which would free the old copy
@@ -25,11 +39,13 @@ pub struct ZeroizingAllocator;
 // bytes with the old contents, leaving the old block untouched if allocation fails.
 unsafe impl GlobalAlloc for ZeroizingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        mark_in_use();
         // SAFETY: same contract as ours: `layout` has a non-zero size (caller's duty).
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        mark_in_use();
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -65,6 +81,14 @@ unsafe impl GlobalAlloc for ZeroizingAllocator {
         // SAFETY: wipes then frees the old block, which the caller gives up (see `dealloc`).
         unsafe { self.dealloc(ptr, layout) };
         new_ptr
+    }
+}
+
+/// One relaxed load per allocation (a plain load on x86-64 and AArch64); one store, once.
+#[inline]
+fn mark_in_use() {
+    if !IN_USE.load(Ordering::Relaxed) {
+        IN_USE.store(true, Ordering::Relaxed);
     }
 }
 

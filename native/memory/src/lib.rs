@@ -22,17 +22,28 @@ mod alloc;
 mod locked;
 mod process;
 
-pub use alloc::ZeroizingAllocator;
+pub use alloc::{ZeroizingAllocator, zeroizing_allocator_in_use};
 pub use locked::LockedBytes;
 pub use process::{Hardening, core_file_limit, harden_process, is_dumpable};
 
 /// Installs [`ZeroizingAllocator`] as the global allocator of the final artifact (a binary or
 /// a `cdylib`). Libraries must not install a global allocator; the artifacts do.
+///
+/// It also exports `tchap_secure_zeroizing_allocator_in_use` (C ABI, no argument, returns a
+/// `bool`): [`zeroizing_allocator_in_use`] asked of the artifact itself, so that the residue
+/// test (`tests/tests/residue.rs`) can check the shipped JNI library by loading it, and fails
+/// if the installation is removed.
 #[macro_export]
 macro_rules! install_zeroizing_allocator {
     () => {
         #[global_allocator]
         static TCHAP_SECURE_ALLOCATOR: $crate::ZeroizingAllocator = $crate::ZeroizingAllocator;
+
+        /// Whether this artifact's global allocator is the zeroizing one (for the tests).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn tchap_secure_zeroizing_allocator_in_use() -> bool {
+            $crate::zeroizing_allocator_in_use()
+        }
     };
 }
 

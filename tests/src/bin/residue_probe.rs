@@ -16,6 +16,14 @@
 //!   which proves the scanner sees the heap.
 //! - `crash-before-open` / `crash-after-open`: abort (SIGABRT) before or after opening a
 //!   client, to show that opening a client stops the kernel from writing a core file.
+//! - `cli-exit <tchap-secure binary> <arguments…>`: runs the shipped CLI as it is (its own
+//!   global allocator, its own stdin reading), stdin from the file `RESIDUE_CLI_STDIN`, stdout
+//!   to the file `RESIDUE_CLI_STDOUT`, traced with `ptrace` only to stop it at the very end of
+//!   its life (`PTRACE_EVENT_EXIT`: `main` has returned, every destructor and `atexit` handler
+//!   has run, the address space is still whole). Then it prints `exited <status>`, reads the
+//!   canaries like `flow` and scans the CLI's memory (`/proc/<pid>/mem`) instead of its own.
+//!   The CLI makes itself non-dumpable, so reading its memory takes `CAP_SYS_PTRACE` (the
+//!   test bed runs as root); without it the scan fails loudly rather than finding nothing.
 //!
 //! Environment: `SOFTHSM2_CONF` (the parent's token directory), `RESIDUE_MODULE` (PKCS#11
 //! module), `RESIDUE_CONFIG` (client configuration file), `RESIDUE_DIR_A`/`_B` (data
@@ -25,7 +33,9 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tchap_secure_core::{Client, Config};
@@ -98,6 +108,7 @@ fn main() {
         Some("flow") => flow(),
         Some("crash-before-open") => std::process::abort(),
         Some("crash-after-open") => crash_after_open(),
+        Some("cli-exit") => cli_exit(),
         other => panic!("unknown mode {other:?}"),
     }
 }
@@ -161,7 +172,108 @@ fn flow() {
     }
     println!("closed");
     std::io::stdout().flush().unwrap();
-    scan(&mut input);
+    scan(&mut input, "/proc/self");
+}
+
+/// `ptrace(2)` with the pointer-sized arguments of every request used here.
+#[allow(unsafe_code, reason = "ptrace is a libc call")]
+fn ptrace(request: libc::c_uint, pid: libc::pid_t, data: usize) -> std::io::Result<libc::c_long> {
+    // SAFETY: the requests used here (TRACEME, SETOPTIONS, CONT, GETEVENTMSG) take an integer
+    // or, for GETEVENTMSG, a pointer to a writable `c_ulong` that the caller passes in `data`
+    // and keeps alive across the call; `addr` is ignored by all of them.
+    let rc = unsafe { libc::ptrace(request, pid, std::ptr::null_mut::<libc::c_void>(), data) };
+    if rc == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Waits for the traced `pid` to stop (or end) and returns its wait status.
+#[allow(unsafe_code, reason = "waitpid is a libc call")]
+fn wait_for(pid: libc::pid_t) -> libc::c_int {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the duration of the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            return status;
+        }
+        let error = std::io::Error::last_os_error();
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::Interrupted,
+            "waitpid: {error}"
+        );
+    }
+}
+
+#[allow(unsafe_code, reason = "pre_exec runs code between fork and exec")]
+fn cli_exit() {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let (bin, cli_args) = args.split_first().expect("the CLI binary");
+    let mut command = Command::new(bin);
+    command
+        .args(cli_args)
+        .stdin(File::open(env("RESIDUE_CLI_STDIN")).unwrap())
+        .stdout(File::create(env("RESIDUE_CLI_STDOUT")).unwrap())
+        .stderr(Stdio::inherit());
+    // SAFETY: the closure runs in the forked child before exec; it makes one system call
+    // (async-signal-safe, no allocation, no lock) and reads errno.
+    unsafe {
+        command.pre_exec(|| {
+            // SAFETY: PTRACE_TRACEME takes no pointer argument.
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0usize, 0usize) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // The tracee stops with SIGTRAP right after exec.
+    let status = wait_for(pid);
+    assert!(
+        libc::WIFSTOPPED(status),
+        "the CLI did not stop at exec: {status:#x}"
+    );
+    let options = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
+    ptrace(
+        libc::PTRACE_SETOPTIONS,
+        pid,
+        usize::try_from(options).unwrap(),
+    )
+    .unwrap();
+    ptrace(libc::PTRACE_CONT, pid, 0).unwrap();
+    let exit_event = libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8);
+    loop {
+        let status = wait_for(pid);
+        assert!(
+            libc::WIFSTOPPED(status),
+            "the CLI ended without an exit stop: {status:#x}"
+        );
+        if status >> 8 == exit_event {
+            break;
+        }
+        // Any other stop is a signal for the CLI: deliver it untouched.
+        let signal = libc::WSTOPSIG(status);
+        ptrace(libc::PTRACE_CONT, pid, usize::try_from(signal).unwrap()).unwrap();
+    }
+    let mut exit_status: libc::c_ulong = 0;
+    ptrace(
+        libc::PTRACE_GETEVENTMSG,
+        pid,
+        std::ptr::from_mut(&mut exit_status) as usize,
+    )
+    .unwrap();
+    let code = libc::c_int::try_from(exit_status).unwrap();
+    assert!(libc::WIFEXITED(code), "the CLI was killed: {code:#x}");
+    println!("exited {}", libc::WEXITSTATUS(code));
+    std::io::stdout().flush().unwrap();
+    let mut input = stdin();
+    scan(&mut input, &format!("/proc/{pid}"));
+    ptrace(libc::PTRACE_CONT, pid, 0).unwrap();
+    child.wait().unwrap();
 }
 
 fn receive(rt: &tokio::runtime::Runtime, client: &mut Client, room: &str, body: &str) {
@@ -203,7 +315,9 @@ impl Masked {
     }
 }
 
-fn scan(input: &mut File) {
+/// Scans the memory of the process whose `/proc` directory is `proc` for the canaries read
+/// from `input`.
+fn scan(input: &mut File, proc: &str) {
     let mut canaries = Vec::new();
     loop {
         let line = read_line(input);
@@ -235,8 +349,9 @@ fn scan(input: &mut File) {
     for (k, canary) in canaries.iter().enumerate() {
         by_first_byte[usize::from(canary.first_byte())].push(k);
     }
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mem = File::open("/proc/self/mem").unwrap();
+    let maps = std::fs::read_to_string(format!("{proc}/maps")).unwrap();
+    let mem = File::open(format!("{proc}/mem"))
+        .unwrap_or_else(|e| panic!("cannot open {proc}/mem (CAP_SYS_PTRACE is needed): {e}"));
     let mut hits: Vec<Vec<String>> = vec![Vec::new(); canaries.len()];
     let mut scanned = 0u64;
     const CHUNK: usize = 1 << 20;

@@ -1,9 +1,16 @@
 //! At rest: after a real session (login, encrypted room, invite, join, sync), no file of the
 //! data directory — database, WAL, shared memory, vault — contains any known plaintext.
+//!
+//! Positive control: the same needles are found, by the same scanning function, in the
+//! plaintext of that very database (opened with the key the vault gives, every value of every
+//! table dumped to a file): so they were really written, and the scan would see them if they
+//! were stored in clear.
 
 use std::time::Duration;
 
 use serde_json::json;
+use tchap_secure_core::store::DATABASE_FILE;
+use tchap_secure_hsm::{Vault, VaultBinding};
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::support::{InProcess, PASSWORD, files_under, password, rt};
@@ -24,6 +31,60 @@ fn find_plaintexts(dir: &std::path::Path, needles: &[(&str, String)]) -> Vec<Str
         }
     }
     found
+}
+
+/// The plaintext of `member`'s database: a copy of its files opened with the database key from
+/// the vault, every value of every table written to `out/plaintext` (text and blobs as they
+/// are, numbers in decimal).
+fn decrypted_copy(member: &InProcess, server_name: &str, out: &std::path::Path) {
+    let vault = Vault::open(
+        &member.data_dir(),
+        &member.vault,
+        &VaultBinding {
+            server_name: server_name.to_owned(),
+        },
+    )
+    .unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    for path in files_under(&member.data_dir()) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if name.starts_with(DATABASE_FILE) {
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(copy.path().join(DATABASE_FILE)).unwrap();
+    let pragma = vault.database_key().sqlcipher_pragma_value();
+    conn.execute_batch(&format!("PRAGMA key = \"{}\";", &*pragma))
+        .unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!tables.is_empty(), "the database key opened no table");
+    let mut dump = Vec::new();
+    for table in &tables {
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))
+            .unwrap();
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                use rusqlite::types::ValueRef;
+                match row.get_ref(i).unwrap() {
+                    ValueRef::Null => {}
+                    ValueRef::Integer(n) => dump.extend_from_slice(n.to_string().as_bytes()),
+                    ValueRef::Real(x) => dump.extend_from_slice(x.to_string().as_bytes()),
+                    ValueRef::Text(bytes) | ValueRef::Blob(bytes) => dump.extend_from_slice(bytes),
+                }
+                dump.push(b'\n');
+            }
+        }
+    }
+    std::fs::write(out.join("plaintext"), dump).unwrap();
 }
 
 #[test]
@@ -97,5 +158,21 @@ fn no_known_plaintext_in_the_data_directory() {
     assert!(
         found.is_empty(),
         "plaintext found in bob's store: {found:?}"
+    );
+
+    // Positive control: every needle is in the plaintext of alice's database, found there by
+    // the same function: the needles were written, and the scan above could have seen them.
+    let dumps = tempfile::tempdir().unwrap();
+    decrypted_copy(&a, &synapse.server_name, dumps.path());
+    let found = find_plaintexts(dumps.path(), &needles);
+    let missing: Vec<&str> = needles
+        .iter()
+        .map(|(what, _)| *what)
+        .filter(|what| !found.iter().any(|f| f.starts_with(&format!("{what} in "))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "control: not in the plaintext of alice's database, so the scan proves nothing for \
+         them: {missing:?}"
     );
 }
