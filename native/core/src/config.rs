@@ -787,6 +787,13 @@ mod tests {
                     .to_base64()
             })
             .collect();
+        // Exactly the most: accepted.
+        let mut c = good();
+        c["content_scanner_keys"] = json!(nine[..MAX_SCANNER_KEYS]);
+        assert_eq!(
+            parse(&c).unwrap().content_scanner_keys().len(),
+            MAX_SCANNER_KEYS
+        );
         let low_order = BASE64_NO_PAD.encode([0u8; 32]);
         for bad in [
             json!([]),
