@@ -34,7 +34,7 @@ run() { # group, cargo-mutants arguments…
     local group=$1
     shift
     echo "=== $group" >&2
-    cargo mutants --in-place --no-shuffle --timeout 600 --output "$out/$group" "$@" || true
+    cargo mutants --in-place --no-shuffle --timeout "${MUTANTS_TIMEOUT:-150}" --output "$out/$group" "$@" || true
 }
 
 group_crypto() {
