@@ -34,6 +34,7 @@ run() { # group, cargo-mutants arguments…
     local group=$1
     shift
     echo "=== $group" >&2
+    rm -rf "${out:?}/$group"
     cargo mutants --in-place --no-shuffle --timeout "${MUTANTS_TIMEOUT:-150}" --output "$out/$group" "$@" || true
 }
 

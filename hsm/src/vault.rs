@@ -264,11 +264,9 @@ impl Vault {
             }
         };
         overwrite_with_zeros(&path)?;
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(VaultError::io("delete vault.bin")(e)),
-        }
+        // Something was found under the name: if it vanished meanwhile, say so (a retry finds
+        // nothing and succeeds) rather than guess.
+        fs::remove_file(&path).map_err(VaultError::io("delete vault.bin"))?;
         sync_dir(dir)?;
         tracing::info!(backend = %backend.describe(), "vault wiped");
         if identified {
@@ -499,10 +497,8 @@ fn write_tmp_then_link(tmp: &Path, path: &Path, contents: &[u8]) -> Result<(), V
 /// durable. `Ok` when no such file remains.
 fn remove_placed(dir: &Path, kek_id: &KekId) -> Result<(), VaultError> {
     let path = dir.join(VAULT_FILE);
-    match read_kek_id(&path)? {
-        KekRecord::Named(id) if id == *kek_id => {}
-        KekRecord::Absent => return Ok(()),
-        _ => return Ok(()),
+    if !matches!(read_kek_id(&path)?, KekRecord::Named(id) if id == *kek_id) {
+        return Ok(());
     }
     fs::remove_file(&path).map_err(VaultError::io("delete vault.bin"))?;
     sync_dir(dir)
@@ -673,6 +669,36 @@ mod tests {
                 fs::remove_dir_all(&path).unwrap();
                 fs::rename(dir.path().join("saved"), &path).unwrap();
                 assert_eq!(fs::read(&path).unwrap(), before);
+                // A vault.bin planted as a symbolic link to another directory's vault names no
+                // KEK of ours: that vault's KEK is left alone, the link removed, and the wipe
+                // reports it.
+                let other = tempfile::tempdir().unwrap();
+                let binding = named("a.example");
+                let other_kek = Vault::create(other.path(), &token, &binding)
+                    .unwrap()
+                    .kek_id()
+                    .clone();
+                let saved = dir.path().join("saved");
+                fs::rename(&path, &saved).unwrap();
+                std::os::unix::fs::symlink(other.path().join(VAULT_FILE), &path).unwrap();
+                assert!(matches!(
+                    Vault::wipe(dir.path(), &token),
+                    Err(VaultError::KekUnidentified)
+                ));
+                assert!(fs::symlink_metadata(&path).is_err(), "the link was removed");
+                Vault::open(other.path(), &token, &binding).expect("the other vault is intact");
+                token.destroy_kek(&other_kek).unwrap();
+                fs::rename(&saved, &path).unwrap();
+
+                // A path that cannot be examined (here: the "directory" is a file) is an error,
+                // not "nothing to wipe".
+                let not_a_dir = dir.path().join("plain-file");
+                fs::write(&not_a_dir, b"x").unwrap();
+                assert!(matches!(
+                    Vault::wipe(&not_a_dir, &token),
+                    Err(VaultError::Io { .. })
+                ));
+
                 // Garbage before the id: erased, and reported — the KEK may remain.
                 fs::write(&path, b"garbage").unwrap();
                 assert!(matches!(
@@ -710,6 +736,13 @@ mod tests {
                 let kek = vault.kek_id().clone();
                 drop(vault);
                 Vault::open(dir.path(), &token, &binding).unwrap();
+
+                // Cleanup removes only the vault.bin written for that KEK: one naming another KEK
+                // (a concurrent first run that won the race) stays.
+                let before = fs::read(dir.path().join(VAULT_FILE)).unwrap();
+                remove_placed(dir.path(), &KekId::from_bytes([9; 16])).unwrap();
+                assert_eq!(fs::read(dir.path().join(VAULT_FILE)).unwrap(), before);
+                remove_placed(&dir.path().join("absent"), &kek).unwrap();
 
                 // If vault.bin cannot be removed either (both fsyncs fail), the KEK is kept:
                 // what is left opens.
