@@ -45,13 +45,13 @@ group_crypto() {
         --file native/core/src/crypto/megolm.rs --file native/core/src/crypto/olm.rs \
         --file native/core/src/client/sync.rs \
         --re 'Engine::megolm_decrypt|Engine::receive_room_key|Engine::trust_of|Engine::olm_decrypt|Engine::olm_plaintext|decrypt_room_event|apply_message_event' \
-        -- --lib
+        -- --lib -- crypto:: client:: proptests::
 }
 
 group_tofu() {
     # Device keys: self-signature, TOFU pinning, the block on a changed key.
     run tofu -p tchap-secure-core --file native/core/src/crypto/devices.rs \
-        --re 'validate_device|in apply$' -- --lib
+        --re 'validate_device|in apply$' -- --lib -- crypto::
 }
 
 group_files() {
@@ -86,7 +86,7 @@ group_pinning() {
         --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
         --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
         --test-package tchap-secure-core --test-package tchap-secure-tests \
-        -- --lib --test e2e transport:: bad_input::
+        -- --lib --test e2e -- transport:: bad_input:: pinning:: config::
 }
 
 groups=("$@")
