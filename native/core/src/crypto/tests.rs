@@ -190,6 +190,79 @@ fn a_late_room_key_decrypts_the_events_that_were_waiting_for_it() {
     assert!(bob.journal().is_empty(), "{:?}", bob.journal());
 }
 
+/// Alice's Megolm event with `content` (any m.room.message content).
+fn encrypt_content(alice: &mut Device, room: &str, content: Value, event_id: &str) -> Value {
+    let Device { store, engine, .. } = alice;
+    let content = store
+        .transaction(|tx| {
+            engine
+                .megolm_encrypt(tx, room, "m.room.message", &content)
+                .map_err(super::CryptoError::into_store_error)
+        })
+        .unwrap();
+    json!({"type": "m.room.encrypted", "event_id": event_id, "sender": "@alice:srv",
+           "origin_server_ts": 1, "content": content})
+}
+
+/// What the sync stores with a decrypted event: its Megolm session id, a validated attachment
+/// (summary only), and for a media message with a clear `url` the refusal, no attachment.
+#[test]
+fn a_decrypted_event_keeps_its_session_its_attachment_or_its_refusal() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    bob.apply(json!({"next_batch": "s1", "to_device": {"events": [key]}}));
+    let file = encrypt_content(
+        &mut alice,
+        room,
+        json!({"msgtype": "m.file", "body": "note.txt", "filename": "note.txt",
+               "info": {"size": 12, "mimetype": "text/plain"},
+               "file": crate::media::test_vectors::sdk_file_json()}),
+        "$file",
+    );
+    let clear = encrypt_content(
+        &mut alice,
+        room,
+        json!({"msgtype": "m.file", "body": "clair.txt", "url": "mxc://srv/clair"}),
+        "$clear",
+    );
+    let text = encrypt(&mut alice, room, "texte", "$text");
+    bob.apply(timeline("s2", room, &[file, clear, text]));
+    let event = |id: &str| {
+        crate::store::timeline::timeline_event(bob.store.conn(), id)
+            .unwrap()
+            .unwrap()
+    };
+    let (file, clear, text) = (event("$file"), event("$clear"), event("$text"));
+    let session = text.session_id.clone().expect("the session id is stored");
+    assert!(!session.is_empty());
+    assert_eq!(file.session_id.as_deref(), Some(session.as_str()));
+    let attachment = file.attachment.expect("a validated attachment");
+    assert_eq!(
+        (attachment.msgtype.as_str(), attachment.name.as_str()),
+        ("m.file", "note.txt")
+    );
+    assert_eq!(file.error, None);
+    assert!(clear.attachment.is_none());
+    assert!(clear.error.is_some(), "{clear:?}");
+    assert!(bob.journal().contains(&"attachment_refused".to_owned()));
+    assert!(text.attachment.is_none() && text.error.is_none());
+}
+
+/// An encrypted event without an event id is counted as malformed, and nothing is stored.
+#[test]
+fn an_encrypted_event_without_an_id_is_counted_malformed() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    bob.apply(json!({"next_batch": "s1", "to_device": {"events": [key]}}));
+    let mut m = encrypt(&mut alice, room, "sans identifiant", "$x");
+    m.as_object_mut().unwrap().remove("event_id");
+    let s = bob.apply(timeline("s2", room, &[m]));
+    assert_eq!(s.malformed_events, 1, "{s:?}");
+    assert!(s.messages.is_empty());
+}
+
 /// Alice's Olm message carrying her room key of `room` to Bob, as a to-device event (over the
 /// session Alice already has with Bob).
 fn olm_room_key(alice: &mut Device, bob: &DeviceRecord, room: &str) -> Value {
