@@ -249,6 +249,123 @@ fn a_decrypted_event_keeps_its_session_its_attachment_or_its_refusal() {
     assert!(text.attachment.is_none() && text.error.is_none());
 }
 
+/// The trust shown with each message: our own device, a pinned device (also another device of
+/// our own user), a blocked one, one that is gone or whose key no longer matches.
+#[test]
+fn each_message_carries_the_trust_of_its_sending_device() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let mut bob2 = Device::new("@bob:srv", "BOB2");
+    let bob2_record = bob2.record.clone();
+    bob.knows(&bob2_record, room);
+    bob2.knows(&bob.record.clone(), room);
+    // Two of Bob's one-time keys, one for Alice, one for his other device.
+    let body = bob
+        .store
+        .transaction(|tx| {
+            bob.engine
+                .take_upload_body(tx)
+                .map_err(super::CryptoError::into_store_error)
+        })
+        .unwrap()
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let otks: Vec<Value> = body["one_time_keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .take(2)
+        .cloned()
+        .collect();
+    let bob_record = bob.record.clone();
+    let share = |from: &mut Device, otk: &Value| {
+        let Device { store, engine, .. } = from;
+        store
+            .transaction(|tx| {
+                let e = |e: super::CryptoError| e.into_store_error();
+                engine
+                    .create_outbound_olm(tx, &bob_record, otk)
+                    .map_err(e)?;
+                engine.plan_outbound(tx, room, &[]).map_err(e)
+            })
+            .unwrap();
+    };
+    share(&mut alice, &otks[0]);
+    share(&mut bob2, &otks[1]);
+    let key = olm_room_key(&mut alice, &bob_record, room);
+    let mut key2 = olm_room_key(&mut bob2, &bob_record, room);
+    // Bob2's events say "@bob:srv" as their sender.
+    key2["sender"] = json!("@bob:srv");
+    bob.apply(json!({"next_batch": "s1", "to_device": {"events": [key, key2]}}));
+    let trust = |bob: &Device, id: &str| {
+        crate::store::timeline::timeline_event(bob.store.conn(), id)
+            .unwrap()
+            .unwrap()
+            .trust
+    };
+
+    let from_alice = encrypt(&mut alice, room, "d'Alice", "$a1");
+    let mut from_bob2 = encrypt(&mut bob2, room, "de mon autre appareil", "$b2");
+    from_bob2["sender"] = json!("@bob:srv");
+    {
+        let Device { store, engine, .. } = &mut bob;
+        store
+            .transaction(|tx| {
+                engine
+                    .plan_outbound(tx, room, &[])
+                    .map_err(super::CryptoError::into_store_error)
+            })
+            .unwrap();
+    }
+    let mut own = encrypt(&mut bob, room, "de moi", "$own");
+    own["sender"] = json!("@bob:srv");
+    bob.apply(timeline("s2", room, &[from_alice, from_bob2, own]));
+    assert_eq!(trust(&bob, "$a1").as_deref(), Some("tofu"));
+    assert_eq!(trust(&bob, "$b2").as_deref(), Some("tofu"));
+    assert_eq!(trust(&bob, "$own").as_deref(), Some("own_device"));
+
+    // Alice's device blocked (a key change seen later): her next message says so.
+    let mut blocked = alice.record.clone();
+    blocked.state = DeviceState::Blocked;
+    cdb::save_device(bob.store.conn(), &blocked).unwrap();
+    let m = encrypt(&mut alice, room, "bloquée", "$a2");
+    bob.apply(timeline("s3", room, &[m]));
+    assert_eq!(trust(&bob, "$a2").as_deref(), Some("blocked"));
+
+    // Gone from her device list: unknown. Listed again under another key: unknown.
+    let mut gone = alice.record.clone();
+    gone.deleted = true;
+    cdb::save_device(bob.store.conn(), &gone).unwrap();
+    let m = encrypt(&mut alice, room, "partie", "$a3");
+    bob.apply(timeline("s4", room, &[m]));
+    assert_eq!(trust(&bob, "$a3").as_deref(), Some("unknown"));
+    let mut rekeyed = alice.record.clone();
+    rekeyed.ed25519 = bob2_record.ed25519.clone();
+    cdb::save_device(bob.store.conn(), &rekeyed).unwrap();
+    let m = encrypt(&mut alice, room, "autre clé", "$a4");
+    bob.apply(timeline("s5", room, &[m]));
+    assert_eq!(trust(&bob, "$a4").as_deref(), Some("unknown"));
+}
+
+/// A room key re-shared later (from a later index) never replaces the earlier copy we hold:
+/// the messages between the two indexes still decrypt.
+#[test]
+fn a_later_copy_of_a_room_key_does_not_replace_an_earlier_one() {
+    let room = "!r:srv";
+    let (mut alice, mut bob) = two_devices(room);
+    let key = room_key_to_device(&mut alice, &mut bob, room, room);
+    bob.apply(json!({"next_batch": "s1", "to_device": {"events": [key]}}));
+    let m0 = encrypt(&mut alice, room, "zéro", "$0");
+    let m1 = encrypt(&mut alice, room, "un", "$1");
+    // The same session exported again, now at index 2, over the existing Olm session.
+    let bob_record = bob.record.clone();
+    let later = olm_room_key(&mut alice, &bob_record, room);
+    bob.apply(json!({"next_batch": "s2", "to_device": {"events": [later]}}));
+    bob.apply(timeline("s3", room, &[m0, m1]));
+    assert_eq!(bob.timeline_state("$0").1.as_deref(), Some("zéro"));
+    assert_eq!(bob.timeline_state("$1").1.as_deref(), Some("un"));
+}
+
 /// An encrypted event without an event id is counted as malformed, and nothing is stored.
 #[test]
 fn an_encrypted_event_without_an_id_is_counted_malformed() {
