@@ -85,7 +85,7 @@ group_pinning() {
     TCHAP_SECURE_CLI="$cli_wrapper" run pinning -p tchap-secure-core \
         --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
         --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
-        --test-package tchap-secure-tests \
+        --test-workspace=true \
         -- --test e2e -- transport:: bad_input::
 }
 
