@@ -82,7 +82,7 @@ group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the core unit tests and the end-to-end
     # transport tests (real TLS peers on loopback, the real Synapse).
-    TCHAP_SECURE_CLI="$cli_wrapper" run pinning -p tchap-secure-core \
+    TCHAP_SECURE_CLI="$cli_wrapper" run pinning \
         --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
         --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
         --test-workspace=true \
