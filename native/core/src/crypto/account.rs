@@ -107,7 +107,7 @@ impl OlmAccount {
         format!("ed25519:{}", self.device_id)
     }
 
-    fn sign_object(&self, value: &mut Value) -> Result<(), CryptoError> {
+    pub(crate) fn sign_object(&self, value: &mut Value) -> Result<(), CryptoError> {
         let user_id = self.user_id.clone();
         let key_id = self.key_id();
         sign_json(value, &user_id, &key_id, |bytes| self.inner.sign(bytes))

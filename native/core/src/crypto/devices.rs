@@ -716,7 +716,7 @@ mod tests {
         let user_twice = format!(
             r#"{{"device_keys": {{"@bob:srv": {{"PHONE": {genuine}}}, "@bob:srv": {{}}}}}}"#
         );
-        apply_keys_query_answer(
+        let changes = apply_keys_query_answer(
             conn,
             &decoded(&user_twice),
             std::slice::from_ref(&bob),
@@ -724,6 +724,7 @@ mod tests {
             "ME",
         )
         .unwrap();
+        assert_eq!(changes.security_events, 1);
         assert_eq!(db::dirty_users(conn).unwrap(), std::slice::from_ref(&bob));
         assert!(!db::devices_of(conn, &bob).unwrap()[0].deleted);
         assert_eq!(
@@ -734,6 +735,91 @@ mod tests {
                 "invalid_device_keys"
             ]
         );
+    }
+
+    /// Our own device is never pinned from a key query; our other devices are, like anyone's.
+    #[test]
+    fn our_own_device_is_skipped_and_our_other_devices_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let conn = store.conn();
+        let me = "@me:srv".to_owned();
+        let bob = "@bob:srv".to_owned();
+        db::track_user(conn, &me).unwrap();
+        db::track_user(conn, &bob).unwrap();
+        let own = OlmAccount::new(&me, "ME");
+        let laptop = OlmAccount::new(&me, "LAPTOP");
+        // Another user's device that happens to share our device id.
+        let bobs_me = OlmAccount::new(&bob, "ME");
+        apply_keys_query(
+            conn,
+            &answer(&[&own, &laptop, &bobs_me]),
+            &[me.clone(), bob.clone()],
+            "@me:srv",
+            "ME",
+        )
+        .unwrap();
+        let mine: Vec<String> = db::devices_of(conn, &me)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        assert_eq!(mine, ["LAPTOP"]);
+        let bobs: Vec<String> = db::devices_of(conn, &bob)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        assert_eq!(bobs, ["ME"]);
+    }
+
+    /// A device listed again with its Ed25519 key but another Curve25519 key (signed by the
+    /// Ed25519 key: only the device's owner can) is a key change: blocked and reported.
+    #[test]
+    fn a_changed_curve25519_key_alone_blocks_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let conn = store.conn();
+        let bob = "@bob:srv".to_owned();
+        db::track_user(conn, &bob).unwrap();
+        let phone = OlmAccount::new(&bob, "PHONE");
+        let bob_list = std::slice::from_ref(&bob);
+        apply_keys_query(conn, &answer(&[&phone]), bob_list, "@me:srv", "ME").unwrap();
+        let other = OlmAccount::new(&bob, "PHONE");
+        let mut keys = phone.device_keys().unwrap();
+        keys["keys"]["curve25519:PHONE"] = json!(other.curve25519().to_base64());
+        keys.as_object_mut().unwrap().remove("signatures");
+        phone.sign_object(&mut keys).unwrap();
+        let changed = json!({"device_keys": {"@bob:srv": {"PHONE": keys}}});
+        let changes = apply_keys_query(conn, &changed, bob_list, "@me:srv", "ME").unwrap();
+        assert!(changes.security_events >= 1);
+        let device = &db::devices_of(conn, &bob).unwrap()[0];
+        assert_eq!(device.state, DeviceState::Blocked);
+        assert_eq!(device.curve25519, phone.curve25519().to_base64());
+        assert!(kinds(&store).contains(&"device_key_changed".to_owned()));
+    }
+
+    /// Device keys whose own `user_id` is not the user they are listed under are refused, even
+    /// when signed under that user's name.
+    #[test]
+    fn device_keys_naming_another_user_are_refused_even_if_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let conn = store.conn();
+        let bob = "@bob:srv".to_owned();
+        db::track_user(conn, &bob).unwrap();
+        let phone = OlmAccount::new(&bob, "PHONE");
+        let mut keys = phone.device_keys().unwrap();
+        keys["user_id"] = json!("@eve:srv");
+        keys.as_object_mut().unwrap().remove("signatures");
+        phone.sign_object(&mut keys).unwrap();
+        let listed = json!({"device_keys": {"@bob:srv": {"PHONE": keys}}});
+        apply_keys_query(conn, &listed, std::slice::from_ref(&bob), "@me:srv", "ME").unwrap();
+        assert!(db::devices_of(conn, &bob).unwrap().is_empty());
+        assert!(kinds(&store).contains(&"invalid_device_keys".to_owned()));
     }
 
     #[test]
