@@ -777,7 +777,7 @@ fn decrypt_room_event(
                     sender_device: Some(&d.sender_device),
                     trust: Some(d.trust),
                     body,
-                    session_id: Some(&d.session_id),
+                    // `session_id` stays the event's own: the session that decrypted it.
                     error: refused,
                     attachment: attachment.as_deref(),
                     ..base

@@ -48,7 +48,6 @@ pub(crate) struct OutboundPlan {
 pub(crate) struct DecryptedEvent {
     pub(crate) event_type: String,
     pub(crate) content: Value,
-    pub(crate) session_id: String,
     pub(crate) sender_device: String,
     /// `tofu`, `blocked` or `unknown`.
     pub(crate) trust: &'static str,
@@ -415,7 +414,6 @@ impl Engine {
         Ok(DecryptedEvent {
             event_type,
             content: inner,
-            session_id: session_id.to_owned(),
             sender_device: cached.row.sender_device_id.clone(),
             trust: cached.trust,
         })
