@@ -168,6 +168,16 @@ impl Member {
 
     /// Runs a CLI command as this member (`--json`) with another token label and PIN.
     pub fn run_with_token(&self, label: &str, pin: &str, args: &[&str]) -> Run {
+        self.run_as(label, pin, &[], args)
+    }
+
+    /// As [`Member::run`], with more environment variables (e.g. the debug builds' clock
+    /// offset).
+    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        self.run_as(&self.token_label, &self.pin, env, args)
+    }
+
+    fn run_as(&self, label: &str, pin: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
         let data_dir = self.data_dir();
         let mut all = vec![
             "--json",
@@ -180,30 +190,8 @@ impl Member {
         ];
         all.extend_from_slice(args);
         let conf = self.token.conf_path.to_str().unwrap().to_owned();
-        cli(
-            &all,
-            &[("TCHAP_SECURE_TOKEN_PIN", pin), ("SOFTHSM2_CONF", &conf)],
-            None,
-        )
-    }
-
-    /// As [`Member::run`], with more environment variables (e.g. the debug builds' clock
-    /// offset).
-    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
-        let data_dir = self.data_dir();
-        let mut all = vec![
-            "--json",
-            "--config",
-            self.config_path.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--token-label",
-            &self.token_label,
-        ];
-        all.extend_from_slice(args);
-        let conf = self.token.conf_path.to_str().unwrap().to_owned();
         let mut vars = vec![
-            ("TCHAP_SECURE_TOKEN_PIN", self.pin.as_str()),
+            ("TCHAP_SECURE_TOKEN_PIN", pin),
             ("SOFTHSM2_CONF", conf.as_str()),
         ];
         vars.extend_from_slice(env);

@@ -65,8 +65,8 @@ impl Device {
             .unwrap();
     }
 
-    /// One of this device's published one-time keys (signed object).
-    fn one_time_key(&mut self) -> Value {
+    /// This device's pending `/keys/upload` body (taken: its one-time keys are sent once).
+    fn upload_body(&mut self) -> Value {
         let body = self
             .store
             .transaction(|tx| {
@@ -76,7 +76,12 @@ impl Device {
             })
             .unwrap()
             .unwrap();
-        let body: Value = serde_json::from_str(&body).unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// One of this device's published one-time keys (signed object).
+    fn one_time_key(&mut self) -> Value {
+        let body = self.upload_body();
         body["one_time_keys"]
             .as_object()
             .unwrap()
@@ -260,16 +265,7 @@ fn each_message_carries_the_trust_of_its_sending_device() {
     bob.knows(&bob2_record, room);
     bob2.knows(&bob.record.clone(), room);
     // Two of Bob's one-time keys, one for Alice, one for his other device.
-    let body = bob
-        .store
-        .transaction(|tx| {
-            bob.engine
-                .take_upload_body(tx)
-                .map_err(super::CryptoError::into_store_error)
-        })
-        .unwrap()
-        .unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let body = bob.upload_body();
     let otks: Vec<Value> = body["one_time_keys"]
         .as_object()
         .unwrap()
@@ -402,16 +398,7 @@ fn a_replayed_pre_key_message_to_the_fallback_key_changes_no_olm_session() {
     let room = "!r:srv";
     let (mut alice, mut bob) = two_devices(room);
     // Bob's fallback key, as Alice would claim it once his one-time keys are gone.
-    let body = bob
-        .store
-        .transaction(|tx| {
-            bob.engine
-                .take_upload_body(tx)
-                .map_err(super::CryptoError::into_store_error)
-        })
-        .unwrap()
-        .unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let body = bob.upload_body();
     let fallback = body["fallback_keys"]
         .as_object()
         .unwrap()
