@@ -504,6 +504,14 @@ mod tests {
     use crate::store::tests::test_vault;
     use serde_json::json;
 
+    /// A fresh encrypted store (the directory lives as long as the returned guard).
+    fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        (dir, store)
+    }
+
     fn answer(accounts: &[&OlmAccount]) -> Value {
         let mut users = serde_json::Map::new();
         for a in accounts {
@@ -517,9 +525,7 @@ mod tests {
 
     #[test]
     fn tofu_pins_then_blocks_a_changed_key_and_reports_new_and_removed_devices() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         db::track_user(conn, &bob).unwrap();
@@ -608,9 +614,7 @@ mod tests {
     /// a 44-character unpadded Ed25519 key made vodozemac's `from_base64` panic.
     #[test]
     fn an_overlong_ed25519_key_is_refused_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         let phone = OlmAccount::new(&bob, "PHONE");
@@ -651,9 +655,7 @@ mod tests {
 
     #[test]
     fn a_device_or_user_listed_twice_with_different_keys_is_pinned_from_neither_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         db::track_user(conn, &bob).unwrap();
@@ -740,9 +742,7 @@ mod tests {
     /// Our own device is never pinned from a key query; our other devices are, like anyone's.
     #[test]
     fn our_own_device_is_skipped_and_our_other_devices_are_pinned() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let me = "@me:srv".to_owned();
         let bob = "@bob:srv".to_owned();
@@ -778,9 +778,7 @@ mod tests {
     /// Ed25519 key: only the device's owner can) is a key change: blocked and reported.
     #[test]
     fn a_changed_curve25519_key_alone_blocks_the_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         db::track_user(conn, &bob).unwrap();
@@ -805,9 +803,7 @@ mod tests {
     /// when signed under that user's name.
     #[test]
     fn device_keys_naming_another_user_are_refused_even_if_signed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         db::track_user(conn, &bob).unwrap();
@@ -824,9 +820,7 @@ mod tests {
 
     #[test]
     fn a_new_device_claiming_a_known_identity_key_is_refused_and_a_blocked_one_keeps_its_pin() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         let phone = OlmAccount::new(&bob, "PHONE");
@@ -889,9 +883,7 @@ mod tests {
 
     #[test]
     fn unsigned_or_mislabelled_device_keys_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_b, vault) = test_vault(dir.path());
-        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let (_dir, store) = open_store();
         let conn = store.conn();
         let bob = "@bob:srv".to_owned();
         let phone = OlmAccount::new(&bob, "PHONE");
