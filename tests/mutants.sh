@@ -80,13 +80,21 @@ group_hsm() {
 
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
-    # request), anchor pins, no resumption. Killed by the core unit tests and the end-to-end
-    # transport tests (real TLS peers on loopback, the real Synapse).
-    TCHAP_SECURE_CLI="$cli_wrapper" run pinning \
+    # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
+    # tests (real TLS peers on loopback, the real Synapse, the mutated CLI). No `-p`: with it
+    # cargo-mutants 27.1 runs the mutated package's tests (`tchap-secure-core` has no `e2e`
+    # target); `--test-package` makes it run the testbed package's for each mutant, but its
+    # baseline still runs the mutated package's — so the baseline is run here, by hand, and
+    # cargo-mutants' skipped.
+    local tests=(--test e2e -- transport:: bad_input::)
+    echo "=== pinning: baseline (unmutated tree)" >&2
+    cargo build -q -p tchap-secure
+    TCHAP_SECURE_CLI="$cli_wrapper" cargo test -q -p tchap-secure-tests "${tests[@]}"
+    TCHAP_SECURE_CLI="$cli_wrapper" run pinning --baseline skip \
         --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
         --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
-        --test-workspace=true \
-        -- --test e2e -- transport:: bad_input::
+        --test-package tchap-secure-tests \
+        -- "${tests[@]}"
 }
 
 groups=("$@")

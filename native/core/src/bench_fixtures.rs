@@ -351,6 +351,7 @@ pub fn generate_cold_open(
                 display_name: Some(format!("Poste {i}")),
                 state: DeviceState::Tofu,
                 deleted: false,
+                cross_signed: false,
             }
         })
         .collect();

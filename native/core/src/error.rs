@@ -73,6 +73,19 @@ pub enum Error {
         /// The code of the failure that holds it back.
         cause: String,
     },
+    /// The homeserver asks for the account password (user-interactive authentication) and
+    /// none was given: call again with it.
+    #[error("the homeserver asks for the account password to authorise this")]
+    PasswordRequired,
+    /// The homeserver asks for user-interactive authentication by stages other than the
+    /// password, which this client does not do.
+    #[error(
+        "the homeserver asks for authentication stages this client does not support: {stages:?}"
+    )]
+    AuthUnsupported {
+        /// The stages the server offered.
+        stages: Vec<String>,
+    },
     /// The homeserver refused our message for good, or it was cancelled: its local echo is
     /// `failed` with the same reason.
     #[error("message not sent: {reason}")]
@@ -110,6 +123,8 @@ impl Error {
             Self::DataDir(_) => "data_dir",
             Self::SendQueued { .. } => "send_queued",
             Self::SendFailed { .. } => "send_failed",
+            Self::PasswordRequired => "password_required",
+            Self::AuthUnsupported { .. } => "auth_unsupported",
         }
     }
 

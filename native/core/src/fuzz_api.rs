@@ -402,6 +402,7 @@ impl Fixture {
             display_name: Some("Alice (phone)".into()),
             state: DeviceState::Tofu,
             deleted: false,
+            cross_signed: false,
         };
         let peer_device_keys = peer
             .device_keys()

@@ -32,9 +32,11 @@ mod proptests;
 pub mod secret;
 pub mod store;
 
+pub use client::cross_signing::CrossSigningStatus;
 pub use client::{
     Client, FetchedGapPages, FetchedSync, History, OutgoingUpdate, PendingGapPages, PendingSync,
     SessionInfo, SyncSummary, wipe_data_dir,
 };
 pub use config::{Config, ConfigError, ConfigWarning, SpkiPin};
 pub use error::Error;
+pub use store::identity::IdentityState;

@@ -7,6 +7,7 @@
 
 mod attachments;
 mod catch_up;
+mod cross_signing;
 mod ours;
 mod peer;
 

@@ -1,6 +1,6 @@
 //! The Matrix client-server API: our own typed endpoints over the pinned transport.
 
-mod call;
+pub(crate) mod call;
 mod error;
 pub mod types;
 

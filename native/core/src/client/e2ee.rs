@@ -106,7 +106,10 @@ impl Client {
     }
 
     /// `/keys/query` for `users` (decoded so that a device listed twice is noticed).
-    async fn query_keys(&self, users: &BTreeSet<String>) -> Result<KeysQueryAnswer, Error> {
+    pub(crate) async fn query_keys(
+        &self,
+        users: &BTreeSet<String>,
+    ) -> Result<KeysQueryAnswer, Error> {
         let device_keys: serde_json::Map<String, Value> =
             users.iter().map(|u| (u.clone(), json!([]))).collect();
         let body = json_body(&json!({ "device_keys": device_keys }));

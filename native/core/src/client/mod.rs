@@ -4,12 +4,14 @@
 //! first use), opens the SQLCipher database with the derived key and restores the saved session,
 //! if any: a restart never needs the password again.
 
+pub mod cross_signing;
 mod e2ee;
 pub mod media;
 pub(crate) mod outbox;
 mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;
+mod uia;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -244,6 +246,7 @@ impl Client {
         if user.starts_with('@') {
             self.check_user_allowed(user)?;
         }
+        let password_bytes = password;
         let password =
             std::str::from_utf8(password.expose()).map_err(|_| Error::InvalidArgument {
                 what: "the password is not UTF-8".into(),
@@ -275,6 +278,12 @@ impl Client {
         // A new device identity, its keys uploaded at once so peers can share room keys.
         self.reload_engine()?;
         self.upload_keys().await?;
+        // Our cross-signing identity, if the account has none yet (else this device waits to
+        // be verified by one of ours). A failure here does not undo the login: the next sync
+        // resumes it.
+        if let Err(e) = self.bootstrap_cross_signing(Some(password_bytes)).await {
+            tracing::warn!(code = e.code(), "cross-signing not set up yet");
+        }
         Ok(info)
     }
 
@@ -439,6 +448,22 @@ impl Client {
         if pending {
             crate::fault::point("after-otk-generated");
             self.upload_keys().await?;
+        }
+        // A cross-signing bootstrap an interruption left half done. Only what concerns the
+        // whole session stops the sync; anything else is retried by the next one.
+        match self.resume_cross_signing().await {
+            Ok(()) => {}
+            Err(e)
+                if e.tls_rejection().is_some()
+                    || matches!(
+                        e,
+                        Error::Store(_)
+                            | Error::Api(ApiError::UnknownToken { .. } | ApiError::ExpiredAccount)
+                    ) =>
+            {
+                return Err(e);
+            }
+            Err(e) => tracing::warn!(code = e.code(), "cross-signing not finished; retried later"),
         }
         self.unwedge().await?;
         // A send failure never stops the sync: the queue reports per message.

@@ -22,6 +22,7 @@ use serde_json::Value;
 use vodozemac::Ed25519PublicKey;
 
 use super::CryptoError;
+use super::cross_signing;
 use super::signing::verify_json;
 use crate::store::crypto::{self as db, DeviceRecord, DeviceState};
 use crate::store::rooms::record_security_event;
@@ -71,7 +72,7 @@ fn validate_device(
 /// copies the 33 decoded bytes into 32), and a device key is chosen by its owner, so any user
 /// sharing a room with us could make every `/keys/query` — and so every sync — panic. Accepts
 /// exactly what vodozemac accepts without panicking.
-fn ed25519_from_base64(encoded: &str) -> Option<Ed25519PublicKey> {
+pub(super) fn ed25519_from_base64(encoded: &str) -> Option<Ed25519PublicKey> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(encoded)
@@ -375,7 +376,16 @@ fn apply(
         }
         answers.push((user_id, devices, checked));
     }
+    let own_user_signing = cross_signing::trusted_own_user_signing(conn, response, own_user_id)?;
     for (user_id, devices, checked) in answers {
+        // The user's identity first: it decides which of the devices are theirs.
+        let identity = cross_signing::apply_identity(
+            conn,
+            response,
+            user_id,
+            own_user_signing.as_deref().map(|usk| (own_user_id, usk)),
+        )?;
+        changes.security_events += identity.security_events;
         let known = db::devices_of(conn, user_id)?;
         let knew_user = !known.is_empty();
         let mut removed = false;
@@ -461,6 +471,28 @@ fn apply(
                     (DeviceState::Tofu, ed25519, curve25519)
                 }
             };
+            let cross_signed = identity.self_signing.as_deref().is_some_and(|ssk| {
+                devices
+                    .get(device_id)
+                    .is_some_and(|keys| cross_signing::signed_by(keys, user_id, ssk))
+            });
+            if identity.self_signing.is_some()
+                && !cross_signed
+                && previous.is_none_or(|p| p.cross_signed)
+            {
+                // A device its owner's identity did not sign (a "ghost device" a server can
+                // add): it gets no room keys.
+                changes.security_events += 1;
+                record_security_event(
+                    conn,
+                    "unsigned_device",
+                    None,
+                    Some(user_id),
+                    &format!(
+                        "device {device_id} (ed25519 {ed25519}) is not signed by the user's identity: it gets no room keys"
+                    ),
+                )?;
+            }
             db::save_device(
                 conn,
                 &DeviceRecord {
@@ -471,6 +503,7 @@ fn apply(
                     display_name,
                     state,
                     deleted: false,
+                    cross_signed,
                 },
             )?;
         }

@@ -102,6 +102,19 @@ impl Engine {
         self.account.ed25519().to_base64()
     }
 
+    /// Our device keys, self-signed, as published.
+    pub(crate) fn device_keys(&self) -> Result<serde_json::Value, CryptoError> {
+        self.account.device_keys()
+    }
+
+    /// Signs `object` with our device key (`ed25519:<device id>`).
+    pub(crate) fn sign_with_device(
+        &self,
+        object: &mut serde_json::Value,
+    ) -> Result<(), CryptoError> {
+        self.account.sign_object(object)
+    }
+
     /// Our Curve25519 key (base64).
     pub(crate) fn curve25519(&self) -> String {
         self.account.curve25519().to_base64()

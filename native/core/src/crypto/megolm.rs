@@ -433,7 +433,10 @@ impl Engine {
         Ok(
             match devices.iter().find(|d| d.device_id == row.sender_device_id) {
                 Some(d) if d.state == DeviceState::Blocked => "blocked",
-                Some(d) if d.ed25519 == row.sender_ed25519 && !d.deleted => "tofu",
+                Some(d) if d.ed25519 == row.sender_ed25519 && !d.deleted => {
+                    let identity = crate::store::identity::identity_of(conn, &row.sender_user_id)?;
+                    super::cross_signing::device_trust(identity.as_ref(), d)
+                }
                 _ => "unknown",
             },
         )

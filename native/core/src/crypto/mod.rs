@@ -10,6 +10,7 @@
 
 pub(crate) mod account;
 pub mod canonical_json;
+pub(crate) mod cross_signing;
 pub(crate) mod devices;
 pub(crate) mod engine;
 pub(crate) mod megolm;

@@ -42,6 +42,7 @@ impl Device {
             display_name: None,
             state: DeviceState::Tofu,
             deleted: false,
+            cross_signed: false,
         };
         Self {
             _dir: dir,

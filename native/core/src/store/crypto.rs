@@ -162,6 +162,9 @@ pub struct DeviceRecord {
     pub state: DeviceState,
     /// The device disappeared from the user's device list.
     pub deleted: bool,
+    /// Its keys carry a valid signature of its owner's self-signing key, itself signed by the
+    /// owner's pinned master key (cross-signing, issue 16).
+    pub cross_signed: bool,
 }
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -173,11 +176,11 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         display_name: r.get(4)?,
         state: DeviceState::parse(&r.get::<_, String>(5)?),
         deleted: r.get::<_, i64>(6)? != 0,
+        cross_signed: r.get::<_, i64>(7)? != 0,
     })
 }
 
-const DEVICE_COLUMNS: &str =
-    "user_id, device_id, ed25519, curve25519, display_name, state, deleted FROM devices";
+const DEVICE_COLUMNS: &str = "user_id, device_id, ed25519, curve25519, display_name, state, deleted, cross_signed FROM devices";
 
 /// Every device of `user_id` we know, deleted ones included.
 pub(crate) fn devices_of(
@@ -208,11 +211,12 @@ pub(crate) fn device_by_curve25519(
 /// Inserts or replaces a device record.
 pub(crate) fn save_device(conn: &Connection, d: &DeviceRecord) -> Result<(), StoreError> {
     super::exec(conn,
-        "INSERT INTO devices (user_id, device_id, ed25519, curve25519, display_name, state, deleted, first_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO devices (user_id, device_id, ed25519, curve25519, display_name, state, deleted, first_seen_ms, cross_signed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT(user_id, device_id) DO UPDATE SET ed25519 = excluded.ed25519,
              curve25519 = excluded.curve25519, display_name = excluded.display_name,
-             state = excluded.state, deleted = excluded.deleted",
+             state = excluded.state, deleted = excluded.deleted,
+             cross_signed = excluded.cross_signed",
         params![
             d.user_id,
             d.device_id,
@@ -221,7 +225,8 @@ pub(crate) fn save_device(conn: &Connection, d: &DeviceRecord) -> Result<(), Sto
             d.display_name,
             d.state.as_str(),
             i64::from(d.deleted),
-            now_ms()
+            now_ms(),
+            i64::from(d.cross_signed)
         ],
     )?;
     Ok(())

@@ -205,6 +205,37 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX gaps_by_room ON gaps (room_id);
      ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;",
+    // 6: cross-signing (issue 16).
+    //  - `own_cross_signing`: our master, self-signing and user-signing keys — the private
+    //    parts only sealed with a key derived from the pickle key (`sealed`), the public ones
+    //    in clear — and how far their publication went (`pending`: generated, not known to be
+    //    on the server; `published`: `/keys/device_signing/upload` acknowledged;
+    //    `device_signed`: our device's signature by the self-signing key acknowledged too).
+    //    Row 1 is the identity in use; row 2 a replacement a reset is publishing, kept apart
+    //    so that a reset the server refuses loses nothing.
+    //  - `identities`: each user's master key, pinned at first sight; the self-signing key it
+    //    signed; `pinned`, `verified` (interactively, or our own keys) or `changed` (the server
+    //    now shows another master key, kept in `changed_master`: no room keys until the user
+    //    is verified again).
+    //  - `devices.cross_signed`: the device keys carry a valid signature of the pinned
+    //    identity's self-signing key (recomputed from every `/keys/query` answer).
+    "CREATE TABLE own_cross_signing (
+         id           INTEGER PRIMARY KEY CHECK (id IN (1, 2)),
+         sealed       TEXT NOT NULL,
+         master       TEXT NOT NULL,
+         self_signing TEXT NOT NULL,
+         user_signing TEXT NOT NULL,
+         state        TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE identities (
+         user_id        TEXT PRIMARY KEY NOT NULL,
+         master         TEXT NOT NULL,
+         self_signing   TEXT,
+         state          TEXT NOT NULL,
+         changed_master TEXT,
+         first_seen_ms  INTEGER NOT NULL
+     ) STRICT;
+     ALTER TABLE devices ADD COLUMN cross_signed INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this library writes.
@@ -373,7 +404,7 @@ mod tests {
                  VALUES ('t1', 'room_event:m.room.encrypted', '!r:s', '{}', 1);",
         )
         .unwrap();
-        migrate(&mut conn).unwrap();
+        migrate_to(&mut conn, 5).unwrap();
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
@@ -412,6 +443,48 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("timeline_by_room"), "{plan}");
+    }
+
+    #[test]
+    fn version_5_upgrades_to_version_6_with_every_known_device_not_cross_signed() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO devices (user_id, device_id, ed25519, curve25519, state, first_seen_ms)
+                 VALUES ('@a:s', 'D', 'E', 'C', 'tofu', 1);",
+        )
+        .unwrap();
+        migrate_to(&mut conn, 6).unwrap();
+        let cross_signed: i64 = conn
+            .query_row(
+                "SELECT cross_signed FROM devices WHERE device_id = 'D'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            cross_signed, 0,
+            "no device is vouched for by an identity not yet seen"
+        );
+        let identities: i64 = conn
+            .query_row("SELECT count(*) FROM identities", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(identities, 0);
+        // Two slots for our own keys (in use, a reset's replacement), no third.
+        for id in [1, 2] {
+            conn.execute(
+                "INSERT INTO own_cross_signing VALUES (?1, 's', 'm', 'ss', 'us', 'pending')",
+                [id],
+            )
+            .unwrap();
+        }
+        assert!(
+            conn.execute(
+                "INSERT INTO own_cross_signing VALUES (3, 's', 'm', 'ss', 'us', 'pending')",
+                [],
+            )
+            .is_err()
+        );
     }
 
     #[test]

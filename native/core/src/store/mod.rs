@@ -12,6 +12,7 @@
 //! - SQL is never logged (a `PRAGMA key` or `rekey` in a query log is a key in a log).
 
 pub mod crypto;
+pub mod identity;
 mod migrations;
 pub(crate) mod rooms;
 pub(crate) mod session;
