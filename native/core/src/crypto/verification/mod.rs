@@ -49,6 +49,8 @@ pub(crate) mod emoji;
 pub(crate) mod qr;
 mod request;
 pub(crate) mod sas;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use request::Verification;
 
