@@ -342,6 +342,15 @@ impl Verification {
         &mut self.peer
     }
 
+    /// The SAS HKDF info string, once the SAS keys are exchanged (tests of its order).
+    #[cfg(test)]
+    pub(crate) fn sas_info_string(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Sas(sas) => sas.info(self.ctx()),
+            _ => None,
+        }
+    }
+
     /// Pretends the peer spoke at `now_ms` (tests of the SAS timers).
     #[cfg(test)]
     pub(crate) fn touch_sas(&mut self, now_ms: u64) {

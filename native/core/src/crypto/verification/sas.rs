@@ -448,7 +448,8 @@ impl SasFlow {
         }
     }
 
-    fn bytes(&self, ctx: Ctx<'_>) -> Option<vodozemac::sas::SasBytes> {
+    /// The SAS HKDF info of this exchange, once the keys are exchanged.
+    pub(crate) fn info(&self, ctx: Ctx<'_>) -> Option<String> {
         let sas = self.established()?;
         let ours = (
             ctx.own.user_id.as_str(),
@@ -460,12 +461,16 @@ impl SasFlow {
             self.peer_device.as_str(),
             &sas.their_public_key(),
         );
-        let info = if self.we_started {
+        Some(if self.we_started {
             sas_info(ours, theirs, ctx.flow.as_str())
         } else {
             sas_info(theirs, ours, ctx.flow.as_str())
-        };
-        Some(sas.bytes(&info))
+        })
+    }
+
+    fn bytes(&self, ctx: Ctx<'_>) -> Option<vodozemac::sas::SasBytes> {
+        let info = self.info(ctx)?;
+        Some(self.established()?.bytes(&info))
     }
 
     /// The 7 emoji indices (0..=63), once the keys are exchanged and until our confirmation.

@@ -885,6 +885,26 @@ fn qr_self_verification_modes() {
 }
 
 #[test]
+fn qr_both_scanned_smaller_user_wins() {
+    let (a, b) = users();
+    let (mut alice, mut bob) = ready_pair(&a, &b, to_device_flow());
+    let alice_code = alice.show_qr(T0).unwrap();
+    let bob_code = bob.show_qr(T0).unwrap();
+    alice.scan_qr(&bob_code, T0).unwrap();
+    bob.scan_qr(&alice_code, T0).unwrap();
+    // Alice (the smaller user id) ignores Bob's reciprocate; Bob drops his own and answers
+    // Alice's as the side whose code was scanned.
+    deliver(&mut bob, &mut alice, T0).unwrap();
+    assert_eq!(alice.state_name(), "qr_reciprocated");
+    deliver(&mut alice, &mut bob, T0).unwrap();
+    assert_eq!(bob.state_name(), "qr_scanned");
+    bob.confirm_qr_scanned(T0).unwrap();
+    pump(&mut alice, &mut bob, T0);
+    expect_verified(&alice, &b, false, true);
+    expect_verified(&bob, &a, false, true);
+}
+
+#[test]
 fn qr_wrong_secret_is_key_mismatch() {
     let (a, b) = users();
     let (mut alice, mut bob) = ready_pair(&a, &b, to_device_flow());
@@ -1088,6 +1108,65 @@ fn info_strings_known_answer() {
         mac_info((ALICE, "AD"), (BOB, "BD"), "$event"),
         "MATRIX_KEY_VERIFICATION_MAC@alice:example.orgAD@bob:example.orgBD$event"
     );
+}
+
+#[test]
+fn sas_info_puts_the_start_sender_first() {
+    let (a, b) = users();
+    let (mut alice, mut bob) = ready_pair(&a, &b, room_flow());
+    bob.start_sas(T0).unwrap();
+    deliver(&mut bob, &mut alice, T0).unwrap(); // start
+    deliver(&mut alice, &mut bob, T0).unwrap(); // accept; Bob sends his key
+    let bob_key = bob.pending()[0].content["key"].as_str().unwrap().to_owned();
+    deliver(&mut bob, &mut alice, T0).unwrap(); // Alice answers with hers
+    let alice_key = alice.pending()[0].content["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    deliver(&mut alice, &mut bob, T0).unwrap();
+    let expected = format!(
+        "MATRIX_KEY_VERIFICATION_SAS|@bob:example.org|BOBDEV|{bob_key}|@alice:example.org|ALICEDEV|{alice_key}|$request"
+    );
+    assert_eq!(alice.sas_info_string(), Some(expected.clone()));
+    assert_eq!(bob.sas_info_string(), Some(expected));
+}
+
+#[test]
+fn mac_content_known_info_strings() {
+    // Our MAC content checked with vodozemac directly and literal info strings (the peer's
+    // view, as matrix-sdk's `extra_mac_info_receive` builds it).
+    let (a, b) = users();
+    let (sa, sb) = (vodozemac::sas::Sas::new(), vodozemac::sas::Sas::new());
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let ours = sa.diffie_hellman(kb).unwrap();
+    let theirs = sb.diffie_hellman(ka).unwrap();
+    let peer = identity_of(&[&b]);
+    let flow = to_device_flow();
+    let ctx = sas::Ctx {
+        own: &a.own,
+        peer: &peer,
+        flow: &flow,
+    };
+    let content = sas::mac_content(&ours, ctx, "BOBDEV");
+    let info = "MATRIX_KEY_VERIFICATION_MAC@alice:example.orgALICEDEV@bob:example.orgBOBDEVtxn-1";
+    let master = a.own.master_key.unwrap().to_base64();
+    let check = |input: &str, suffix: &str, mac: &Value| {
+        let mac = vodozemac::sas::Mac::from_base64(mac.as_str().unwrap()).unwrap();
+        theirs
+            .verify_mac(input, &format!("{info}{suffix}"), &mac)
+            .unwrap();
+    };
+    check(
+        &a.own.ed25519.to_base64(),
+        "ed25519:ALICEDEV",
+        &content["mac"]["ed25519:ALICEDEV"],
+    );
+    let master_id = format!("ed25519:{master}");
+    check(&master, &master_id, &content["mac"][&master_id]);
+    let mut ids = ["ed25519:ALICEDEV".to_owned(), master_id];
+    ids.sort();
+    check(&ids.join(","), "KEY_IDS", &content["keys"]);
+    assert_eq!(content["transaction_id"], "txn-1");
 }
 
 #[test]
