@@ -18,6 +18,7 @@ pub(crate) mod olm;
 pub mod signing;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verification;
 
 use crate::store::StoreError;
 
