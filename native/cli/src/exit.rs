@@ -80,6 +80,8 @@ impl From<Error> for Failure {
                 ApiError::Transport(_) | ApiError::Http { .. } | ApiError::MalformedResponse { .. },
             ) => NETWORK,
             Error::Api(_) => SERVER_REFUSED,
+            // The server asks for the password (or for stages we do not do).
+            Error::PasswordRequired | Error::AuthUnsupported { .. } => SERVER_REFUSED,
             // Kept in the queue: it goes out at a later sync (`messages` shows it `queued`).
             Error::SendQueued { .. } => NETWORK,
             // Refused for good or cancelled (`messages` shows it `failed`, with the reason).

@@ -62,6 +62,27 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum CrossSigningAction {
+    /// Print where our identity stands (no network).
+    Status,
+    /// Create and publish our identity if the account has none, or finish an interrupted
+    /// setup. A password ($TCHAP_SECURE_PASSWORD, or stdin with --password-stdin) is sent
+    /// only if the server asks for it.
+    Bootstrap {
+        /// Read the password from standard input (after the PIN, if --pin-stdin).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Replace our identity with a new one: every device and user verified before must be
+    /// verified again. Takes the account password ($TCHAP_SECURE_PASSWORD or --password-stdin).
+    Reset {
+        /// Read the password from standard input (after the PIN, if --pin-stdin).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Connect over the pinned transport and fetch /_matrix/client/versions.
     Probe,
@@ -193,10 +214,16 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Query and print a user's devices, with their pinned keys and trust state.
+    /// Query and print a user's devices, with their pinned keys and trust state, and the
+    /// user's cross-signing identity as pinned here.
     Devices {
         /// User id.
         user: String,
+    },
+    /// Our cross-signing identity: where it stands (default), set it up, or replace it.
+    CrossSigning {
+        #[command(subcommand)]
+        action: Option<CrossSigningAction>,
     },
     /// List the security journal (refused events, …).
     SecurityEvents,
@@ -469,7 +496,44 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 }
                 out.history_end(room, history.events.len(), history.reached_start);
             }
-            Command::Devices { user } => out.devices(user, &client.devices(user).await?),
+            Command::Devices { user } => {
+                let devices = client.devices(user).await?;
+                let trust = devices
+                    .iter()
+                    .map(|d| client.device_trust(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.devices(user, client.identity(user)?.as_ref(), &devices, &trust);
+            }
+            Command::CrossSigning { action } => {
+                let status = match action {
+                    None | Some(CrossSigningAction::Status) => client.cross_signing_status()?,
+                    Some(CrossSigningAction::Bootstrap { password_stdin }) => {
+                        let password = if *password_stdin
+                            || std::env::var_os("TCHAP_SECURE_PASSWORD").is_some()
+                        {
+                            Some(secrets::read_secret(
+                                &mut stdin,
+                                *password_stdin,
+                                "TCHAP_SECURE_PASSWORD",
+                                "password",
+                            )?)
+                        } else {
+                            None
+                        };
+                        client.bootstrap_cross_signing(password.as_ref()).await?
+                    }
+                    Some(CrossSigningAction::Reset { password_stdin }) => {
+                        let password = secrets::read_secret(
+                            &mut stdin,
+                            *password_stdin,
+                            "TCHAP_SECURE_PASSWORD",
+                            "password",
+                        )?;
+                        client.reset_cross_signing(&password).await?
+                    }
+                };
+                out.cross_signing(&status);
+            }
             Command::SecurityEvents => out.security_events(
                 &client
                     .store()

@@ -3,8 +3,9 @@
 
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
+use tchap_secure_core::store::identity::IdentityRecord;
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
-use tchap_secure_core::{Config, OutgoingUpdate, SessionInfo, SyncSummary};
+use tchap_secure_core::{Config, CrossSigningStatus, OutgoingUpdate, SessionInfo, SyncSummary};
 
 use crate::exit::Failure;
 
@@ -348,23 +349,75 @@ impl Output {
         }
     }
 
-    pub(crate) fn devices(&self, user: &str, devices: &[DeviceRecord]) {
+    pub(crate) fn devices(
+        &self,
+        user: &str,
+        identity: Option<&IdentityRecord>,
+        devices: &[DeviceRecord],
+        trust: &[&str],
+    ) {
         if self.json {
-            print_json(&json!({ "user_id": user, "devices": devices }));
+            let devices: Vec<Value> = devices
+                .iter()
+                .zip(trust)
+                .map(|(d, t)| {
+                    let mut v = json!(d);
+                    v["trust"] = json!(t);
+                    v
+                })
+                .collect();
+            print_json(&json!({ "user_id": user, "identity": identity, "devices": devices }));
             return;
+        }
+        match identity {
+            Some(i) => human!(
+                "{user}  identity {:?}  master {}{}",
+                i.state,
+                i.master,
+                i.changed_master
+                    .as_deref()
+                    .map(|m| format!("  (the server now shows {m})"))
+                    .unwrap_or_default()
+            ),
+            None => human!("{user}  no cross-signing identity (devices pinned on first use)"),
         }
         if devices.is_empty() {
             human!("{user}: no devices");
         }
-        for d in devices {
+        for (d, t) in devices.iter().zip(trust) {
             human!(
-                "{user}  {:<12}  ed25519 {}  {:?}{}  {}",
+                "{user}  {:<12}  ed25519 {}  {t}{}  {}",
                 d.device_id,
                 d.ed25519,
-                d.state,
                 if d.deleted { " (deleted)" } else { "" },
                 d.display_name.as_deref().unwrap_or("")
             );
+        }
+    }
+
+    pub(crate) fn cross_signing(&self, s: &CrossSigningStatus) {
+        if self.json {
+            print_json(&json!(s));
+            return;
+        }
+        match &s.master {
+            None => human!("no cross-signing identity"),
+            Some(m) => human!(
+                "cross-signing identity {m} ({}): this device {} its keys, {}",
+                s.identity
+                    .map(|i| format!("{i:?}").to_lowercase())
+                    .unwrap_or_else(|| "not pinned".into()),
+                if s.has_private_keys {
+                    "holds"
+                } else {
+                    "does not hold"
+                },
+                if s.device_signed {
+                    "and is signed by it"
+                } else {
+                    "and is not signed by it yet (verify it from another device of yours)"
+                }
+            ),
         }
     }
 

@@ -21,6 +21,7 @@ use super::Client;
 use crate::api::ApiError;
 use crate::crypto::cross_signing::{OwnKeys, cross_signing_key};
 use crate::error::Error;
+use crate::store::crypto::DeviceRecord;
 use crate::store::identity::{
     self as idb, IdentityRecord, IdentityState, OwnRow, Publication, Slot,
 };
@@ -76,6 +77,16 @@ impl Client {
                 .is_some_and(|o| o.state == Publication::DeviceSigned),
             identity: identity.map(|i| i.state),
         })
+    }
+
+    /// The trust shown for `device` (and its messages): `verified`, `identity_pinned`,
+    /// `unsigned`, `identity_changed`, `tofu`, `blocked` or `unknown` (no network).
+    pub fn device_trust(&self, device: &DeviceRecord) -> Result<&'static str, Error> {
+        let identity = idb::identity_of(self.store.conn(), &device.user_id)?;
+        Ok(crate::crypto::cross_signing::device_trust(
+            identity.as_ref(),
+            device,
+        ))
     }
 
     /// `user_id`'s cross-signing identity as pinned here (no network), if any.
