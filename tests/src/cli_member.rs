@@ -228,9 +228,25 @@ impl Member {
     /// Runs a CLI command that must stop at the named crash point, then kills it with
     /// SIGKILL there (see `fault.rs` in the core).
     pub fn run_until_crash(&self, args: &[&str], point: &str) {
+        self.run_until_crash_with_env(args, &[], point);
+    }
+
+    /// Logs in (password from the environment) and kills the process at the named crash
+    /// point.
+    pub fn login_until_crash(&self, point: &str) {
+        self.run_until_crash_with_env(
+            &["login", "--user", &self.localpart],
+            &[("TCHAP_SECURE_PASSWORD", PASSWORD)],
+            point,
+        );
+    }
+
+    /// [`Member::run_until_crash`] with extra environment variables.
+    pub fn run_until_crash_with_env(&self, args: &[&str], env: &[(&str, &str)], point: &str) {
         use std::io::BufRead as _;
         let mut child = self
             .background(args)
+            .envs(env.iter().copied())
             .env("TCHAP_SECURE_CRASH_POINT", point)
             .stderr(Stdio::piped())
             .spawn()

@@ -18,6 +18,7 @@
 mod exit;
 mod output;
 mod secrets;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -219,6 +220,30 @@ enum Command {
     Devices {
         /// User id.
         user: String,
+    },
+    /// Verify another user (or another device of ours) interactively: emoji and numbers to
+    /// compare (SAS), or QR codes. On success their identity is signed by ours (or our device
+    /// by our identity) and uploaded.
+    Verify {
+        /// The user to verify (our own user id for another of our devices). Optional with
+        /// --incoming (any user).
+        user: Option<String>,
+        /// A room with the user: the verification goes through its (encrypted) timeline, as
+        /// other clients expect for another user. Without it: to-device messages.
+        #[arg(long)]
+        room: Option<String>,
+        /// Wait for the other side's request instead of sending one.
+        #[arg(long)]
+        incoming: bool,
+        /// Show a QR code (its payload in base64, for an app to render) instead of emoji.
+        #[arg(long)]
+        qr: bool,
+        /// Scan the other side's QR code: its payload in base64.
+        #[arg(long)]
+        scan: Option<String>,
+        /// Answer yes to "do they match?" without asking (scripts).
+        #[arg(long)]
+        yes: bool,
     },
     /// Our cross-signing identity: where it stands (default), set it up, or replace it.
     CrossSigning {
@@ -503,6 +528,29 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     .map(|d| client.device_trust(d))
                     .collect::<Result<Vec<_>, _>>()?;
                 out.devices(user, client.identity(user)?.as_ref(), &devices, &trust);
+            }
+            Command::Verify {
+                user,
+                room,
+                incoming,
+                qr,
+                scan,
+                yes,
+            } => {
+                verify::run(
+                    &mut client,
+                    out,
+                    &mut stdin,
+                    verify::Options {
+                        user: user.as_deref(),
+                        room: room.as_deref(),
+                        incoming: *incoming,
+                        qr: *qr,
+                        scan: scan.as_deref(),
+                        yes: *yes,
+                    },
+                )
+                .await?;
             }
             Command::CrossSigning { action } => {
                 let status = match action {

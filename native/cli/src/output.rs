@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
+use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::identity::IdentityRecord;
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
 use tchap_secure_core::{Config, CrossSigningStatus, OutgoingUpdate, SessionInfo, SyncSummary};
@@ -393,6 +394,63 @@ impl Output {
                 d.display_name.as_deref().unwrap_or("")
             );
         }
+    }
+
+    pub(crate) fn verification(&self, v: &VerificationInfo) {
+        if self.json {
+            print_json(&json!(v));
+            return;
+        }
+        human!(
+            "verification {} with {}{}: {}",
+            v.flow_id,
+            v.user_id,
+            v.device_id
+                .as_deref()
+                .map(|d| format!(" (device {d})"))
+                .unwrap_or_default(),
+            v.state
+        );
+        if let Some(emoji) = &v.emoji {
+            human!(
+                "  {}",
+                emoji
+                    .iter()
+                    .map(|e| e.symbol.as_str())
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+            human!(
+                "  {}",
+                emoji
+                    .iter()
+                    .map(|e| e.description.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            );
+        }
+        if let Some([a, b, c]) = v.decimals {
+            human!("  {a} {b} {c}");
+        }
+        if let Some(code) = &v.cancel_code {
+            human!(
+                "  cancelled by {}: {} ({code})",
+                if v.cancelled_by_us == Some(true) {
+                    "us"
+                } else {
+                    "them"
+                },
+                v.cancel_reason.as_deref().unwrap_or("")
+            );
+        }
+        for k in &v.verified {
+            human!("  verified: {k}");
+        }
+    }
+
+    /// A question for the member (standard error, so that `--json` output stays parseable).
+    pub(crate) fn prompt(&self, question: &str) {
+        human_err!("{question}");
     }
 
     pub(crate) fn cross_signing(&self, s: &CrossSigningStatus) {

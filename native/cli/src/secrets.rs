@@ -91,6 +91,34 @@ impl Stdin {
     }
 }
 
+impl Stdin {
+    /// One line of plain input (an answer to a question), `None` at the end of input.
+    pub(crate) fn read_answer(&mut self) -> Result<Option<String>, Failure> {
+        let mut got_any = false;
+        let mut line = Vec::new();
+        if let Some(mut input) = self.input()? {
+            let mut byte = [0u8; 1];
+            loop {
+                match input.read(&mut byte[..]) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        got_any = true;
+                        if byte[0] == b'\n' {
+                            break;
+                        }
+                        if line.len() < MAX_LINE {
+                            line.push(byte[0]);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Failure::other(format!("reading standard input: {e}"))),
+                }
+            }
+        }
+        Ok(got_any.then(|| String::from_utf8_lossy(&line).trim().to_owned()))
+    }
+}
+
 /// The secret from stdin (if `from_stdin`) or from `env_var`.
 pub(crate) fn read_secret(
     stdin: &mut Stdin,

@@ -73,6 +73,15 @@ pub enum Error {
         /// The code of the failure that holds it back.
         cause: String,
     },
+    /// A key verification flow refused an action or an event (wrong state, timed out, keys
+    /// that do not match, …).
+    #[error("verification: {detail}")]
+    Verification {
+        /// A stable code (`verification_*`, or the flow's own).
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// The homeserver asks for the account password (user-interactive authentication) and
     /// none was given: call again with it.
     #[error("the homeserver asks for the account password to authorise this")]
@@ -124,8 +133,21 @@ impl Error {
             Self::SendQueued { .. } => "send_queued",
             Self::SendFailed { .. } => "send_failed",
             Self::PasswordRequired => "password_required",
+            Self::Verification { code, .. } => code,
             Self::AuthUnsupported { .. } => "auth_unsupported",
         }
+    }
+
+    /// Whether this failure concerns the whole session (a rejected TLS peer, a revoked token,
+    /// an expired account, the local store): work that is retried later (a verification step,
+    /// a cross-signing setup) stops on it instead of being logged and retried.
+    pub fn ends_session(&self) -> bool {
+        self.tls_rejection().is_some()
+            || matches!(
+                self,
+                Self::Store(_)
+                    | Self::Api(ApiError::UnknownToken { .. } | ApiError::ExpiredAccount)
+            )
     }
 
     /// The TLS rejection behind this error, if the failure is that the peer was rejected.

@@ -216,3 +216,54 @@ fn killed_in_the_middle_of_sharing_a_room_key() {
         "{mine:?}"
     );
 }
+
+/// The cross-signing identity is set up at login; a process killed after the keys were stored,
+/// after the server accepted them, or after it accepted our device's signature, is restarted:
+/// the next sync finishes the setup with the keys it stored — the identity on the server is
+/// exactly the one this device holds (never a second one generated, never one it lost), and
+/// our device is signed by it (checked from another member's client).
+#[test]
+fn killed_around_the_cross_signing_setup_no_identity_is_lost_or_published_twice() {
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let a = InProcess::new("crash-xs-alice");
+    let ua = synapse.unique_user("crash-xs-alice");
+    synapse.register(&ua, PASSWORD, false);
+    let mut alice = a.open().unwrap();
+    rt.block_on(alice.login(&ua, &password(), "alice-phone"))
+        .unwrap();
+    for point in [
+        "cross-signing-generated",
+        "after-cross-signing-upload",
+        "after-device-signature-upload",
+    ] {
+        let bob = Member::new("crash-xs-bob");
+        bob.login_until_crash(point);
+        let status = bob.run(&["cross-signing"]).ok().json();
+        assert_eq!(
+            status["device_signed"], false,
+            "{point}: not finished before the restart"
+        );
+        bob.run(&["sync"]).ok();
+        let status = bob.run(&["cross-signing"]).ok().json();
+        assert_eq!(status["has_private_keys"], true, "{point}: {status}");
+        assert_eq!(status["device_signed"], true, "{point}: {status}");
+        assert_eq!(status["identity"], "verified", "{point}: {status}");
+        let master = status["master"].as_str().unwrap().to_owned();
+        // What the server holds, seen by Alice.
+        let devices = rt.block_on(alice.devices(&bob.user_id)).unwrap();
+        let identity = alice.identity(&bob.user_id).unwrap().unwrap();
+        assert_eq!(
+            identity.master, master,
+            "{point}: the server holds our stored identity"
+        );
+        assert_eq!(devices.len(), 1, "{point}");
+        assert!(
+            devices[0].cross_signed,
+            "{point}: our device is signed on the server"
+        );
+        // And nothing more happens at the next run.
+        bob.run(&["sync"]).ok();
+        assert_eq!(bob.run(&["cross-signing"]).ok().json(), status, "{point}");
+    }
+}

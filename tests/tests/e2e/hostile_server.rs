@@ -501,7 +501,7 @@ fn forged_devices_in_a_key_query_are_refused_and_never_get_a_room_key() {
     rt.block_on(bob_phone.send_text(&room, "reçu, merci"))
         .unwrap();
     let got = receive(&rt, &mut alice, &room, "reçu, merci");
-    assert_eq!(got.trust.as_deref(), Some("tofu"));
+    assert_eq!(got.trust.as_deref(), Some("identity_pinned"));
     assert_eq!(got.sender_device.as_deref(), Some(phone.as_str()));
 }
 

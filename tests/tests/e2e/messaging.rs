@@ -91,13 +91,15 @@ fn our_clients_exchange_encrypted_messages() {
         .unwrap();
     let got = receive(&rt, &mut p.bob, &p.room, "Bonjour Bob");
     assert_eq!(got.event_id, event_id);
-    assert_eq!(got.trust.as_deref(), Some("tofu"));
+    // Both members set up cross-signing at login: Alice's device is signed by her identity,
+    // which Bob pinned at first sight (not verified interactively).
+    assert_eq!(got.trust.as_deref(), Some("identity_pinned"));
     assert_eq!(got.state, "decrypted");
 
     rt.block_on(p.bob.send_text(&p.room, "Bonjour Alice"))
         .unwrap();
     let got = receive(&rt, &mut p.alice, &p.room, "Bonjour Alice");
-    assert_eq!(got.trust.as_deref(), Some("tofu"));
+    assert_eq!(got.trust.as_deref(), Some("identity_pinned"));
     // Alice reads her own message too (her own inbound copy of the session).
     let own = p.alice.messages(&p.room, 10).unwrap();
     assert!(

@@ -10,6 +10,7 @@ mod catch_up;
 mod cross_signing;
 mod ours;
 mod peer;
+mod verification;
 
 use std::time::{Duration, Instant};
 

@@ -12,13 +12,11 @@
 
 use std::collections::BTreeSet;
 
-use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
 use tchap_secure_hsm::SecretBytes;
 
 use super::Client;
-use crate::api::ApiError;
 use crate::crypto::cross_signing::{OwnKeys, cross_signing_key};
 use crate::error::Error;
 use crate::store::crypto::DeviceRecord;
@@ -39,22 +37,6 @@ pub struct CrossSigningStatus {
     /// Trust in our own identity: `verified` when this device holds its keys or verified it
     /// interactively, `pinned` otherwise.
     pub identity: Option<IdentityState>,
-}
-
-fn signature_failures(answer: &Value) -> Option<String> {
-    let failures = answer.get("failures")?.as_object()?;
-    let first = failures
-        .values()
-        .filter_map(Value::as_object)
-        .flat_map(|m| m.values())
-        .next()?;
-    Some(
-        first
-            .get("errcode")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned(),
-    )
 }
 
 impl Client {
@@ -289,21 +271,7 @@ impl Client {
         let device_keys = engine.device_keys()?;
         let body = keys.sign_device_body(&user_id, &device_id, &device_keys)?;
         drop(keys);
-        let answer: Value = self
-            .authed(
-                Method::POST,
-                "/keys/signatures/upload",
-                &["_matrix", "client", "v3", "keys", "signatures", "upload"],
-                Some(zeroize::Zeroizing::new(body.to_string().into_bytes())),
-            )
-            .await?;
-        if let Some(errcode) = signature_failures(&answer) {
-            return Err(Error::Api(ApiError::Matrix {
-                status: 200,
-                errcode,
-                message: "the server refused our device's cross-signing signature".into(),
-            }));
-        }
+        self.upload_signatures(&body).await?;
         crate::fault::point("after-device-signature-upload");
         self.store
             .transaction(|tx| idb::set_own_state(tx, Publication::DeviceSigned))?;

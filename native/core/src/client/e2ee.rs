@@ -26,7 +26,7 @@ use crate::store::timeline::{self as tl, TimelineEvent};
 /// Minimum time between two recoveries of the same wedged Olm channel.
 pub(crate) const UNWEDGE_INTERVAL_MS: i64 = 3_600_000;
 
-fn random_txn_id() -> Result<String, Error> {
+pub(crate) fn random_txn_id() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(|_| {
         Error::InvalidArgument {
@@ -39,7 +39,7 @@ fn random_txn_id() -> Result<String, Error> {
     ))
 }
 
-fn json_body(value: &Value) -> Zeroizing<Vec<u8>> {
+pub(crate) fn json_body(value: &Value) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(value.to_string().into_bytes())
 }
 
@@ -345,7 +345,21 @@ impl Client {
         room_id: &str,
         content: Value,
     ) -> Result<String, Error> {
+        self.send_room_event(room_id, "m.room.message", content)
+            .await
+    }
+
+    /// Sends a room event of `event_type` with `content`, Megolm-encrypted, through the room's
+    /// queue. An `m.room.message` gets a local echo and its event id is returned; another type
+    /// (an in-room verification event) has no echo and returns its transaction id once sent.
+    pub(crate) async fn send_room_event(
+        &mut self,
+        room_id: &str,
+        event_type: &str,
+        content: Value,
+    ) -> Result<String, Error> {
         self.check_sendable_room(room_id)?;
+        let echoed = event_type == "m.room.message";
         let (own_user, _) = self.own_ids()?;
         let members = crate::store::rooms::member_ids(self.store.conn(), room_id)?;
         self.with_engine(|tx, _| {
@@ -417,7 +431,7 @@ impl Client {
                 )?;
             }
             engine.mark_shared(tx, room_id, &shareable, &plan.to_withhold)?;
-            let encrypted = engine.megolm_encrypt(tx, room_id, "m.room.message", &content)?;
+            let encrypted = engine.megolm_encrypt(tx, room_id, event_type, &content)?;
             cdb::push_outbox(
                 tx,
                 &OutboxRow::new(
@@ -427,22 +441,41 @@ impl Client {
                     encrypted.to_string(),
                 ),
             )?;
-            // The local echo: the member sees the message at once, with its state.
-            let body = content.get("body").and_then(Value::as_str);
-            let attachment = super::media::attachment_column(&content).ok().flatten();
-            tl::save_echo(
-                tx,
-                &event_txn,
-                room_id,
-                &own_user,
-                body,
-                attachment.as_deref(),
-            )?;
+            if echoed {
+                // The local echo: the member sees the message at once, with its state.
+                let body = content.get("body").and_then(Value::as_str);
+                let attachment = super::media::attachment_column(&content).ok().flatten();
+                tl::save_echo(
+                    tx,
+                    &event_txn,
+                    room_id,
+                    &own_user,
+                    body,
+                    attachment.as_deref(),
+                )?;
+            }
             Ok(())
         })?;
         crate::fault::point("message-queued");
         let report = self.flush_outbox().await?;
         self.pending_updates.extend(report.updates);
+        if !echoed {
+            let waiting = cdb::outbox_lane(self.store.conn(), room_id)?
+                .iter()
+                .any(|(txn, _)| *txn == event_txn);
+            return if waiting {
+                Err(Error::SendQueued {
+                    local_id: event_txn,
+                    cause: report
+                        .transient
+                        .get(room_id)
+                        .cloned()
+                        .unwrap_or_else(|| "waiting for earlier messages".to_owned()),
+                })
+            } else {
+                Ok(event_txn)
+            };
+        }
         let echo = tl::by_txn_id(self.store.conn(), &event_txn)?;
         match echo {
             Some(e) if e.state == "failed" => Err(Error::SendFailed {

@@ -12,6 +12,7 @@ mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;
 mod uia;
+pub mod verification;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub struct Client {
     scanner_keys: crate::media::ScannerKeyCache,
     /// Our messages' state changes since the last sync, reported with the next one.
     pending_updates: Vec<OutgoingUpdate>,
+    /// Key verification flows in progress (in memory: a flow lasts minutes).
+    verifications: verification::Flows,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
@@ -160,6 +163,7 @@ impl Client {
             engine: None,
             scanner_keys,
             pending_updates: Vec::new(),
+            verifications: verification::Flows::default(),
         };
         client.reload_engine()?;
         Ok(client)
@@ -453,17 +457,15 @@ impl Client {
         // whole session stops the sync; anything else is retried by the next one.
         match self.resume_cross_signing().await {
             Ok(()) => {}
-            Err(e)
-                if e.tls_rejection().is_some()
-                    || matches!(
-                        e,
-                        Error::Store(_)
-                            | Error::Api(ApiError::UnknownToken { .. } | ApiError::ExpiredAccount)
-                    ) =>
-            {
-                return Err(e);
-            }
+            Err(e) if e.ends_session() => return Err(e),
             Err(e) => tracing::warn!(code = e.code(), "cross-signing not finished; retried later"),
+        }
+        // Verification flows, once what the sync brought is committed.
+        let events = std::mem::take(&mut summary.verification_events);
+        match self.handle_verification_events(events).await {
+            Ok(changed) => summary.verifications = changed,
+            Err(e) if e.ends_session() => return Err(e),
+            Err(e) => tracing::warn!(code = e.code(), "a verification step failed"),
         }
         self.unwedge().await?;
         // A send failure never stops the sync: the queue reports per message.

@@ -123,6 +123,31 @@ pub struct SyncSummary {
     pub gaps_open: usize,
     /// State changes of our own outgoing messages (sent, failed, cancelled).
     pub outgoing: Vec<super::outbox::OutgoingUpdate>,
+    /// Verification flows this sync changed: a request arrived, emoji to compare, done,
+    /// cancelled (see [`super::verification::VerificationInfo`]).
+    pub verifications: Vec<super::verification::VerificationInfo>,
+    /// Verification events received (to-device, or decrypted from a room), for the client to
+    /// drive its flows once the sync is committed. Not reported as such.
+    #[serde(skip)]
+    pub(crate) verification_events: Vec<VerificationEvent>,
+}
+
+/// A key verification event as received: its sender (authenticated by the server for a
+/// to-device message, by Megolm for a room event), type and content; in a room, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VerificationEvent {
+    pub(crate) sender: String,
+    pub(crate) event_type: String,
+    pub(crate) content: Value,
+    /// `(room id, event id, origin_server_ts)` for an in-room event.
+    pub(crate) room: Option<(String, String, u64)>,
+}
+
+/// Whether an event (type and content) belongs to a key verification flow.
+fn is_verification(event_type: &str, content: &Value) -> bool {
+    event_type.starts_with("m.key.verification.")
+        || (event_type == "m.room.message"
+            && content.get("msgtype").and_then(Value::as_str) == Some("m.key.verification.request"))
 }
 
 /// Where a new timeline row goes in its room.
@@ -320,6 +345,17 @@ fn apply_to_device(
             tracing::info!(sender = %event.sender, code = ?event.content.get("code"), "room key withheld");
             return Ok(());
         }
+        t if is_verification(t, &event.content) => {
+            // Verification messages travel in clear between devices (their contents are
+            // public keys, commitments and MACs): the flow authenticates them itself.
+            summary.verification_events.push(VerificationEvent {
+                sender: event.sender,
+                event_type: event.event_type,
+                content: event.content,
+                room: None,
+            });
+            return Ok(());
+        }
         _ => return Ok(()),
     }
     let result = engine.olm_decrypt(tx, &event.sender, &event.content);
@@ -371,6 +407,14 @@ fn apply_to_device(
             }
         },
         "m.dummy" => {}
+        t if is_verification(t, &olm.content) => {
+            summary.verification_events.push(VerificationEvent {
+                sender: event.sender,
+                event_type: olm.event_type,
+                content: olm.content,
+                room: None,
+            });
+        }
         other => tracing::debug!(event_type = other, "ignoring to-device event"),
     }
     Ok(())
@@ -783,6 +827,18 @@ fn decrypt_room_event(
                     ..base
                 },
             )?;
+            if is_verification(&d.event_type, &d.content) {
+                summary.verification_events.push(VerificationEvent {
+                    sender: event.sender.clone(),
+                    event_type: d.event_type.clone(),
+                    content: d.content.clone(),
+                    room: Some((
+                        room_id.to_owned(),
+                        event_id.to_owned(),
+                        event.origin_server_ts.unwrap_or_default(),
+                    )),
+                });
+            }
             if let Some(why) = refused {
                 security_event(
                     tx,

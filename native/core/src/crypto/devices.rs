@@ -72,7 +72,7 @@ fn validate_device(
 /// copies the 33 decoded bytes into 32), and a device key is chosen by its owner, so any user
 /// sharing a room with us could make every `/keys/query` — and so every sync — panic. Accepts
 /// exactly what vodozemac accepts without panicking.
-pub(super) fn ed25519_from_base64(encoded: &str) -> Option<Ed25519PublicKey> {
+pub(crate) fn ed25519_from_base64(encoded: &str) -> Option<Ed25519PublicKey> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(encoded)

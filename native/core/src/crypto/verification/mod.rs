@@ -31,10 +31,6 @@
 //! started it also expires 5 minutes after the SAS start and 1 minute after the last event
 //! from the peer ([`Verification::expire`]).
 
-// The client that drives these flows is written separately (sans-IO: it only calls this API);
-// until it lands, the library build sees no caller. The unit tests use every item.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -499,9 +495,6 @@ pub(crate) enum VerificationError {
     /// The peer's MAC message covers no key we know: nothing verified, cancelled.
     #[error("the MAC message covers no key we know")]
     NoKeyVerified,
-    /// Our user said the short authentication strings differ: cancelled.
-    #[error("the user reported that the SAS does not match")]
-    MismatchedSas,
     /// A key in a scanned QR code differs from the one we expect: cancelled.
     #[error("scanned QR code: {which} does not match")]
     QrKeyMismatch {
@@ -564,7 +557,6 @@ impl VerificationError {
             Self::KeyMismatch { .. } => "key_mismatch",
             Self::KeyIdsMismatch => "key_ids_mismatch",
             Self::NoKeyVerified => "no_key_verified",
-            Self::MismatchedSas => "mismatched_sas",
             Self::QrKeyMismatch { .. } => "qr_key_mismatch",
             Self::QrSecretMismatch => "qr_secret_mismatch",
             Self::QrPayload(_) => "qr_payload",
@@ -595,7 +587,6 @@ impl VerificationError {
             | Self::NoKeyVerified
             | Self::QrKeyMismatch { .. }
             | Self::QrSecretMismatch => CancelCode::KeyMismatch,
-            Self::MismatchedSas => CancelCode::MismatchedSas,
             Self::InvalidState { .. } | Self::MissingKey { .. } | Self::Random => CancelCode::User,
         }
     }

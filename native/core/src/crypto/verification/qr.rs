@@ -111,6 +111,7 @@ pub(crate) enum QrError {
 
 impl QrError {
     /// A stable snake_case code.
+    #[cfg(test)]
     pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Truncated { .. } => "truncated",

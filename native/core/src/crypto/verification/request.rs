@@ -332,8 +332,14 @@ impl Verification {
     }
 
     /// The contents queued to send, without taking them.
+    #[cfg(test)]
     pub(crate) fn pending(&self) -> &[Outgoing] {
         &self.outgoing
+    }
+
+    /// The peer user.
+    pub(crate) fn peer_user_id(&self) -> &str {
+        &self.peer.user_id
     }
 
     /// The peer identity, to change it under a test.

@@ -320,7 +320,10 @@ fn sas_outputs_have_the_wire_shape() {
     let accept = bob.pending()[0].clone();
     assert_eq!(accept.event_type, ACCEPT_EVENT);
     let c = &accept.content;
-    assert_eq!(c["method"], "m.sas.v1");
+    assert!(
+        c.get("method").is_none(),
+        "the specification's accept has no method: {c}"
+    );
     assert_eq!(c["key_agreement_protocol"], "curve25519-hkdf-sha256");
     assert_eq!(c["hash"], "sha256");
     assert_eq!(c["message_authentication_code"], "hkdf-hmac-sha256.v2");
@@ -469,6 +472,17 @@ fn sas_unknown_methods_are_refused() {
         .unwrap_err();
     assert_eq!(err.cancel_code(), CancelCode::UnknownMethod);
     assert_cancelled(&mut alice, CancelCode::UnknownMethod, true);
+
+    // An accept naming another method (the specification's accept names none).
+    let (mut alice, mut bob) = ready_pair(&a, &b, to_device_flow());
+    alice.start_sas(T0).unwrap();
+    deliver(&mut alice, &mut bob, T0).unwrap();
+    let mut accept = bob.drain_outgoing().remove(0);
+    accept.content["method"] = json!("m.reciprocate.v1");
+    let err = alice
+        .handle(BOB, ACCEPT_EVENT, &accept.content, T0)
+        .unwrap_err();
+    assert_eq!(err.cancel_code(), CancelCode::UnknownMethod);
 
     // A start method nobody knows.
     let (_alice, mut bob) = ready_pair(&a, &b, to_device_flow());
@@ -1194,8 +1208,8 @@ fn cancel_codes_and_error_codes() {
         "org.example.x"
     );
     assert_eq!(
-        VerificationError::MismatchedSas.cancel_code(),
-        CancelCode::MismatchedSas
+        VerificationError::MismatchedCommitment.cancel_code(),
+        CancelCode::MismatchedCommitment
     );
     assert_eq!(VerificationError::Timeout.code(), "timeout");
     let id = new_transaction_id().unwrap();

@@ -1,0 +1,322 @@
+//! Interactive verification with matrix-sdk 0.18 as the independent peer (issue 16 item 2):
+//! SAS both ways, to-device and in a room. Both sides must show the same emoji and numbers,
+//! both must end in done, and each must then trust the other: matrix-sdk reports our user as
+//! verified (our identity signed by its user-signing key), we report theirs (pinned, verified:
+//! signed by ours, uploaded).
+
+use std::time::Duration;
+
+use matrix_sdk::encryption::verification::{SasVerification, VerificationRequest};
+use matrix_sdk::ruma::{DeviceId, UserId};
+use tchap_secure_core::IdentityState;
+use tchap_secure_core::client::verification::VerificationInfo;
+use tokio::time::Instant;
+
+use crate::new_peer;
+use crate::ours::{Ours, new_ours, room_between};
+use crate::peer::Peer;
+
+const FLOW: Duration = Duration::from_secs(60);
+
+/// A matrix-sdk peer with its cross-signing identity set up (as Element does at first login),
+/// knowing `ours`'s devices (matrix-sdk ignores a request from a device it does not know).
+async fn cross_signed_peer(prefix: &str, ours: &Ours) -> Peer {
+    let peer = new_peer(prefix).await;
+    peer.client
+        .encryption()
+        .bootstrap_cross_signing(None)
+        .await
+        .unwrap();
+    peer.client
+        .encryption()
+        .request_user_identity(&UserId::parse(&ours.user_id).unwrap())
+        .await
+        .unwrap();
+    peer
+}
+
+/// Steps both sides (one sync each) until `done` holds; panics after `FLOW`.
+async fn until<T>(
+    ours: &mut Ours,
+    peer: &Peer,
+    what: &str,
+    mut done: impl AsyncFnMut(&mut Ours, &Peer) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + FLOW;
+    loop {
+        if let Some(v) = done(ours, peer).await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; our flows: {:#?}",
+            ours.client.verifications()
+        );
+        ours.sync().await;
+        peer.sync_once().await;
+    }
+}
+
+fn flow_of(ours: &Ours, flow_id: &str) -> VerificationInfo {
+    ours.client.verification(flow_id).unwrap()
+}
+
+async fn sdk_request(peer: &Peer, user: &str, flow_id: &str) -> Option<VerificationRequest> {
+    peer.client
+        .encryption()
+        .get_verification_request(&UserId::parse(user).unwrap(), flow_id)
+        .await
+}
+
+async fn sdk_sas(peer: &Peer, user: &str, flow_id: &str) -> Option<SasVerification> {
+    peer.client
+        .encryption()
+        .get_verification(&UserId::parse(user).unwrap(), flow_id)
+        .await
+        .and_then(|v| v.sas())
+}
+
+/// From both sides having a SAS with keys exchanged to both done: compares the emoji and the
+/// numbers, confirms on both sides, and checks the trust each side ends with.
+async fn compare_confirm_and_check(ours: &mut Ours, peer: &Peer, flow_id: &str) {
+    let user = ours.user_id.clone();
+    let ours_emoji = until(ours, peer, "our emoji", async |o, _| {
+        flow_of(o, flow_id).emoji
+    })
+    .await;
+    let sas = until(ours, peer, "matrix-sdk's emoji", async |_, p| {
+        sdk_sas(p, &user, flow_id)
+            .await
+            .filter(|s| s.emoji().is_some())
+    })
+    .await;
+    let theirs: Vec<(String, String)> = sas
+        .emoji()
+        .unwrap()
+        .iter()
+        .map(|e| (e.symbol.to_owned(), e.description.to_owned()))
+        .collect();
+    let mine: Vec<(String, String)> = ours_emoji
+        .iter()
+        .map(|e| (e.symbol.clone(), e.description.clone()))
+        .collect();
+    assert_eq!(mine, theirs, "both sides show the same emoji");
+    let (a, b, c) = sas.decimals().unwrap();
+    assert_eq!(flow_of(ours, flow_id).decimals, Some([a, b, c]));
+
+    ours.client.confirm_sas(flow_id).await.unwrap();
+    sas.confirm().await.unwrap();
+    // (matrix-sdk drops a finished flow from its cache: its own handle is what we watch.)
+    until(ours, peer, "both done", async |o, _| {
+        let ours_done = flow_of(o, flow_id).state == "done";
+        (ours_done && sas.is_done()).then_some(())
+    })
+    .await;
+    let info = flow_of(ours, flow_id);
+    assert!(
+        info.verified.iter().any(|v| v.starts_with("master ")),
+        "{info:?}"
+    );
+
+    // We trust them: their identity is verified here, and our signature is on the server.
+    let peer_user = peer.user_id.to_string();
+    let identity = ours.client.identity(&peer_user).unwrap().unwrap();
+    assert_eq!(identity.state, IdentityState::Verified);
+    // matrix-sdk trusts us: our identity is verified for it.
+    let verified = until(ours, peer, "matrix-sdk to see us verified", async |_, p| {
+        let identity = p
+            .client
+            .encryption()
+            .request_user_identity(&UserId::parse(&user).unwrap())
+            .await
+            .unwrap()?;
+        identity.is_verified().then_some(true)
+    })
+    .await;
+    assert!(verified);
+    // And a new client of ours that only reads the server draws the same conclusion: the
+    // signature was uploaded.
+    let devices = ours.client.devices(&peer_user).await.unwrap();
+    assert!(devices.iter().all(|d| d.cross_signed));
+    assert_eq!(
+        ours.client.device_trust(&devices[0]).unwrap(),
+        "verified",
+        "{devices:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_to_device_we_request_and_start() {
+    let mut ours = new_ours("vf-td-ours").await;
+    let peer = cross_signed_peer("vf-td-peer", &ours).await;
+    let user = ours.user_id.clone();
+    let flow_id = ours
+        .client
+        .request_verification(peer.user_id.as_str(), None)
+        .await
+        .unwrap();
+    let request = until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see our request",
+        async |_, p| sdk_request(p, &user, &flow_id).await,
+    )
+    .await;
+    request.accept().await.unwrap();
+    until(&mut ours, &peer, "ready", async |o, _| {
+        (flow_of(o, &flow_id).state == "ready").then_some(())
+    })
+    .await;
+    ours.client.start_sas(&flow_id).await.unwrap();
+    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
+        sdk_sas(p, &user, &flow_id).await
+    })
+    .await;
+    sas.accept().await.unwrap();
+    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_to_device_matrix_sdk_requests_and_starts() {
+    let mut ours = new_ours("vf-td2-ours").await;
+    let peer = cross_signed_peer("vf-td2-peer", &ours).await;
+    let our_device = ours.client.session().unwrap().device_id;
+    // matrix-sdk must know our device before it can ask it.
+    peer.client
+        .encryption()
+        .request_user_identity(&UserId::parse(&ours.user_id).unwrap())
+        .await
+        .unwrap();
+    let device: &DeviceId = our_device.as_str().into();
+    let request = peer
+        .client
+        .encryption()
+        .get_device(&UserId::parse(&ours.user_id).unwrap(), device)
+        .await
+        .unwrap()
+        .expect("matrix-sdk knows our device")
+        .request_verification()
+        .await
+        .unwrap();
+    let flow_id = request.flow_id().to_owned();
+    until(
+        &mut ours,
+        &peer,
+        "our side to see the request",
+        async |o, _| o.client.verification(&flow_id).map(|_| ()),
+    )
+    .await;
+    let info = flow_of(&ours, &flow_id);
+    assert_eq!(info.state, "received");
+    assert_eq!(info.user_id, peer.user_id.as_str());
+    assert!(!info.we_requested);
+    ours.client.accept_verification(&flow_id).await.unwrap();
+    until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see our ready",
+        async |_, _| request.is_ready().then_some(()),
+    )
+    .await;
+    request.start_sas().await.unwrap().expect("a SAS");
+    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_in_a_room_we_request_and_start() {
+    let mut ours = new_ours("vf-room-ours").await;
+    let peer = cross_signed_peer("vf-room-peer", &ours).await;
+    let room = room_between(&mut ours, &peer, true).await;
+    let user = ours.user_id.clone();
+    let flow_id = ours
+        .client
+        .request_verification(peer.user_id.as_str(), Some(&room))
+        .await
+        .unwrap();
+    assert!(
+        flow_id.starts_with('$'),
+        "an in-room flow is named by its request event"
+    );
+    let request = until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see our request",
+        async |_, p| sdk_request(p, &user, &flow_id).await,
+    )
+    .await;
+    assert_eq!(request.room_id().map(|r| r.as_str()), Some(room.as_str()));
+    request.accept().await.unwrap();
+    until(&mut ours, &peer, "ready", async |o, _| {
+        (flow_of(o, &flow_id).state == "ready").then_some(())
+    })
+    .await;
+    ours.client.start_sas(&flow_id).await.unwrap();
+    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
+        sdk_sas(p, &user, &flow_id).await
+    })
+    .await;
+    sas.accept().await.unwrap();
+    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sas_mismatch_cancels_on_both_sides_and_is_journaled() {
+    let mut ours = new_ours("vf-mis-ours").await;
+    let peer = cross_signed_peer("vf-mis-peer", &ours).await;
+    let user = ours.user_id.clone();
+    let flow_id = ours
+        .client
+        .request_verification(peer.user_id.as_str(), None)
+        .await
+        .unwrap();
+    let request = until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see our request",
+        async |_, p| sdk_request(p, &user, &flow_id).await,
+    )
+    .await;
+    request.accept().await.unwrap();
+    until(&mut ours, &peer, "ready", async |o, _| {
+        (flow_of(o, &flow_id).state == "ready").then_some(())
+    })
+    .await;
+    ours.client.start_sas(&flow_id).await.unwrap();
+    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
+        sdk_sas(p, &user, &flow_id).await
+    })
+    .await;
+    sas.accept().await.unwrap();
+    until(&mut ours, &peer, "our emoji", async |o, _| {
+        flow_of(o, &flow_id).emoji.map(|_| ())
+    })
+    .await;
+    // Our member says the emoji differ.
+    let info = ours.client.sas_mismatch(&flow_id).await.unwrap();
+    assert_eq!(info.state, "cancelled");
+    assert_eq!(info.cancel_code.as_deref(), Some("m.mismatched_sas"));
+    until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see the cancel",
+        async |_, _| sas.is_cancelled().then_some(()),
+    )
+    .await;
+    assert_eq!(
+        sas.cancel_info()
+            .map(|c| c.cancel_code().as_str().to_owned()),
+        Some("m.mismatched_sas".to_owned())
+    );
+    let events = ours.client.store().security_events().unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "verification_mismatch"),
+        "{events:#?}"
+    );
+    // Nothing was trusted.
+    let identity = ours
+        .client
+        .identity(peer.user_id.as_str())
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.state, IdentityState::Pinned);
+}
