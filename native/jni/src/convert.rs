@@ -137,6 +137,14 @@ pub(crate) fn string_array<'local>(
     row_array(env, &row)
 }
 
+/// A `String[]` row; `None` cells become `null`.
+pub(crate) fn row<'local>(
+    env: &mut Env<'local>,
+    cells: &[Option<&str>],
+) -> Result<JObjectArray<'local, JString<'local>>, BridgeError> {
+    row_array(env, cells)
+}
+
 fn row_array<'local, S: AsRef<str>>(
     env: &mut Env<'local>,
     row: &[Option<S>],

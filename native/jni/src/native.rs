@@ -17,10 +17,11 @@ use std::time::Duration;
 use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned};
-use tchap_secure_core::Config;
 use tchap_secure_core::client::media::OutgoingFile;
 use tchap_secure_core::config::KNOWN_KEYS;
+use tchap_secure_core::store::identity::IdentityRecord;
 use tchap_secure_core::store::{DeviceRecord, DeviceState, TimelineEvent};
+use tchap_secure_core::{Config, CrossSigningStatus, IdentityState};
 
 use crate::client::ClientHandle;
 use crate::convert::{self, bool_cell};
@@ -523,7 +524,9 @@ fn length(n: u64) -> Result<jlong, BridgeError> {
     })
 }
 
-fn device_row(d: &DeviceRecord) -> Vec<Option<&str>> {
+/// A `devices` row (7 columns, see `Native.devices`); `trust` is the core's
+/// `Client::device_trust` for the device.
+fn device_row<'a>(d: &'a DeviceRecord, trust: &'a str) -> Vec<Option<&'a str>> {
     let state = match d.state {
         DeviceState::Tofu => "tofu",
         DeviceState::Blocked => "blocked",
@@ -534,11 +537,13 @@ fn device_row(d: &DeviceRecord) -> Vec<Option<&str>> {
         Some(state),
         Some(bool_cell(d.deleted)),
         d.display_name.as_deref(),
+        Some(trust),
+        Some(bool_cell(d.cross_signed)),
     ]
 }
 
 /// `static native String[][] devices(long client, String userId)`: `{deviceId, ed25519, state,
-/// deleted, displayName|null}`.
+/// deleted, displayName|null, trust, crossSigned}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_devices<'local>(
     mut env: EnvUnowned<'local>,
@@ -548,9 +553,142 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_devices<'local>(
 ) -> StringTable<'local> {
     run_ffi_safe(&mut env, |env| {
         let user_id = convert::string_arg(env, &user_id, "userId")?;
-        let devices = with_client(client, |c, rt| Ok(rt.block_on(c.devices(&user_id))?))?;
-        let rows: Vec<_> = devices.iter().map(device_row).collect();
+        let (devices, trust) = with_client(client, |c, rt| {
+            let devices = rt.block_on(c.devices(&user_id))?;
+            let trust = devices
+                .iter()
+                .map(|d| c.device_trust(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((devices, trust))
+        })?;
+        let rows: Vec<_> = devices
+            .iter()
+            .zip(trust)
+            .map(|(d, t)| device_row(d, t))
+            .collect();
         convert::table(env, &rows)
+    })
+}
+
+// --- cross-signing ---------------------------------------------------------------------------
+
+/// The wire name of an identity's trust state (the core's serde names).
+fn identity_state(state: IdentityState) -> &'static str {
+    match state {
+        IdentityState::Pinned => "pinned",
+        IdentityState::Verified => "verified",
+        IdentityState::Changed => "changed",
+    }
+}
+
+/// A cross-signing status row: `{master|null, hasPrivateKeys, deviceSigned, identity|null}`.
+fn status_row(s: &CrossSigningStatus) -> Vec<Option<&str>> {
+    let CrossSigningStatus {
+        master,
+        has_private_keys,
+        device_signed,
+        identity,
+    } = s;
+    vec![
+        master.as_deref(),
+        Some(bool_cell(*has_private_keys)),
+        Some(bool_cell(*device_signed)),
+        identity.map(identity_state),
+    ]
+}
+
+/// An identity row: `{userId, master, selfSigning|null, state, changedMaster|null}`.
+fn identity_row(i: &IdentityRecord) -> Vec<Option<&str>> {
+    let IdentityRecord {
+        user_id,
+        master,
+        self_signing,
+        state,
+        changed_master,
+    } = i;
+    vec![
+        Some(user_id),
+        Some(master),
+        self_signing.as_deref(),
+        Some(identity_state(*state)),
+        changed_master.as_deref(),
+    ]
+}
+
+/// `static native String[] crossSigningStatus(long client)`: `{master|null, hasPrivateKeys,
+/// deviceSigned, identity|null}` (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_crossSigningStatus<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let status = with_client(client, |c, _| Ok(c.cross_signing_status()?))?;
+        convert::row(env, &status_row(&status))
+    })
+}
+
+/// `static native String[] bootstrapCrossSigning(long client, byte[] password)`: creates and
+/// publishes our identity if the account has none, or finishes an interrupted bootstrap or
+/// reset; returns the status row. `password` may be null (needed only if the server asks);
+/// a given array is zeroed before the network call.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_bootstrapCrossSigning<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    password: JByteArray<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let password = if password.is_null() {
+            None
+        } else {
+            Some(convert::take_secret(env, &password, "password")?)
+        };
+        let status = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.bootstrap_cross_signing(password.as_ref()))?)
+        })?;
+        drop(password);
+        convert::row(env, &status_row(&status))
+    })
+}
+
+/// `static native String[] resetCrossSigning(long client, byte[] password)`: replaces our
+/// identity with a new one, authorised by the account password (zeroed before the network
+/// call); returns the status row.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_resetCrossSigning<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    password: JByteArray<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let password = convert::take_secret(env, &password, "password")?;
+        let status = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.reset_cross_signing(&password))?)
+        })?;
+        drop(password);
+        convert::row(env, &status_row(&status))
+    })
+}
+
+/// `static native String[] identity(long client, String userId)`: `{userId, master,
+/// selfSigning|null, state, changedMaster|null}` as pinned here, or null (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_identity<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        match with_client(client, |c, _| Ok(c.identity(&user_id)?))? {
+            Some(identity) => convert::row(env, &identity_row(&identity)),
+            None => Ok(StringArray::default()),
+        }
     })
 }
 
@@ -703,7 +841,136 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 27, "{java:?}");
+        assert_eq!(java.len(), 31, "{java:?}");
         assert_eq!(java, rust);
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    //! The rows of the cross-signing methods and `devices`: column order and cell values, and
+    //! the column count each Java class checks (`Rows.requireColumns`), so that a column added
+    //! on one side only fails here rather than on a device.
+
+    use tchap_secure_core::store::identity::IdentityRecord;
+    use tchap_secure_core::store::{DeviceRecord, DeviceState};
+    use tchap_secure_core::{CrossSigningStatus, IdentityState};
+
+    use super::{device_row, identity_row, status_row};
+
+    /// The column count `class`.java requires of the `table` rows.
+    fn java_columns(class: &str, table: &str) -> usize {
+        let path = format!(
+            "{}/../../android/src/main/java/fr/gouv/tchap/secure/{class}.java",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let needle = format!("\"{table}\");");
+        let call = text
+            .lines()
+            .find(|l| l.contains("Rows.requireColumns(row, ") && l.contains(&needle))
+            .unwrap_or_else(|| panic!("no requireColumns for {table} in {path}"));
+        let after = call.split("Rows.requireColumns(row, ").nth(1).unwrap();
+        after.split(',').next().unwrap().trim().parse().unwrap()
+    }
+
+    #[test]
+    fn device_rows_carry_trust_and_cross_signing() {
+        let device = DeviceRecord {
+            user_id: "@a:x".into(),
+            device_id: "DEV".into(),
+            ed25519: "ED".into(),
+            curve25519: "CURVE".into(),
+            display_name: None,
+            state: DeviceState::Tofu,
+            deleted: false,
+            cross_signed: true,
+        };
+        let row = device_row(&device, "identity_pinned");
+        assert_eq!(
+            row,
+            [
+                Some("DEV"),
+                Some("ED"),
+                Some("tofu"),
+                Some("false"),
+                None,
+                Some("identity_pinned"),
+                Some("true")
+            ]
+        );
+        assert_eq!(row.len(), java_columns("Device", "devices"));
+        let blocked = DeviceRecord {
+            state: DeviceState::Blocked,
+            deleted: true,
+            cross_signed: false,
+            display_name: Some("phone".into()),
+            ..device
+        };
+        assert_eq!(
+            device_row(&blocked, "blocked"),
+            [
+                Some("DEV"),
+                Some("ED"),
+                Some("blocked"),
+                Some("true"),
+                Some("phone"),
+                Some("blocked"),
+                Some("false")
+            ]
+        );
+    }
+
+    #[test]
+    fn status_rows() {
+        let full = CrossSigningStatus {
+            master: Some("MASTER".into()),
+            has_private_keys: true,
+            device_signed: true,
+            identity: Some(IdentityState::Verified),
+        };
+        let row = status_row(&full);
+        assert_eq!(
+            row,
+            [Some("MASTER"), Some("true"), Some("true"), Some("verified")]
+        );
+        assert_eq!(
+            row.len(),
+            java_columns("CrossSigningStatus", "crossSigningStatus")
+        );
+        let none = CrossSigningStatus {
+            master: None,
+            has_private_keys: false,
+            device_signed: false,
+            identity: None,
+        };
+        assert_eq!(
+            status_row(&none),
+            [None, Some("false"), Some("false"), None]
+        );
+    }
+
+    #[test]
+    fn identity_rows_use_the_core_state_names() {
+        for state in [
+            IdentityState::Pinned,
+            IdentityState::Verified,
+            IdentityState::Changed,
+        ] {
+            let record = IdentityRecord {
+                user_id: "@b:x".into(),
+                master: "M".into(),
+                self_signing: Some("SS".into()),
+                state,
+                changed_master: (state == IdentityState::Changed).then(|| "M2".into()),
+            };
+            let row = identity_row(&record);
+            assert_eq!(row.len(), java_columns("Identity", "identity"));
+            // The same names as the CLI's JSON (serde snake_case).
+            let serde_name = serde_json::to_value(state).unwrap();
+            assert_eq!(row[3], serde_name.as_str());
+            assert_eq!(row[..3], [Some("@b:x"), Some("M"), Some("SS")]);
+            assert_eq!(row[4], record.changed_master.as_deref());
+        }
     }
 }

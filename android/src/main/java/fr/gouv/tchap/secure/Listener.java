@@ -5,7 +5,10 @@ package fr.gouv.tchap.secure;
  * (never the UI thread): implementations hand work over to their own threads and return fast.
  */
 public interface Listener {
-    /** A message was decrypted (new, or an earlier one whose key arrived late). */
+    /**
+     * A message was decrypted (new, or an earlier one whose key arrived late); {@code trust}
+     * is the sending device's, as {@link Message#trust()}.
+     */
     void onMessage(String roomId, String eventId, String sender, String senderDisplayName,
             String body, String trust);
 

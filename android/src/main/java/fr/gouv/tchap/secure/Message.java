@@ -113,7 +113,13 @@ public final class Message {
         return body;
     }
 
-    /** Trust in the sending device ({@code tofu}, …), or null. */
+    /**
+     * Trust in the sending device when the message was decrypted: {@code own_device} (sent by
+     * this device), or a {@link Device#trust()} value — {@link Device#VERIFIED},
+     * {@link Device#IDENTITY_PINNED}, {@link Device#UNSIGNED}, {@link Device#IDENTITY_CHANGED},
+     * {@link Device#TOFU}, {@link Device#BLOCKED} or {@link Device#UNKNOWN} (the device is
+     * deleted, unknown here, or its key is not the one pinned); null when not decrypted.
+     */
     public String trust() {
         return trust;
     }

@@ -148,9 +148,44 @@ final class Native {
 
     /**
      * A user's devices after a fresh query. Rows: {@code {deviceId, ed25519, state, deleted,
-     * displayName|null}}; state is {@code tofu} or {@code blocked}, deleted {@code true|false}.
+     * displayName|null, trust, crossSigned}}; state is {@code tofu} or {@code blocked}, deleted
+     * and crossSigned {@code true|false}, trust one of {@code verified}, {@code identity_pinned},
+     * {@code unsigned}, {@code identity_changed}, {@code tofu}, {@code blocked},
+     * {@code unknown} (see {@link Device#trust()}).
      */
     static native String[][] devices(long client, String userId) throws TchapSecureException;
+
+    // --- cross-signing ---------------------------------------------------------------------
+
+    /**
+     * Where our cross-signing identity stands (no network): {@code {master|null,
+     * hasPrivateKeys, deviceSigned, identity|null}}, booleans {@code true|false}, identity
+     * {@code pinned}, {@code verified} or {@code changed}.
+     */
+    static native String[] crossSigningStatus(long client) throws TchapSecureException;
+
+    /**
+     * Creates and publishes our identity if the account has none and signs this device with
+     * it, or finishes an interrupted bootstrap or reset; returns the status row (as
+     * {@link #crossSigningStatus}). {@code password} may be null; a given array is zeroed
+     * before the network call.
+     */
+    static native String[] bootstrapCrossSigning(long client, byte[] password)
+            throws TchapSecureException;
+
+    /**
+     * Replaces our identity with a new one (user-interactive authentication by the account
+     * password, which is zeroed before the network call); returns the status row.
+     */
+    static native String[] resetCrossSigning(long client, byte[] password)
+            throws TchapSecureException;
+
+    /**
+     * A user's cross-signing identity as pinned here (no network): {@code {userId, master,
+     * selfSigning|null, state, changedMaster|null}}, state {@code pinned}, {@code verified} or
+     * {@code changed}; null if none.
+     */
+    static native String[] identity(long client, String userId) throws TchapSecureException;
 
     // --- background sync -------------------------------------------------------------------
 

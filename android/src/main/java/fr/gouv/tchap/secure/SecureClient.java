@@ -42,8 +42,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <h2>Secrets</h2>
  *
- * The password is a {@code byte[]} (UTF-8) that {@link #login} zeroes before returning,
- * whatever happens. No method takes or returns key material.
+ * The password is a {@code byte[]} (UTF-8) that {@link #login}, {@link #bootstrapCrossSigning}
+ * and {@link #resetCrossSigning} zero before returning, whatever happens. No method takes or
+ * returns key material (only public keys).
  */
 public final class SecureClient implements AutoCloseable {
     private static final Object LOAD_LOCK = new Object();
@@ -460,7 +461,11 @@ public final class SecureClient implements AutoCloseable {
         }
     }
 
-    /** A user's devices after a fresh key query, with their trust-on-first-use state. */
+    /**
+     * A user's devices after a fresh key query (which also pins or checks the user's
+     * cross-signing identity), each with its pinning state and its trust
+     * ({@link Device#trust()}, {@link Device#isCrossSigned()}).
+     */
     public List<Device> devices(String userId) throws TchapSecureException {
         Objects.requireNonNull(userId, "userId");
         String[][] rows = call(h -> Native.devices(h, userId));
@@ -469,6 +474,81 @@ public final class SecureClient implements AutoCloseable {
             devices.add(Device.fromRow(row));
         }
         return Collections.unmodifiableList(devices);
+    }
+
+    // --- cross-signing ---------------------------------------------------------------------
+
+    /**
+     * Where our own cross-signing identity stands, from the local store (no network). Login
+     * creates the account's identity when it has none, publishes it and signs this device with
+     * it.
+     *
+     * @throws TchapSecureException e.g. {@code no_session} when logged out
+     */
+    public CrossSigningStatus crossSigningStatus() throws TchapSecureException {
+        return CrossSigningStatus.fromRow(call(Native::crossSigningStatus));
+    }
+
+    /**
+     * Sets up our cross-signing identity: creates, publishes and signs this device with a new
+     * one if the account has none, or finishes what an interrupted login, bootstrap or reset
+     * left half done. Idempotent: with an identity already set up it changes nothing and
+     * returns the same {@link CrossSigningStatus#master()}. If another device of ours created
+     * the account's identity, nothing is created: this device stays unsigned until that
+     * device verifies it. Login does this already; call it after a login whose bootstrap
+     * failed, or when {@link TchapSecureException#PASSWORD_REQUIRED} asked for the password.
+     *
+     * @param passwordOrNull the account password (UTF-8), needed only if the homeserver asks
+     *     for it (it does not for a first identity); zeroed before this method returns or
+     *     throws
+     * @return the status afterwards
+     * @throws TchapSecureException {@link TchapSecureException#PASSWORD_REQUIRED} (the server
+     *     asks for the password and none was given), {@code forbidden} (wrong password),
+     *     {@link TchapSecureException#AUTH_UNSUPPORTED}
+     */
+    public CrossSigningStatus bootstrapCrossSigning(byte[] passwordOrNull)
+            throws TchapSecureException {
+        try {
+            return CrossSigningStatus.fromRow(
+                    call(h -> Native.bootstrapCrossSigning(h, passwordOrNull)));
+        } finally {
+            if (passwordOrNull != null) {
+                Arrays.fill(passwordOrNull, (byte) 0);
+            }
+        }
+    }
+
+    /**
+     * Replaces our cross-signing identity with a new one, published and signing this device;
+     * every device and user verified before must be verified again, and other users see our
+     * identity {@linkplain Identity#CHANGED changed}. The homeserver always requires the
+     * account password for this. The keys in use are kept until the server has taken the new
+     * ones: a refused reset changes nothing.
+     *
+     * @param password the account password (UTF-8); zeroed before this method returns or
+     *     throws
+     * @return the status afterwards, with the new {@link CrossSigningStatus#master()}
+     * @throws TchapSecureException {@code forbidden} (wrong password: the identity in use is
+     *     unchanged), {@link TchapSecureException#AUTH_UNSUPPORTED}
+     */
+    public CrossSigningStatus resetCrossSigning(byte[] password) throws TchapSecureException {
+        try {
+            Objects.requireNonNull(password, "password");
+            return CrossSigningStatus.fromRow(call(h -> Native.resetCrossSigning(h, password)));
+        } finally {
+            if (password != null) {
+                Arrays.fill(password, (byte) 0);
+            }
+        }
+    }
+
+    /**
+     * {@code userId}'s cross-signing identity as pinned here (no network; {@link #devices}
+     * fetches and pins it), or null if none is known. Our own user id gives our identity.
+     */
+    public Identity identity(String userId) throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        return Identity.fromRow(call(h -> Native.identity(h, userId)));
     }
 
     // --- background sync -------------------------------------------------------------------

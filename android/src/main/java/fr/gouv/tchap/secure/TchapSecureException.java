@@ -26,6 +26,18 @@ public final class TchapSecureException extends Exception {
      */
     public static final String SEND_FAILED = "send_failed";
 
+    /**
+     * {@link #getCode()}: the homeserver asks for the account password (user-interactive
+     * authentication) and none was given: call again with it
+     * ({@link SecureClient#bootstrapCrossSigning}).
+     */
+    public static final String PASSWORD_REQUIRED = "password_required";
+    /**
+     * {@link #getCode()}: the homeserver asks for user-interactive authentication by stages
+     * other than the password (single sign-on, e-mail…), which this client does not do.
+     */
+    public static final String AUTH_UNSUPPORTED = "auth_unsupported";
+
     private final String code;
     private final String localId;
     private final String reason;

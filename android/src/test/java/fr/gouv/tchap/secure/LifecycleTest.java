@@ -62,6 +62,9 @@ public class LifecycleTest {
         calls.add(x -> x.send("!r:x", "body"));
         calls.add(x -> x.messages("!r:x", 10));
         calls.add(x -> x.devices("@u:x"));
+        calls.add(SecureClient::crossSigningStatus);
+        calls.add(x -> x.bootstrapCrossSigning(null));
+        calls.add(x -> x.identity("@u:x"));
         calls.add(x -> x.startSync(NO_OP));
         calls.add(SecureClient::stopSync);
         calls.add(SecureClient::wipe);
@@ -81,6 +84,21 @@ public class LifecycleTest {
             fail("login after close()");
         } catch (IllegalStateException expected) {
             assertArrayEquals(new byte[password.length], password);
+        }
+        // So do the cross-signing calls that take the password.
+        byte[] resetPassword = "secret password".getBytes(StandardCharsets.UTF_8);
+        try {
+            c.resetCrossSigning(resetPassword);
+            fail("resetCrossSigning after close()");
+        } catch (IllegalStateException expected) {
+            assertArrayEquals(new byte[resetPassword.length], resetPassword);
+        }
+        byte[] bootstrapPassword = "secret password".getBytes(StandardCharsets.UTF_8);
+        try {
+            c.bootstrapCrossSigning(bootstrapPassword);
+            fail("bootstrapCrossSigning after close()");
+        } catch (IllegalStateException expected) {
+            assertArrayEquals(new byte[bootstrapPassword.length], bootstrapPassword);
         }
     }
 

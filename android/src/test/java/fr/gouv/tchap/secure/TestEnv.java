@@ -149,11 +149,12 @@ final class TestEnv {
     }
 
     /**
-     * The pre-registered users (at least five: alice, bob, carol for the older tests, dave and
-     * erin for {@code TimelineTest}), in the driver's order.
+     * The pre-registered users (at least seven: alice, bob, carol for the older tests, dave and
+     * erin for {@code TimelineTest}, frank and grace for {@code CrossSigningTest}, whose reset
+     * of frank's identity must not change what the other tests see), in the driver's order.
      */
     static List<User> users() {
-        return usersOf("tchap.users", 5);
+        return usersOf("tchap.users", 7);
     }
 
     /** The two users registered on the content scanner's homeserver. */
