@@ -729,7 +729,7 @@ impl SendFixture {
         }
         let plan = store.transaction(|tx| {
             engine
-                .plan_outbound(tx, ROOM, &devices)
+                .plan_outbound(tx, ROOM, &devices, &Default::default())
                 .map_err(CryptoError::into_store_error)
         })?;
         for d in &plan.to_share {
@@ -858,7 +858,7 @@ impl KeyShareFixture {
         }
         let plan = store.transaction(|tx| {
             engine
-                .plan_outbound(tx, ROOM, &devices)
+                .plan_outbound(tx, ROOM, &devices, &Default::default())
                 .map_err(CryptoError::into_store_error)
         })?;
         let mut missing = Vec::new();

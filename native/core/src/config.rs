@@ -51,7 +51,30 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_attachment_bytes",
     "content_scanner_keys",
     "require_leaf_or_intermediate_pin",
+    "share_keys_with",
+    "require_cross_signing",
 ];
+
+/// Which devices get our room keys (`share_keys_with`, issue 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeySharing {
+    /// Devices signed by their owner's pinned cross-signing identity (and, for users without
+    /// one, devices pinned on first use unless `require_cross_signing`). The default.
+    #[default]
+    CrossSigned,
+    /// Only devices of users we verified interactively (and our own verified devices).
+    Verified,
+}
+
+impl KeySharing {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrossSigned => "cross_signed",
+            Self::Verified => "verified",
+        }
+    }
+}
 
 /// Most content scanner keys pinned at once (the current one and those of coming rotations).
 pub const MAX_SCANNER_KEYS: usize = 8;
@@ -110,6 +133,8 @@ pub struct Config {
     max_attachment_bytes: u64,
     content_scanner_keys: Vec<Curve25519PublicKey>,
     require_leaf_or_intermediate_pin: bool,
+    share_keys_with: KeySharing,
+    require_cross_signing: bool,
     /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
     anchor_pins: Vec<SpkiPin>,
 }
@@ -316,6 +341,16 @@ impl Config {
                 reason: "every pin of spki_pins_sha256 is a trust anchor's own key".into(),
             });
         }
+        let share_keys_with = match optional_str(map, "share_keys_with")? {
+            None | Some("cross_signed") => KeySharing::CrossSigned,
+            Some("verified") => KeySharing::Verified,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "share_keys_with",
+                    reason: "\"cross_signed\" or \"verified\"".into(),
+                });
+            }
+        };
         Ok(Self {
             homeserver_url,
             server_name,
@@ -330,6 +365,8 @@ impl Config {
             max_attachment_bytes,
             content_scanner_keys,
             require_leaf_or_intermediate_pin,
+            share_keys_with,
+            require_cross_signing: optional_bool(map, "require_cross_signing")?.unwrap_or(false),
             anchor_pins,
         })
     }
@@ -368,6 +405,17 @@ impl Config {
     /// Whether only leaf or intermediate pins count ([`Config::pins_that_count`]).
     pub fn require_leaf_or_intermediate_pin(&self) -> bool {
         self.require_leaf_or_intermediate_pin
+    }
+
+    /// Which devices get our room keys (`share_keys_with`; default: cross-signed ones).
+    pub fn share_keys_with(&self) -> KeySharing {
+        self.share_keys_with
+    }
+
+    /// Whether users without any cross-signing identity get no room keys (`false`: their
+    /// devices are pinned on first use, as before cross-signing).
+    pub fn require_cross_signing(&self) -> bool {
+        self.require_cross_signing
     }
 
     /// What this valid configuration does that weakens it.
@@ -764,6 +812,36 @@ mod tests {
             parse(&other).unwrap_err(),
             ConfigError::WrongType { .. }
         ));
+    }
+
+    #[test]
+    fn the_key_sharing_rule_is_strict_and_defaults_to_cross_signed() {
+        let default = parse(&good()).unwrap();
+        assert_eq!(default.share_keys_with(), KeySharing::CrossSigned);
+        assert!(!default.require_cross_signing());
+        let mut c = good();
+        c["share_keys_with"] = json!("verified");
+        c["require_cross_signing"] = json!(true);
+        let strict = parse(&c).unwrap();
+        assert_eq!(strict.share_keys_with(), KeySharing::Verified);
+        assert!(strict.require_cross_signing());
+        c["share_keys_with"] = json!("cross_signed");
+        assert_eq!(
+            parse(&c).unwrap().share_keys_with(),
+            KeySharing::CrossSigned
+        );
+        for bad in [json!("all"), json!("Verified"), json!(""), json!(true)] {
+            let mut c = good();
+            c["share_keys_with"] = bad.clone();
+            assert_eq!(
+                parse(&c).unwrap_err().key(),
+                Some("share_keys_with"),
+                "{bad}"
+            );
+        }
+        let mut c = good();
+        c["require_cross_signing"] = json!("yes");
+        assert_eq!(parse(&c).unwrap_err().key(), Some("require_cross_signing"));
     }
 
     #[test]

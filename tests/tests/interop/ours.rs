@@ -149,6 +149,10 @@ async fn two_devices_on_our_side() {
     synapse.register(&localpart, PASSWORD, false);
     let mut phone = ours_as(&localpart, "io-two-phone").await;
     let mut tablet = ours_as(&localpart, "io-two-tablet").await;
+    // Room keys go only to devices our identity signed: the phone verifies the tablet first.
+    phone.sync().await;
+    tablet.sync().await;
+    crate::verification::verify_own_device(&mut phone, &mut tablet).await;
     let peer = new_peer("io-sdk-two").await;
     let room = room_between(&mut phone, &peer, true).await;
     tablet.sync().await;
@@ -169,8 +173,8 @@ async fn two_devices_on_our_side() {
     let got = tablet.wait_for(&room, body).await;
     assert_eq!(
         got.trust.as_deref(),
-        Some("identity_pinned"),
-        "our phone is signed by our identity, which the tablet pinned (not verified yet)"
+        Some("verified"),
+        "our phone is signed by our identity, which the tablet verified"
     );
 }
 

@@ -320,3 +320,131 @@ async fn a_sas_mismatch_cancels_on_both_sides_and_is_journaled() {
         .unwrap();
     assert_eq!(identity.state, IdentityState::Pinned);
 }
+
+/// Verifies `b` from `a`, two devices of our own user, by SAS over to-device messages (as a
+/// member does with a new phone): `a` requests and starts, both compare and confirm. Returns
+/// the flow id.
+pub(crate) async fn verify_own_device(a: &mut Ours, b: &mut Ours) -> String {
+    let deadline = Instant::now() + FLOW;
+    let own = a.user_id.clone();
+    let flow_id = a.client.request_verification(&own, None).await.unwrap();
+    let mut step = async |a: &mut Ours, b: &mut Ours, what: &str| {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        b.sync().await;
+        a.sync().await;
+    };
+    while b.client.verification(&flow_id).is_none() {
+        step(a, b, "the request on the other device").await;
+    }
+    b.client.accept_verification(&flow_id).await.unwrap();
+    while flow_of(a, &flow_id).state != "ready" {
+        step(a, b, "ready").await;
+    }
+    a.client.start_sas(&flow_id).await.unwrap();
+    while flow_of(a, &flow_id).emoji.is_none() || flow_of(b, &flow_id).emoji.is_none() {
+        step(a, b, "the emoji on both devices").await;
+    }
+    assert_eq!(flow_of(a, &flow_id).emoji, flow_of(b, &flow_id).emoji);
+    assert_eq!(flow_of(a, &flow_id).decimals, flow_of(b, &flow_id).decimals);
+    a.client.confirm_sas(&flow_id).await.unwrap();
+    b.client.confirm_sas(&flow_id).await.unwrap();
+    while flow_of(a, &flow_id).state != "done" || flow_of(b, &flow_id).state != "done" {
+        step(a, b, "done on both devices").await;
+    }
+    flow_id
+}
+
+/// The scenario of the issue: our second device is verified by the first (SAS, to-device);
+/// then a matrix-sdk member verifies us once, from the first device, and trusts both devices
+/// without another verification (the second is signed by our identity, which it verified).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_device_verified_by_the_first_is_trusted_by_whoever_verified_us() {
+    let synapse = tchap_secure_tests::synapse::Synapse::shared();
+    let localpart = synapse.unique_user("vf-two");
+    synapse.register(&localpart, tchap_secure_tests::harness::PASSWORD, false);
+    let mut phone = crate::ours::ours_as(&localpart, "vf-two-phone").await;
+    let mut tablet = crate::ours::ours_as(&localpart, "vf-two-tablet").await;
+    let tablet_device = tablet.client.session().unwrap().device_id;
+    phone.sync().await;
+    tablet.sync().await;
+    let before = tablet.client.cross_signing_status().unwrap();
+    assert_eq!(before.identity, Some(IdentityState::Pinned));
+
+    let flow_id = verify_own_device(&mut phone, &mut tablet).await;
+    // The phone verified the tablet's device key and signed it; the tablet verified our
+    // identity's master key.
+    let phone_view = flow_of(&phone, &flow_id);
+    assert!(
+        phone_view
+            .verified
+            .iter()
+            .any(|v| v.contains(&tablet_device)),
+        "{phone_view:?}"
+    );
+    assert_eq!(
+        tablet.client.cross_signing_status().unwrap().identity,
+        Some(IdentityState::Verified)
+    );
+    let own = phone.user_id.clone();
+    let devices = phone.client.devices(&own).await.unwrap();
+    let tablet_record = devices
+        .iter()
+        .find(|d| d.device_id == tablet_device)
+        .unwrap();
+    assert!(
+        tablet_record.cross_signed,
+        "the phone's signature is on the server"
+    );
+    assert_eq!(
+        phone.client.device_trust(tablet_record).unwrap(),
+        "verified"
+    );
+
+    // A member who verifies us once (from the phone) trusts both devices.
+    let peer = cross_signed_peer("vf-two-peer", &phone).await;
+    let user = phone.user_id.clone();
+    let flow = phone
+        .client
+        .request_verification(peer.user_id.as_str(), None)
+        .await
+        .unwrap();
+    let request = until(
+        &mut phone,
+        &peer,
+        "matrix-sdk to see our request",
+        async |_, p| sdk_request(p, &user, &flow).await,
+    )
+    .await;
+    request.accept().await.unwrap();
+    until(&mut phone, &peer, "ready", async |o, _| {
+        (flow_of(o, &flow).state == "ready").then_some(())
+    })
+    .await;
+    phone.client.start_sas(&flow).await.unwrap();
+    let sas = until(&mut phone, &peer, "matrix-sdk's SAS", async |_, p| {
+        sdk_sas(p, &user, &flow).await
+    })
+    .await;
+    sas.accept().await.unwrap();
+    compare_confirm_and_check(&mut phone, &peer, &flow).await;
+    let our_user = UserId::parse(&user).unwrap();
+    for device in [phone.client.session().unwrap().device_id, tablet_device] {
+        let d: &DeviceId = device.as_str().into();
+        let trusted = until(
+            &mut phone,
+            &peer,
+            "matrix-sdk to trust our device",
+            async |_, p| {
+                p.client
+                    .encryption()
+                    .get_device(&our_user, d)
+                    .await
+                    .unwrap()
+                    .filter(|d| d.is_verified())
+                    .map(|_| ())
+            },
+        )
+        .await;
+        let () = trusted;
+    }
+}

@@ -375,7 +375,23 @@ impl Client {
         for m in &members {
             devices.extend(cdb::devices_of(self.store.conn(), m)?);
         }
-        let plan = self.with_engine(|tx, engine| engine.plan_outbound(tx, room_id, &devices))?;
+        let policy = crate::crypto::cross_signing::SharingPolicy::of(&self.config);
+        let plan = self.with_engine(|tx, engine| {
+            let plan = engine.plan_outbound(tx, room_id, &devices, &policy)?;
+            for (d, withheld) in &plan.to_withhold {
+                if withheld.code == "m.unverified" {
+                    // Journaled once per session and device (the plan withholds each once).
+                    crate::store::rooms::record_security_event(
+                        tx,
+                        "room_key_withheld",
+                        Some(room_id),
+                        Some(&d.user_id),
+                        &format!("device {}: {}", d.device_id, withheld.reason),
+                    )?;
+                }
+            }
+            Ok(plan)
+        })?;
         if let Some(reason) = plan.rotated {
             tracing::info!(room_id, session_id = %plan.session_id, reason, "Megolm session started");
         }
@@ -406,7 +422,7 @@ impl Client {
                 )?;
             }
             let mut withheld: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-            for d in &plan.to_withhold {
+            for (d, why) in &plan.to_withhold {
                 withheld.entry(d.user_id.clone()).or_default().insert(
                     d.device_id.clone(),
                     json!({
@@ -414,8 +430,8 @@ impl Client {
                         "room_id": room_id,
                         "session_id": plan.session_id,
                         "sender_key": engine.curve25519(),
-                        "code": "m.blacklisted",
-                        "reason": "this device is blocked: its key changed",
+                        "code": why.code,
+                        "reason": why.reason,
                     }),
                 );
             }

@@ -496,5 +496,50 @@ pub(crate) fn device_trust(identity: Option<&IdentityRecord>, d: &DeviceRecord) 
     }
 }
 
+/// Who gets our room keys: the managed configuration's rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SharingPolicy {
+    /// `share_keys_with`.
+    pub(crate) share_keys_with: crate::config::KeySharing,
+    /// `require_cross_signing`.
+    pub(crate) require_cross_signing: bool,
+}
+
+impl SharingPolicy {
+    pub(crate) fn of(config: &crate::config::Config) -> Self {
+        Self {
+            share_keys_with: config.share_keys_with(),
+            require_cross_signing: config.require_cross_signing(),
+        }
+    }
+}
+
+/// Why a live, unblocked device gets no room key under `policy` (told so with
+/// `m.room_key.withheld`, code `m.unverified`), or `None` if it gets it.
+pub(crate) fn sharing_refusal(
+    identity: Option<&IdentityRecord>,
+    d: &DeviceRecord,
+    policy: &SharingPolicy,
+) -> Option<&'static str> {
+    use crate::config::KeySharing;
+    match identity {
+        None if policy.require_cross_signing || policy.share_keys_with == KeySharing::Verified => {
+            Some("its owner has no cross-signing identity")
+        }
+        None => None,
+        Some(i) if i.state == IdentityState::Changed => {
+            Some("its owner's identity changed: verify them again")
+        }
+        Some(_) if !d.cross_signed => Some("the device is not signed by its owner's identity"),
+        Some(i)
+            if policy.share_keys_with == KeySharing::Verified
+                && i.state != IdentityState::Verified =>
+        {
+            Some("its owner is not verified")
+        }
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,8 @@
 //! event still carries one) is that device's, the room id inside the plaintext is the room the
 //! event arrived in, and a message index is never accepted twice for two event ids (replay).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use vodozemac::megolm::{
     GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
@@ -19,11 +21,13 @@ use vodozemac::megolm::{
 use zeroize::Zeroizing;
 
 use super::CryptoError;
+use super::cross_signing::{SharingPolicy, sharing_refusal};
 use super::engine::Engine;
 use crate::api::types::{MEGOLM_ALGORITHM, RoomEvent};
 use crate::store::crypto::{
     self as db, DeviceRecord, DeviceState, InboundRow, OutboundRow, Recipients, now_ms,
 };
+use crate::store::identity::identity_of;
 
 /// Rotate after this many messages.
 pub(crate) const ROTATION_MESSAGES: u32 = 100;
@@ -39,8 +43,18 @@ pub(crate) struct OutboundPlan {
     pub(crate) rotated: Option<&'static str>,
     /// Devices that must receive the session key first.
     pub(crate) to_share: Vec<DeviceRecord>,
-    /// Blocked devices to tell the key is withheld.
-    pub(crate) to_withhold: Vec<DeviceRecord>,
+    /// Devices to tell the key is withheld, with the code and reason: blocked ones
+    /// (`m.blacklisted`), and those the sharing rule refuses (`m.unverified`).
+    pub(crate) to_withhold: Vec<(DeviceRecord, Withheld)>,
+}
+
+/// Why a device gets no room key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Withheld {
+    /// `m.blacklisted` or `m.unverified`.
+    pub(crate) code: &'static str,
+    /// A human-readable reason.
+    pub(crate) reason: &'static str,
 }
 
 /// A decrypted and checked room event.
@@ -110,10 +124,27 @@ impl Engine {
         conn: &rusqlite::Connection,
         room_id: &str,
         devices: &[DeviceRecord],
+        policy: &SharingPolicy,
     ) -> Result<OutboundPlan, CryptoError> {
-        let live: Vec<&DeviceRecord> = devices
+        // The sharing rule (cross-signing, issue 16), one identity lookup per user.
+        let mut identities = BTreeMap::new();
+        let mut refusals = BTreeMap::new();
+        for d in devices
             .iter()
             .filter(|d| !d.deleted && d.state == DeviceState::Tofu)
+        {
+            if !identities.contains_key(&d.user_id) {
+                identities.insert(d.user_id.clone(), identity_of(conn, &d.user_id)?);
+            }
+            let identity = identities.get(&d.user_id).and_then(Option::as_ref);
+            if let Some(reason) = sharing_refusal(identity, d, policy) {
+                refusals.insert((d.user_id.clone(), d.device_id.clone()), reason);
+            }
+        }
+        let refused = |d: &DeviceRecord| refusals.get(&(d.user_id.clone(), d.device_id.clone()));
+        let live: Vec<&DeviceRecord> = devices
+            .iter()
+            .filter(|d| !d.deleted && d.state == DeviceState::Tofu && refused(d).is_none())
             .filter(|d| {
                 !(d.user_id == self.account.user_id() && d.device_id == self.account.device_id())
             })
@@ -172,9 +203,24 @@ impl Engine {
             .collect();
         let to_withhold = devices
             .iter()
-            .filter(|d| !d.deleted && d.state == DeviceState::Blocked)
-            .filter(|d| !contains(&row.recipients.withheld, d))
-            .cloned()
+            .filter(|d| !d.deleted && !contains(&row.recipients.withheld, d))
+            .filter(|d| {
+                !(d.user_id == self.account.user_id() && d.device_id == self.account.device_id())
+            })
+            .filter_map(|d| {
+                let withheld = if d.state == DeviceState::Blocked {
+                    Withheld {
+                        code: "m.blacklisted",
+                        reason: "this device is blocked: its key changed",
+                    }
+                } else {
+                    Withheld {
+                        code: "m.unverified",
+                        reason: refused(d)?,
+                    }
+                };
+                Some((d.clone(), withheld))
+            })
             .collect();
         Ok(OutboundPlan {
             session_id: row.session_id,
@@ -207,7 +253,7 @@ impl Engine {
         conn: &rusqlite::Connection,
         room_id: &str,
         shared: &[DeviceRecord],
-        withheld: &[DeviceRecord],
+        withheld: &[(DeviceRecord, Withheld)],
     ) -> Result<(), CryptoError> {
         let mut row =
             db::outbound_session(conn, room_id)?.ok_or(malformed("no outbound session"))?;
@@ -218,7 +264,7 @@ impl Engine {
                 .or_default()
                 .insert(d.device_id.clone());
         }
-        for d in withheld {
+        for (d, _) in withheld {
             row.recipients
                 .withheld
                 .entry(d.user_id.clone())

@@ -134,7 +134,9 @@ fn room_key_to_device(
             engine
                 .create_outbound_olm(tx, &bob_record, &otk)
                 .map_err(e)?;
-            engine.plan_outbound(tx, room, &[]).map_err(e)?;
+            engine
+                .plan_outbound(tx, room, &[], &Default::default())
+                .map_err(e)?;
             let mut key = engine.room_key_content(tx, room).map_err(e)?;
             key["room_id"] = json!(room_key_room);
             let content = engine
@@ -283,7 +285,9 @@ fn each_message_carries_the_trust_of_its_sending_device() {
                 engine
                     .create_outbound_olm(tx, &bob_record, otk)
                     .map_err(e)?;
-                engine.plan_outbound(tx, room, &[]).map_err(e)
+                engine
+                    .plan_outbound(tx, room, &[], &Default::default())
+                    .map_err(e)
             })
             .unwrap();
     };
@@ -309,7 +313,7 @@ fn each_message_carries_the_trust_of_its_sending_device() {
         store
             .transaction(|tx| {
                 engine
-                    .plan_outbound(tx, room, &[])
+                    .plan_outbound(tx, room, &[], &Default::default())
                     .map_err(super::CryptoError::into_store_error)
             })
             .unwrap();
@@ -417,7 +421,9 @@ fn a_replayed_pre_key_message_to_the_fallback_key_changes_no_olm_session() {
                 engine
                     .create_outbound_olm(tx, &bob_record, &fallback)
                     .map_err(e)?;
-                engine.plan_outbound(tx, room, &[]).map_err(e)
+                engine
+                    .plan_outbound(tx, room, &[], &Default::default())
+                    .map_err(e)
             })
             .unwrap();
     }
@@ -569,12 +575,105 @@ fn a_blocked_device_gets_no_room_key_and_is_told_so() {
     let plan = store
         .transaction(|tx| {
             engine
-                .plan_outbound(tx, room, std::slice::from_ref(&blocked))
+                .plan_outbound(
+                    tx,
+                    room,
+                    std::slice::from_ref(&blocked),
+                    &Default::default(),
+                )
                 .map_err(super::CryptoError::into_store_error)
         })
         .unwrap();
     assert!(plan.to_share.is_empty());
-    assert_eq!(plan.to_withhold, vec![blocked]);
+    assert_eq!(plan.to_withhold.len(), 1);
+    assert_eq!(plan.to_withhold[0].0, blocked);
+    assert_eq!(plan.to_withhold[0].1.code, "m.blacklisted");
+}
+
+/// The sharing rule of cross-signing (issue 16): for a user with a pinned identity only the
+/// devices it signed get the room key; the others are told `m.unverified`; a changed identity
+/// gets nothing; `share_keys_with: verified` waits for a verification; a user without any
+/// identity is shared with as before unless `require_cross_signing`.
+#[test]
+fn room_keys_go_only_to_devices_the_owners_identity_signed() {
+    use crate::config::KeySharing;
+    use crate::crypto::cross_signing::SharingPolicy;
+    use crate::store::identity::{self as idb, IdentityRecord, IdentityState};
+    let room = "!xs:srv";
+    let (mut alice, bob) = two_devices(room);
+    let signed = DeviceRecord {
+        cross_signed: true,
+        ..bob.record.clone()
+    };
+    let ghost = DeviceRecord {
+        device_id: "GHOST".into(),
+        ed25519: "g".into(),
+        curve25519: "c".into(),
+        cross_signed: false,
+        ..bob.record.clone()
+    };
+    let Device { store, engine, .. } = &mut alice;
+    let mut plan =
+        |devices: &[DeviceRecord], policy: SharingPolicy, identity: Option<IdentityState>| {
+            store
+                .transaction(|tx| {
+                    tx.execute("DELETE FROM identities", [])?;
+                    tx.execute("DELETE FROM outbound_group_sessions", [])?;
+                    if let Some(state) = identity {
+                        idb::save_identity(
+                            tx,
+                            &IdentityRecord {
+                                user_id: signed.user_id.clone(),
+                                master: "M".into(),
+                                self_signing: Some("S".into()),
+                                state,
+                                changed_master: None,
+                            },
+                        )?;
+                    }
+                    engine
+                        .plan_outbound(tx, room, devices, &policy)
+                        .map_err(super::CryptoError::into_store_error)
+                })
+                .unwrap()
+        };
+    let ids = |v: &[DeviceRecord]| v.iter().map(|d| d.device_id.clone()).collect::<Vec<_>>();
+    let withheld = |p: &super::megolm::OutboundPlan| {
+        p.to_withhold
+            .iter()
+            .map(|(d, w)| (d.device_id.clone(), w.code))
+            .collect::<Vec<_>>()
+    };
+    let both = [signed.clone(), ghost.clone()];
+    let default = SharingPolicy::default();
+    // Pinned identity: the signed device gets the key, the ghost is told m.unverified.
+    let p = plan(&both, default, Some(IdentityState::Pinned));
+    assert_eq!(ids(&p.to_share), [signed.device_id.clone()]);
+    assert_eq!(withheld(&p), [("GHOST".to_owned(), "m.unverified")]);
+    // A changed identity: nobody of that user gets it.
+    let p = plan(&both, default, Some(IdentityState::Changed));
+    assert!(p.to_share.is_empty());
+    assert_eq!(withheld(&p).len(), 2);
+    // `verified`: a pinned identity is not enough; a verified one is.
+    let verified = SharingPolicy {
+        share_keys_with: KeySharing::Verified,
+        require_cross_signing: false,
+    };
+    let p = plan(&both, verified, Some(IdentityState::Pinned));
+    assert!(p.to_share.is_empty());
+    let p = plan(&both, verified, Some(IdentityState::Verified));
+    assert_eq!(ids(&p.to_share), [signed.device_id.clone()]);
+    // No identity: legacy trust on first use, unless required.
+    let p = plan(&both, default, None);
+    assert_eq!(p.to_share.len(), 2);
+    assert!(p.to_withhold.is_empty());
+    let required = SharingPolicy {
+        share_keys_with: KeySharing::CrossSigned,
+        require_cross_signing: true,
+    };
+    let p = plan(&both, required, None);
+    assert!(p.to_share.is_empty());
+    assert_eq!(withheld(&p).len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1039,7 +1138,9 @@ fn encrypt_as(device: &mut Device, room: &str, body: &str, event_id: &str) -> Va
     let content = store
         .transaction(|tx| {
             let e = |e: super::CryptoError| e.into_store_error();
-            engine.plan_outbound(tx, room, &[]).map_err(e)?;
+            engine
+                .plan_outbound(tx, room, &[], &Default::default())
+                .map_err(e)?;
             engine
                 .megolm_encrypt(
                     tx,

@@ -500,6 +500,33 @@ mod tests {
         assert!(!t.tls.enable_early_data);
     }
 
+    /// The TLS policy, exactly: three TLS 1.3 AEAD suites and three key-exchange groups. Not
+    /// the provider's defaults (its TLS 1.2 suites, or whatever groups a later rustls adds).
+    #[test]
+    fn the_tls_policy_is_exactly_three_tls13_suites_and_three_groups() {
+        let t = transport();
+        let provider = t.tls.crypto_provider();
+        let suites: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(
+            suites,
+            [
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS13_CHACHA20_POLY1305_SHA256"
+            ]
+        );
+        let groups: Vec<String> = provider
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()))
+            .collect();
+        assert_eq!(groups, ["X25519", "secp256r1", "secp384r1"]);
+    }
+
     #[test]
     fn a_declared_length_never_allocates_more_than_the_initial_bound() {
         assert_eq!(initial_capacity(Some(100), 1 << 20), 100);
