@@ -634,6 +634,162 @@ fn a_swapped_device_key_is_blocked_journaled_and_never_gets_a_room_key() {
     assert_eq!(d.ed25519, bob_ed);
 }
 
+/// A cross-signing identity as a server would list it: the master key object and the
+/// self-signing key object signed by it.
+fn identity_objects(
+    user: &str,
+    master: &vodozemac::Ed25519SecretKey,
+    self_signing: &vodozemac::Ed25519SecretKey,
+) -> (Value, Value) {
+    let object = |usage: &str, key: &vodozemac::Ed25519SecretKey| {
+        let public = key.public_key().to_base64();
+        json!({
+            "user_id": user,
+            "usage": [usage],
+            "keys": { format!("ed25519:{public}"): public },
+        })
+    };
+    let master_public = master.public_key().to_base64();
+    let mut ssk = object("self_signing", self_signing);
+    sign_json(&mut ssk, user, &format!("ed25519:{master_public}"), |m| {
+        master.sign(m)
+    })
+    .unwrap();
+    (object("master", master), ssk)
+}
+
+/// Devices Alice told the room key is withheld, with the code, from the proxy's log.
+fn withheld_recipients(proxy: &HostileProxy) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for e in proxy.exchanges_on(&Route::new("PUT", "/sendToDevice/m.room_key.withheld/")) {
+        let body = e.request.json().unwrap();
+        for (user, devices) in body["messages"].as_object().unwrap() {
+            for (device, content) in devices.as_object().unwrap() {
+                let code = content["code"].as_str().unwrap_or_default().to_owned();
+                out.push((user.clone(), device.clone(), code));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 16: the server adds a validly self-signed device to a cross-signed contact's list (a
+/// ghost device): it gets no room key — told `m.unverified`, journaled — and the contact's
+/// real device still decrypts. Then the server replaces the contact's whole identity (a new
+/// master key signing its own self-signing key): the change is journaled and no device of
+/// the contact gets the next room key until they are verified again.
+#[test]
+fn a_ghost_device_or_a_replaced_identity_gets_no_room_key_and_is_journaled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let proxy = HostileProxy::start(synapse);
+    let (_a, mut alice) = victim(&rt, &proxy, "ghost", None);
+    let bob_localpart = synapse.unique_user("ghost-bob");
+    let bob_id = synapse.register(&bob_localpart, PASSWORD, false).user_id;
+    let (_b, mut bob) = direct(&rt, "ghost", &bob_localpart, "bob-phone");
+    let bob_device = bob.session().unwrap().device_id;
+    assert!(bob.cross_signing_status().unwrap().device_signed);
+
+    let replace = Arc::new(AtomicBool::new(false));
+    {
+        let (bob_id, replace) = (bob_id.clone(), replace.clone());
+        let ghost = Forger::new();
+        let (fake_master, fake_ssk) = (
+            vodozemac::Ed25519SecretKey::new(),
+            vodozemac::Ed25519SecretKey::new(),
+        );
+        proxy.add(Rule::intercept(Route::keys_query(), move |_, upstream| {
+            let mut answer = upstream.json().unwrap();
+            let Some(devices) = answer["device_keys"][&bob_id].as_object_mut() else {
+                return upstream.reply();
+            };
+            devices.insert("GHOST".into(), ghost.keys(&bob_id, "GHOST", None));
+            if replace.load(Ordering::SeqCst) {
+                let (master, ssk) = identity_objects(&bob_id, &fake_master, &fake_ssk);
+                answer["master_keys"][&bob_id] = master;
+                answer["self_signing_keys"][&bob_id] = ssk;
+            }
+            Reply::Raw {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: answer.to_string().into_bytes(),
+            }
+        }));
+    }
+    let room = rt
+        .block_on(alice.create_room(Some("Fantômes"), std::slice::from_ref(&bob_id), false))
+        .unwrap();
+    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(bob.join(&room)).unwrap();
+    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
+
+    rt.block_on(alice.send_text(&room, "pour le vrai téléphone de Bob"))
+        .unwrap();
+    let recipients = room_key_recipients(&proxy);
+    assert!(
+        recipients
+            .iter()
+            .any(|(u, d, _)| u == &bob_id && d == &bob_device),
+        "{recipients:?}"
+    );
+    assert!(
+        !recipients.iter().any(|(_, d, _)| d == "GHOST"),
+        "room key sent to the ghost device"
+    );
+    assert!(!claimed_devices(&proxy).iter().any(|(_, d)| d == "GHOST"));
+    assert!(
+        withheld_recipients(&proxy).contains(&(
+            bob_id.clone(),
+            "GHOST".to_owned(),
+            "m.unverified".to_owned()
+        )),
+        "{:?}",
+        withheld_recipients(&proxy)
+    );
+    let kinds = journal_kinds(&alice);
+    for kind in ["unsigned_device", "room_key_withheld"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
+    }
+    let got = receive(&rt, &mut bob, &room, "pour le vrai téléphone de Bob");
+    assert_eq!(got.state, "decrypted");
+
+    // The server replaces Bob's identity.
+    replace.store(true, Ordering::SeqCst);
+    let devices = rt.block_on(alice.devices(&bob_id)).unwrap();
+    let bob_record = devices.iter().find(|d| d.device_id == bob_device).unwrap();
+    assert_eq!(alice.device_trust(bob_record).unwrap(), "identity_changed");
+    assert!(journal_kinds(&alice).iter().any(|k| k == "identity_changed"));
+    let sent_before = room_key_recipients(&proxy).len();
+    let event = rt
+        .block_on(alice.send_text(&room, "après le changement d'identité"))
+        .unwrap();
+    assert!(
+        !room_key_recipients(&proxy)[sent_before..]
+            .iter()
+            .any(|(u, _, _)| u == &bob_id),
+        "a room key went to Bob after his identity changed"
+    );
+    assert!(
+        withheld_recipients(&proxy).contains(&(
+            bob_id.clone(),
+            bob_device.clone(),
+            "m.unverified".to_owned()
+        )),
+        "Bob's device is told the key is withheld"
+    );
+    let raw = raw_event(&access_token(&bob), &room, &event);
+    rt.block_on(bob.sync_once(Duration::from_millis(200)))
+        .unwrap();
+    let e = bob.try_decrypt(&room, &raw).unwrap_err();
+    assert!(
+        matches!(e, Error::Crypto(CryptoError::UnknownSession { .. })),
+        "{e:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Contradictions
 
