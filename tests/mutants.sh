@@ -97,8 +97,17 @@ group_pinning() {
         -- "${tests[@]}"
 }
 
+group_pinning_unit() {
+    # The same functions against the core's unit tests (DER lengths, pins of an anchor, the
+    # TLS policy): a mutant of the pinning code is caught if this group or `pinning` catches it.
+    run pinning_unit -p tchap-secure-core \
+        --file native/core/src/net/pinning.rs --file native/core/src/net/transport.rs \
+        --re 'verify_server_cert|path_pins|check_pin_expiry|anchor_pin|wrap_der_sequence|Transport::check_pins|tls_config|from_pin_rejection' \
+        -- --lib
+}
+
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu pinning)
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu pinning pinning_unit)
 for g in "${groups[@]}"; do "group_$g"; done
 
 # The summary table (tests/mutants/RESULTS.md).

@@ -268,5 +268,13 @@ mod tests {
         assert_eq!(&wrap_der_sequence(&long)[..3], &[0x30, 0x81, 200]);
         let longer = vec![0u8; 300];
         assert_eq!(&wrap_der_sequence(&longer)[..4], &[0x30, 0x82, 0x01, 0x2c]);
+        // The short form ends at 127; 128 takes the long form (found by mutation testing).
+        assert_eq!(&wrap_der_sequence(&[0u8; 127])[..2], &[0x30, 0x7f]);
+        assert_eq!(&wrap_der_sequence(&[0u8; 128])[..3], &[0x30, 0x81, 0x80]);
+        assert_eq!(
+            &wrap_der_sequence(&vec![0u8; 65_536])[..5],
+            &[0x30, 0x83, 0x01, 0x00, 0x00]
+        );
+        assert_eq!(wrap_der_sequence(&[]), vec![0x30, 0]);
     }
 }
