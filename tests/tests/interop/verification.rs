@@ -145,34 +145,43 @@ async fn compare_confirm_and_check(ours: &mut Ours, peer: &Peer, flow_id: &str) 
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sas_to_device_we_request_and_start() {
-    let mut ours = new_ours("vf-td-ours").await;
-    let peer = cross_signed_peer("vf-td-peer", &ours).await;
+/// We ask `peer` to verify (in `room`, or to-device), matrix-sdk accepts, we start SAS and
+/// matrix-sdk accepts it: returns the flow id and matrix-sdk's SAS handle.
+async fn we_request_and_start(
+    ours: &mut Ours,
+    peer: &Peer,
+    room: Option<&str>,
+) -> (String, SasVerification) {
     let user = ours.user_id.clone();
     let flow_id = ours
         .client
-        .request_verification(peer.user_id.as_str(), None)
+        .request_verification(peer.user_id.as_str(), room)
         .await
         .unwrap();
-    let request = until(
-        &mut ours,
-        &peer,
-        "matrix-sdk to see our request",
-        async |_, p| sdk_request(p, &user, &flow_id).await,
-    )
+    let request = until(ours, peer, "matrix-sdk to see our request", async |_, p| {
+        sdk_request(p, &user, &flow_id).await
+    })
     .await;
+    assert_eq!(request.room_id().map(|r| r.as_str()), room);
     request.accept().await.unwrap();
-    until(&mut ours, &peer, "ready", async |o, _| {
+    until(ours, peer, "ready", async |o, _| {
         (flow_of(o, &flow_id).state == "ready").then_some(())
     })
     .await;
     ours.client.start_sas(&flow_id).await.unwrap();
-    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
+    let sas = until(ours, peer, "matrix-sdk's SAS", async |_, p| {
         sdk_sas(p, &user, &flow_id).await
     })
     .await;
     sas.accept().await.unwrap();
+    (flow_id, sas)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_to_device_we_request_and_start() {
+    let mut ours = new_ours("vf-td-ours").await;
+    let peer = cross_signed_peer("vf-td-peer", &ours).await;
+    let (flow_id, _) = we_request_and_start(&mut ours, &peer, None).await;
     compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
 }
 
@@ -227,35 +236,11 @@ async fn sas_in_a_room_we_request_and_start() {
     let mut ours = new_ours("vf-room-ours").await;
     let peer = cross_signed_peer("vf-room-peer", &ours).await;
     let room = room_between(&mut ours, &peer, true).await;
-    let user = ours.user_id.clone();
-    let flow_id = ours
-        .client
-        .request_verification(peer.user_id.as_str(), Some(&room))
-        .await
-        .unwrap();
+    let (flow_id, _) = we_request_and_start(&mut ours, &peer, Some(&room)).await;
     assert!(
         flow_id.starts_with('$'),
         "an in-room flow is named by its request event"
     );
-    let request = until(
-        &mut ours,
-        &peer,
-        "matrix-sdk to see our request",
-        async |_, p| sdk_request(p, &user, &flow_id).await,
-    )
-    .await;
-    assert_eq!(request.room_id().map(|r| r.as_str()), Some(room.as_str()));
-    request.accept().await.unwrap();
-    until(&mut ours, &peer, "ready", async |o, _| {
-        (flow_of(o, &flow_id).state == "ready").then_some(())
-    })
-    .await;
-    ours.client.start_sas(&flow_id).await.unwrap();
-    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
-        sdk_sas(p, &user, &flow_id).await
-    })
-    .await;
-    sas.accept().await.unwrap();
     compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
 }
 
@@ -263,30 +248,7 @@ async fn sas_in_a_room_we_request_and_start() {
 async fn a_sas_mismatch_cancels_on_both_sides_and_is_journaled() {
     let mut ours = new_ours("vf-mis-ours").await;
     let peer = cross_signed_peer("vf-mis-peer", &ours).await;
-    let user = ours.user_id.clone();
-    let flow_id = ours
-        .client
-        .request_verification(peer.user_id.as_str(), None)
-        .await
-        .unwrap();
-    let request = until(
-        &mut ours,
-        &peer,
-        "matrix-sdk to see our request",
-        async |_, p| sdk_request(p, &user, &flow_id).await,
-    )
-    .await;
-    request.accept().await.unwrap();
-    until(&mut ours, &peer, "ready", async |o, _| {
-        (flow_of(o, &flow_id).state == "ready").then_some(())
-    })
-    .await;
-    ours.client.start_sas(&flow_id).await.unwrap();
-    let sas = until(&mut ours, &peer, "matrix-sdk's SAS", async |_, p| {
-        sdk_sas(p, &user, &flow_id).await
-    })
-    .await;
-    sas.accept().await.unwrap();
+    let (flow_id, sas) = we_request_and_start(&mut ours, &peer, None).await;
     until(&mut ours, &peer, "our emoji", async |o, _| {
         flow_of(o, &flow_id).emoji.map(|_| ())
     })
@@ -403,29 +365,7 @@ async fn a_second_device_verified_by_the_first_is_trusted_by_whoever_verified_us
     // A member who verifies us once (from the phone) trusts both devices.
     let peer = cross_signed_peer("vf-two-peer", &phone).await;
     let user = phone.user_id.clone();
-    let flow = phone
-        .client
-        .request_verification(peer.user_id.as_str(), None)
-        .await
-        .unwrap();
-    let request = until(
-        &mut phone,
-        &peer,
-        "matrix-sdk to see our request",
-        async |_, p| sdk_request(p, &user, &flow).await,
-    )
-    .await;
-    request.accept().await.unwrap();
-    until(&mut phone, &peer, "ready", async |o, _| {
-        (flow_of(o, &flow).state == "ready").then_some(())
-    })
-    .await;
-    phone.client.start_sas(&flow).await.unwrap();
-    let sas = until(&mut phone, &peer, "matrix-sdk's SAS", async |_, p| {
-        sdk_sas(p, &user, &flow).await
-    })
-    .await;
-    sas.accept().await.unwrap();
+    let (flow, _) = we_request_and_start(&mut phone, &peer, None).await;
     compare_confirm_and_check(&mut phone, &peer, &flow).await;
     let our_user = UserId::parse(&user).unwrap();
     for device in [phone.client.session().unwrap().device_id, tablet_device] {
