@@ -761,7 +761,11 @@ fn a_ghost_device_or_a_replaced_identity_gets_no_room_key_and_is_journaled() {
     let devices = rt.block_on(alice.devices(&bob_id)).unwrap();
     let bob_record = devices.iter().find(|d| d.device_id == bob_device).unwrap();
     assert_eq!(alice.device_trust(bob_record).unwrap(), "identity_changed");
-    assert!(journal_kinds(&alice).iter().any(|k| k == "identity_changed"));
+    assert!(
+        journal_kinds(&alice)
+            .iter()
+            .any(|k| k == "identity_changed")
+    );
     let sent_before = room_key_recipients(&proxy).len();
     let event = rt
         .block_on(alice.send_text(&room, "après le changement d'identité"))
