@@ -267,3 +267,86 @@ fn killed_around_the_cross_signing_setup_no_identity_is_lost_or_published_twice(
         assert_eq!(bob.run(&["cross-signing"]).ok().json(), status, "{point}");
     }
 }
+
+/// Drives `flow` on Alice's side until `done` holds (or the deadline): starts SAS once ready,
+/// confirms once the emoji are there.
+fn drive_requester(
+    rt: &tokio::runtime::Runtime,
+    alice: &mut tchap_secure_core::Client,
+    flow: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (mut started, mut confirmed) = (false, false);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verification stuck: {:?}",
+            alice.verification(flow)
+        );
+        rt.block_on(alice.sync_once(Duration::from_millis(200)))
+            .unwrap();
+        let info = alice.verification(flow).unwrap();
+        if info.state == "ready" && !started {
+            rt.block_on(alice.start_sas(flow)).unwrap();
+            started = true;
+        }
+        if info.emoji.is_some() && !confirmed {
+            rt.block_on(alice.confirm_sas(flow)).unwrap();
+            confirmed = true;
+        }
+    }
+}
+
+/// Issue 16: a member's phone killed after the other side's MAC arrived and the flow ended,
+/// before its signature of the verified identity was uploaded. After the restart nothing is
+/// half trusted (the identity is still only pinned, no signature on the server), and the
+/// verification can be done again, to the end.
+#[test]
+fn killed_after_the_verification_and_before_the_signature_upload_nothing_is_half_trusted() {
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let bob = Member::new("crash-vf-bob");
+    bob.login().ok();
+    let a = InProcess::new("crash-vf-alice");
+    let ua = synapse.unique_user("crash-vf-alice");
+    synapse.register(&ua, PASSWORD, false);
+    let mut alice = a.open().unwrap();
+    let alice_id = rt
+        .block_on(alice.login(&ua, &password(), "alice-phone"))
+        .unwrap()
+        .user_id;
+    rt.block_on(alice.devices(&bob.user_id)).unwrap();
+    let identity_state = |bob: &Member| {
+        bob.run(&["devices", &alice_id]).ok().json()["identity"]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let flow = rt
+        .block_on(alice.request_verification(&bob.user_id, None))
+        .unwrap();
+    std::thread::scope(|s| {
+        let killed = s.spawn(|| {
+            bob.run_until_crash(
+                &["verify", "--incoming", "--yes"],
+                "verification-done-before-upload",
+            );
+        });
+        drive_requester(&rt, &mut alice, &flow, || killed.is_finished());
+        killed.join().unwrap();
+    });
+    assert_eq!(identity_state(&bob), "pinned", "nothing half trusted");
+
+    // Done again, to the end.
+    let flow = rt
+        .block_on(alice.request_verification(&bob.user_id, None))
+        .unwrap();
+    std::thread::scope(|s| {
+        let verify = s.spawn(|| bob.run(&["verify", "--incoming", "--yes"]).ok());
+        drive_requester(&rt, &mut alice, &flow, || verify.is_finished());
+        verify.join().unwrap();
+    });
+    assert_eq!(identity_state(&bob), "verified");
+}

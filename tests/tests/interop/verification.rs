@@ -290,7 +290,7 @@ pub(crate) async fn verify_own_device(a: &mut Ours, b: &mut Ours) -> String {
     let deadline = Instant::now() + FLOW;
     let own = a.user_id.clone();
     let flow_id = a.client.request_verification(&own, None).await.unwrap();
-    let mut step = async |a: &mut Ours, b: &mut Ours, what: &str| {
+    let step = async |a: &mut Ours, b: &mut Ours, what: &str| {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         b.sync().await;
         a.sync().await;

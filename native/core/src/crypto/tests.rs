@@ -648,7 +648,7 @@ fn room_keys_go_only_to_devices_the_owners_identity_signed() {
     let default = SharingPolicy::default();
     // Pinned identity: the signed device gets the key, the ghost is told m.unverified.
     let p = plan(&both, default, Some(IdentityState::Pinned));
-    assert_eq!(ids(&p.to_share), [signed.device_id.clone()]);
+    assert_eq!(ids(&p.to_share), std::slice::from_ref(&signed.device_id));
     assert_eq!(withheld(&p), [("GHOST".to_owned(), "m.unverified")]);
     // A changed identity: nobody of that user gets it.
     let p = plan(&both, default, Some(IdentityState::Changed));
@@ -662,7 +662,7 @@ fn room_keys_go_only_to_devices_the_owners_identity_signed() {
     let p = plan(&both, verified, Some(IdentityState::Pinned));
     assert!(p.to_share.is_empty());
     let p = plan(&both, verified, Some(IdentityState::Verified));
-    assert_eq!(ids(&p.to_share), [signed.device_id.clone()]);
+    assert_eq!(ids(&p.to_share), std::slice::from_ref(&signed.device_id));
     // No identity: legacy trust on first use, unless required.
     let p = plan(&both, default, None);
     assert_eq!(p.to_share.len(), 2);
