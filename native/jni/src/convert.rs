@@ -62,7 +62,7 @@ pub(crate) fn string_array_arg(
     Ok(out)
 }
 
-/// A non-secret `byte[]` argument (the configuration document).
+/// A non-secret `byte[]` argument (the configuration document, a scanned QR code).
 pub(crate) fn public_bytes(
     env: &Env<'_>,
     value: &JByteArray<'_>,
@@ -73,7 +73,7 @@ pub(crate) fn public_bytes(
     }
     #[allow(
         clippy::disallowed_methods,
-        reason = "the one use: public data, the configuration document"
+        reason = "the one use: public data (the configuration document, a scanned QR code)"
     )]
     Ok(env.convert_byte_array(value)?)
 }
@@ -128,6 +128,14 @@ pub(crate) fn optional_java_string<'local>(
     }
 }
 
+/// A new Java `byte[]` holding `bytes` (non-secret data only: the JVM's copy cannot be wiped).
+pub(crate) fn public_byte_array<'local>(
+    env: &mut Env<'local>,
+    bytes: &[u8],
+) -> Result<JByteArray<'local>, BridgeError> {
+    Ok(env.byte_array_from_slice(bytes)?)
+}
+
 /// A `String[]` of non-null strings.
 pub(crate) fn string_array<'local>(
     env: &mut Env<'local>,
@@ -138,9 +146,9 @@ pub(crate) fn string_array<'local>(
 }
 
 /// A `String[]` row; `None` cells become `null`.
-pub(crate) fn row<'local>(
+pub(crate) fn row<'local, S: AsRef<str>>(
     env: &mut Env<'local>,
-    cells: &[Option<&str>],
+    cells: &[Option<S>],
 ) -> Result<JObjectArray<'local, JString<'local>>, BridgeError> {
     row_array(env, cells)
 }

@@ -18,6 +18,7 @@ use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned};
 use tchap_secure_core::client::media::OutgoingFile;
+use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
 use tchap_secure_core::config::KNOWN_KEYS;
 use tchap_secure_core::store::identity::IdentityRecord;
 use tchap_secure_core::store::{DeviceRecord, DeviceState, TimelineEvent};
@@ -692,6 +693,262 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_identity<'local>(
     })
 }
 
+// --- interactive verification ----------------------------------------------------------------
+
+/// Columns of a verification row before its three lists (see `Native.verification`).
+pub(crate) const VERIFICATION_FIXED_COLUMNS: usize = 16;
+
+/// A verification row (see `Native.verification`): 16 fixed columns, then the lists they
+/// count — the methods the other side offered, the emoji as `symbol, description` pairs, what
+/// the flow verified. Lists are trailing cells rather than joined strings, so no element can
+/// be split or merged whatever it contains.
+pub(crate) fn verification_row(v: &VerificationInfo) -> Vec<Option<String>> {
+    let VerificationInfo {
+        flow_id,
+        user_id,
+        device_id,
+        room_id,
+        we_requested,
+        state,
+        their_methods,
+        emoji,
+        decimals,
+        cancel_code,
+        cancel_reason,
+        cancelled_by_us,
+        verified,
+        error,
+    } = v;
+    let decimal = |i: usize| decimals.map(|d| d[i].to_string());
+    let emoji_cells = emoji.as_deref().unwrap_or_default();
+    let mut row = Vec::with_capacity(
+        VERIFICATION_FIXED_COLUMNS + their_methods.len() + 2 * emoji_cells.len() + verified.len(),
+    );
+    row.extend([
+        Some(flow_id.clone()),
+        Some(user_id.clone()),
+        device_id.clone(),
+        room_id.clone(),
+        Some(bool_cell(*we_requested).to_owned()),
+        Some(state.clone()),
+        decimal(0),
+        decimal(1),
+        decimal(2),
+        cancel_code.clone(),
+        cancel_reason.clone(),
+        cancelled_by_us.map(|b| bool_cell(b).to_owned()),
+        error.clone(),
+        Some(their_methods.len().to_string()),
+        emoji.as_ref().map(|e| e.len().to_string()),
+        Some(verified.len().to_string()),
+    ]);
+    row.extend(their_methods.iter().cloned().map(Some));
+    for SasEmoji {
+        symbol,
+        description,
+    } in emoji_cells
+    {
+        row.push(Some(symbol.clone()));
+        row.push(Some(description.clone()));
+    }
+    row.extend(verified.iter().cloned().map(Some));
+    row
+}
+
+/// Runs a verification action (`f`, on the flow `flow_id`) and returns the flow's row.
+fn verification_action<'local>(
+    env: &mut Env<'local>,
+    client: jlong,
+    flow_id: &JString<'local>,
+    f: impl AsyncFnOnce(
+        &mut tchap_secure_core::Client,
+        &str,
+    ) -> Result<VerificationInfo, tchap_secure_core::Error>,
+) -> Result<StringArray<'local>, BridgeError> {
+    let flow_id = convert::string_arg(env, flow_id, "flowId")?;
+    let info = with_client(client, |c, rt| Ok(rt.block_on(f(c, &flow_id))?))?;
+    convert::row(env, &verification_row(&info))
+}
+
+/// `static native String requestVerification(long client, String userId, String roomId)`:
+/// asks `userId` (our own user: our other devices) to verify, in `roomId` or to-device when it
+/// is null; returns the flow id.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_requestVerification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user_id: JString<'local>,
+    room_id: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        let room_id = convert::optional_string_arg(env, &room_id)?;
+        let flow_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.request_verification(&user_id, room_id.as_deref()))?)
+        })?;
+        convert::java_string(env, &flow_id)
+    })
+}
+
+/// `static native String[] acceptVerification(long client, String flowId)`: accepts a request
+/// received; returns the flow's row.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_acceptVerification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| {
+            c.accept_verification(id).await
+        })
+    })
+}
+
+/// `static native String[] startSas(long client, String flowId)`: starts SAS on a ready flow.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_startSas<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| c.start_sas(id).await)
+    })
+}
+
+/// `static native String[] confirmSas(long client, String flowId)`: our user says the emoji
+/// (or numbers) match.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_confirmSas<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| c.confirm_sas(id).await)
+    })
+}
+
+/// `static native String[] sasMismatch(long client, String flowId)`: our user says they do
+/// not match: cancelled (`m.mismatched_sas`), journaled.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_sasMismatch<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| {
+            c.sas_mismatch(id).await
+        })
+    })
+}
+
+/// `static native String[] cancelVerification(long client, String flowId)`: cancels (or
+/// declines) a flow.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_cancelVerification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| {
+            c.cancel_verification(id).await
+        })
+    })
+}
+
+/// `static native byte[] showQr(long client, String flowId)`: the QR code's payload, for the
+/// app to render, on a ready flow.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_showQr<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> JByteArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let flow_id = convert::string_arg(env, &flow_id, "flowId")?;
+        let payload = with_client(client, |c, rt| Ok(rt.block_on(c.show_qr(&flow_id))?))?;
+        convert::public_byte_array(env, &payload)
+    })
+}
+
+/// `static native String[] scanQr(long client, String flowId, byte[] payload)`: the other
+/// side's QR code, as scanned.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_scanQr<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+    payload: JByteArray<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let payload = convert::public_bytes(env, &payload, "payload")?;
+        verification_action(env, client, &flow_id, async |c, id| {
+            c.scan_qr(id, &payload).await
+        })
+    })
+}
+
+/// `static native String[] confirmQrScanned(long client, String flowId)`: our user confirms
+/// the other side scanned our QR code.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_confirmQrScanned<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        verification_action(env, client, &flow_id, async |c, id| {
+            c.confirm_qr_scanned(id).await
+        })
+    })
+}
+
+/// `static native String[] verification(long client, String flowId)`: the flow's row, or null
+/// if unknown (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_verification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    flow_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let flow_id = convert::string_arg(env, &flow_id, "flowId")?;
+        match with_client(client, |c, _| Ok(c.verification(&flow_id)))? {
+            Some(info) => convert::row(env, &verification_row(&info)),
+            None => Ok(StringArray::default()),
+        }
+    })
+}
+
+/// `static native String[][] verifications(long client)`: every flow this client knows, one
+/// verification row each (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_verifications<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let flows = with_client(client, |c, _| Ok(c.verifications()))?;
+        let rows: Vec<_> = flows.iter().map(verification_row).collect();
+        convert::table(env, &rows)
+    })
+}
+
 // --- background sync -----------------------------------------------------------------------
 
 /// `static native void startSync(long client, Listener listener)`.
@@ -771,7 +1028,7 @@ mod contract_tests {
             "byte[]" => "JByteArray",
             "String[]" => "StringArray",
             "String[][]" => "StringTable",
-            "KeyBinder" | "Listener" => "JObject",
+            "KeyBinder" | "NativeListener" => "JObject",
             other => panic!("no JNI mapping for Java type {other}"),
         }
     }
@@ -841,7 +1098,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 31, "{java:?}");
+        assert_eq!(java.len(), 42, "{java:?}");
         assert_eq!(java, rust);
     }
 }
@@ -856,7 +1113,11 @@ mod row_tests {
     use tchap_secure_core::store::{DeviceRecord, DeviceState};
     use tchap_secure_core::{CrossSigningStatus, IdentityState};
 
-    use super::{device_row, identity_row, status_row};
+    use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
+
+    use super::{
+        VERIFICATION_FIXED_COLUMNS, device_row, identity_row, status_row, verification_row,
+    };
 
     /// The column count `class`.java requires of the `table` rows.
     fn java_columns(class: &str, table: &str) -> usize {
@@ -972,5 +1233,131 @@ mod row_tests {
             assert_eq!(row[..3], [Some("@b:x"), Some("M"), Some("SS")]);
             assert_eq!(row[4], record.changed_master.as_deref());
         }
+    }
+
+    /// `Verification.FIXED_COLUMNS` in `Verification.java`.
+    fn java_verification_fixed_columns() -> usize {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../android/src/main/java/fr/gouv/tchap/secure/Verification.java"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let after = text
+            .split("static final int FIXED_COLUMNS = ")
+            .nth(1)
+            .expect("FIXED_COLUMNS in Verification.java");
+        after[..after.find(';').unwrap()].trim().parse().unwrap()
+    }
+
+    fn info() -> VerificationInfo {
+        VerificationInfo {
+            flow_id: "FLOW".into(),
+            user_id: "@a:x".into(),
+            device_id: None,
+            room_id: None,
+            we_requested: false,
+            state: "received".into(),
+            their_methods: vec!["m.sas.v1".into(), "m.qr_code.show.v1".into()],
+            emoji: None,
+            decimals: None,
+            cancel_code: None,
+            cancel_reason: None,
+            cancelled_by_us: None,
+            verified: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn verification_rows_fixed_columns_then_counted_lists() {
+        assert_eq!(
+            VERIFICATION_FIXED_COLUMNS,
+            java_verification_fixed_columns()
+        );
+        let row = verification_row(&info());
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            row,
+            [
+                s("FLOW"),
+                s("@a:x"),
+                None,
+                None,
+                s("false"),
+                s("received"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                s("2"),
+                None,
+                s("0"),
+                s("m.sas.v1"),
+                s("m.qr_code.show.v1"),
+            ]
+        );
+
+        // Emoji as pairs, decimals, what was verified; a list element may hold any character.
+        let done = VerificationInfo {
+            device_id: Some("DEV".into()),
+            room_id: Some("!r:x".into()),
+            we_requested: true,
+            state: "done".into(),
+            their_methods: vec![],
+            emoji: Some(vec![
+                SasEmoji {
+                    symbol: "🐶".into(),
+                    description: "Dog".into(),
+                },
+                SasEmoji {
+                    symbol: "🔑".into(),
+                    description: "Key, with a comma".into(),
+                },
+            ]),
+            decimals: Some([1000, 2345, 9191]),
+            verified: vec!["device @a:x DEV".into(), "master @a:x K\nEY".into()],
+            ..info()
+        };
+        let row = verification_row(&done);
+        assert_eq!(row.len(), VERIFICATION_FIXED_COLUMNS + 2 * 2 + 2);
+        assert_eq!(
+            row[2..7],
+            [s("DEV"), s("!r:x"), s("true"), s("done"), s("1000")]
+        );
+        assert_eq!(row[7..9], [s("2345"), s("9191")]);
+        assert_eq!(row[13..16], [s("0"), s("2"), s("2")]);
+        assert_eq!(
+            row[16..],
+            [
+                s("🐶"),
+                s("Dog"),
+                s("🔑"),
+                s("Key, with a comma"),
+                s("device @a:x DEV"),
+                s("master @a:x K\nEY"),
+            ]
+        );
+
+        let cancelled = VerificationInfo {
+            state: "cancelled".into(),
+            cancel_code: Some("m.mismatched_sas".into()),
+            cancel_reason: Some("the emoji did not match".into()),
+            cancelled_by_us: Some(true),
+            error: Some("detail".into()),
+            ..info()
+        };
+        let row = verification_row(&cancelled);
+        assert_eq!(
+            row[9..13],
+            [
+                s("m.mismatched_sas"),
+                s("the emoji did not match"),
+                s("true"),
+                s("detail")
+            ]
+        );
     }
 }

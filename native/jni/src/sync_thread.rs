@@ -8,13 +8,17 @@
 //!    `apply_gap_pages` under it); read the security journal, unlock — the lock is never held
 //!    while Java code runs, nor during a network wait;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
-//! 3. `onSendState` for every state change of our outgoing messages the round reported
+//! 3. `onVerificationRow` for every verification flow the round changed
+//!    (`SyncSummary::verifications`: a request received, emoji to compare, done, cancelled),
+//!    with the row of `Native.verification`; `SecureClient`'s listener turns it into a
+//!    `Verification` for `Listener.onVerification`;
+//! 4. `onSendState` for every state change of our outgoing messages the round reported
 //!    (`SyncSummary::outgoing`: `sent` with the event id, or `failed` with the reason);
-//! 4. `onSecurityEvent` for every journal entry newer than the last one delivered;
-//! 5. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
+//! 5. `onSecurityEvent` for every journal entry newer than the last one delivered;
+//! 6. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
 //!    1 s, 2 s, … 30 s (plus up to 250 ms of jitter), interrupted at once by `stopSync`; the next
 //!    successful round reports `"running"` again;
-//! 6. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
+//! 7. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
 //!    `startSync` may start a new one).
 //!
 //! `onSyncState("running", null)` is sent once at start, `"stopped"` when the loop ends on the
@@ -46,6 +50,7 @@ use jni::objects::{Global, JObject, JValue};
 use jni::strings::JNIStr;
 use jni::{AttachConfig, Env, JavaVM, jni_sig, jni_str};
 use tchap_secure_core::OutgoingUpdate;
+use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::{SecurityEvent, TimelineEvent};
 
 use crate::client::Core;
@@ -140,6 +145,7 @@ struct SyncLoop {
 /// What one round brings back for the listener.
 struct Round {
     messages: Vec<TimelineEvent>,
+    verifications: Vec<VerificationInfo>,
     outgoing: Vec<OutgoingUpdate>,
     security_events: Vec<SecurityEvent>,
 }
@@ -210,6 +216,7 @@ impl SyncLoop {
                     .map_err(tchap_secure_core::Error::from)?;
                 Ok(Round {
                     messages: summary.messages,
+                    verifications: summary.verifications,
                     outgoing: summary.outgoing,
                     security_events,
                 })
@@ -223,6 +230,9 @@ impl SyncLoop {
     fn deliver(&self, env: &mut Env<'_>, listener: &JObject<'_>, round: &Round) {
         for m in round.messages.iter().filter(|m| m.state == "decrypted") {
             callback(env, listener, OnMessage(m));
+        }
+        for v in &round.verifications {
+            callback(env, listener, OnVerificationRow(v));
         }
         for update in &round.outgoing {
             callback(env, listener, OnSendState(update));
@@ -263,6 +273,7 @@ trait Callback {
 }
 
 struct OnMessage<'a>(&'a TimelineEvent);
+struct OnVerificationRow<'a>(&'a VerificationInfo);
 struct OnSendState<'a>(&'a OutgoingUpdate);
 struct OnSecurityEvent<'a>(&'a SecurityEvent);
 struct OnSyncState<'a>(&'a str, Option<&'a str>);
@@ -291,6 +302,22 @@ impl Callback for OnMessage<'_> {
                 JValue::Object(&body),
                 JValue::Object(&trust),
             ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Callback for OnVerificationRow<'_> {
+    const NAME: &'static JNIStr = jni_str!("onVerificationRow");
+    const LOG_NAME: &'static str = "onVerificationRow";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let row = convert::row(env, &crate::native::verification_row(self.0))?;
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("([Ljava/lang/String;)V"),
+            &[JValue::Object(&row)],
         )?;
         Ok(())
     }

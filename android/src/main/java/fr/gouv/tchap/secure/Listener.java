@@ -22,6 +22,14 @@ public interface Listener {
     default void onSendState(String roomId, String localId, String state, String eventId,
             String error) {}
 
+    /**
+     * A verification flow changed in a sync: a request arrived ({@link Verification#RECEIVED}),
+     * the other side accepted, the emoji are there to compare, the flow is done or cancelled.
+     * Called after {@link #onMessage} for the same sync round. The current state of any flow
+     * is also at {@link SecureClient#verification}. Does nothing unless overridden.
+     */
+    default void onVerification(Verification verification) {}
+
     /** A security event was journaled (refused event, key change, new device, …). */
     void onSecurityEvent(String kind, String roomId, String userId, String detail);
 

@@ -187,13 +187,69 @@ final class Native {
      */
     static native String[] identity(long client, String userId) throws TchapSecureException;
 
+    // --- interactive verification ----------------------------------------------------------
+
+    /**
+     * Asks {@code userId} to verify (our own user id: our other devices), in {@code roomId} or
+     * to-device when it is null; returns the flow id.
+     */
+    static native String requestVerification(long client, String userId, String roomId)
+            throws TchapSecureException;
+
+    /**
+     * Accepts a request we received; returns the flow's row. Verification rows: 16 fixed
+     * columns {@code {flowId, userId, deviceId|null, roomId|null, weRequested, state,
+     * decimal1|null, decimal2|null, decimal3|null, cancelCode|null, cancelReason|null,
+     * cancelledByUs|null, error|null, methodCount, emojiCount|null, verifiedCount}} (booleans
+     * {@code true|false}; emojiCount null until the SAS keys are exchanged), then
+     * {@code methodCount} cells of the other side's methods, {@code emojiCount} pairs
+     * {@code symbol, description}, and {@code verifiedCount} cells of what the flow verified
+     * ({@link Verification#fromRow}). The same rows for every method below returning
+     * {@code String[]}; an unknown flow id throws {@code invalid_argument}.
+     */
+    static native String[] acceptVerification(long client, String flowId)
+            throws TchapSecureException;
+
+    /** Starts SAS on a ready flow. */
+    static native String[] startSas(long client, String flowId) throws TchapSecureException;
+
+    /** Our user says the emoji (or numbers) match. */
+    static native String[] confirmSas(long client, String flowId) throws TchapSecureException;
+
+    /** Our user says they do not match: cancelled ({@code m.mismatched_sas}), journaled. */
+    static native String[] sasMismatch(long client, String flowId) throws TchapSecureException;
+
+    /** Cancels (or declines) a flow. */
+    static native String[] cancelVerification(long client, String flowId)
+            throws TchapSecureException;
+
+    /** The QR code's payload to render, on a ready flow. */
+    static native byte[] showQr(long client, String flowId) throws TchapSecureException;
+
+    /** The other side's QR code payload, as scanned. */
+    static native String[] scanQr(long client, String flowId, byte[] payload)
+            throws TchapSecureException;
+
+    /** Our user confirms the other side scanned our QR code. */
+    static native String[] confirmQrScanned(long client, String flowId)
+            throws TchapSecureException;
+
+    /** The flow's row (as {@link #acceptVerification}), or null if unknown (no network). */
+    static native String[] verification(long client, String flowId) throws TchapSecureException;
+
+    /** Every flow this client knows, one verification row each (no network). */
+    static native String[][] verifications(long client) throws TchapSecureException;
+
     // --- background sync -------------------------------------------------------------------
 
     /**
      * Starts syncing on a dedicated native thread attached to the JVM; {@code listener} is
-     * called on that thread. At most one sync thread per client.
+     * called on that thread (a changed verification flow through
+     * {@link NativeListener#onVerificationRow}, with the row of {@link #verification}). At most
+     * one sync thread per client.
      */
-    static native void startSync(long client, Listener listener) throws TchapSecureException;
+    static native void startSync(long client, NativeListener listener)
+            throws TchapSecureException;
 
     /** Stops the sync thread and waits for it (callbacks stop before this returns). */
     static native void stopSync(long client) throws TchapSecureException;

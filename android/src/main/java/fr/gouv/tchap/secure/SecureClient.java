@@ -44,7 +44,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * The password is a {@code byte[]} (UTF-8) that {@link #login}, {@link #bootstrapCrossSigning}
  * and {@link #resetCrossSigning} zero before returning, whatever happens. No method takes or
- * returns key material (only public keys).
+ * returns key material (only public keys) — except the QR code payload of {@link #showQr} and
+ * {@link #scanQr}, shown on a screen by design: public keys and a one-time secret good for that
+ * one flow only.
  */
 public final class SecureClient implements AutoCloseable {
     private static final Object LOAD_LOCK = new Object();
@@ -551,6 +553,125 @@ public final class SecureClient implements AutoCloseable {
         return Identity.fromRow(call(h -> Native.identity(h, userId)));
     }
 
+    // --- interactive verification ----------------------------------------------------------
+
+    /**
+     * Asks {@code userId} to verify interactively (SAS emoji, or QR codes; see
+     * {@link Verification} for the whole flow). To verify another device of ours, pass our
+     * own user id and no room: every other device of ours receives the request, the first to
+     * accept takes it. To verify another user, pass a room with them (other clients expect an
+     * in-room request) or null for to-device.
+     *
+     * @param roomIdOrNull the room to send the request in, or null for to-device
+     * @return the flow id ({@link Verification#flowId()}), state {@link Verification#REQUESTED}
+     */
+    public String requestVerification(String userId, String roomIdOrNull)
+            throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        return call(h -> Native.requestVerification(h, userId, roomIdOrNull));
+    }
+
+    /**
+     * Accepts a request received ({@link Verification#RECEIVED}, from
+     * {@link Listener#onVerification} or {@link #verifications()}): both sides become
+     * {@link Verification#READY}.
+     *
+     * @throws TchapSecureException {@code invalid_argument} for an unknown flow id, a
+     *     verification code ({@code invalid_state}, {@code timeout}, …) when the flow is not
+     *     in a state that allows this; the same for the other verification methods
+     */
+    public Verification acceptVerification(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::acceptVerification);
+    }
+
+    /**
+     * Starts SAS on a {@link Verification#READY} flow (either side may). After the other side's
+     * answer arrives by sync, both sides show {@link Verification#emoji()}.
+     */
+    public Verification startSas(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::startSas);
+    }
+
+    /**
+     * Our user saw the same emoji (or numbers) on both screens. The flow is
+     * {@link Verification#DONE} once the other side confirmed too; only then is anything
+     * signed and trusted.
+     */
+    public Verification confirmSas(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::confirmSas);
+    }
+
+    /**
+     * Our user saw different emoji: the flow is cancelled
+     * ({@link Verification#CANCEL_MISMATCHED_SAS}) on both sides, nothing is trusted, and a
+     * security event is journaled (a man in the middle, or a fault).
+     */
+    public Verification sasMismatch(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::sasMismatch);
+    }
+
+    /** Cancels a flow, or declines a request received ({@link Verification#CANCEL_USER}). */
+    public Verification cancelVerification(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::cancelVerification);
+    }
+
+    /**
+     * The QR code to show on a {@link Verification#READY} flow, as the payload bytes to render
+     * (the specification's binary QR payload; encode the bytes as they are). When the other side has scanned it, the flow becomes
+     * {@link Verification#QR_SCANNED}: call {@link #confirmQrScanned} once our user saw the
+     * other screen say so.
+     */
+    public byte[] showQr(String flowId) throws TchapSecureException {
+        Objects.requireNonNull(flowId, "flowId");
+        return call(h -> Native.showQr(h, flowId));
+    }
+
+    /**
+     * The other side's QR code, as scanned (the raw payload bytes): checked against the keys
+     * known here; the flow becomes {@link Verification#QR_RECIPROCATED}, then done when the
+     * other side confirms.
+     */
+    public Verification scanQr(String flowId, byte[] payload) throws TchapSecureException {
+        Objects.requireNonNull(flowId, "flowId");
+        Objects.requireNonNull(payload, "payload");
+        return Verification.fromRow(call(h -> Native.scanQr(h, flowId, payload)));
+    }
+
+    /** Our user confirms the other side scanned our code ({@link Verification#QR_SCANNED}). */
+    public Verification confirmQrScanned(String flowId) throws TchapSecureException {
+        return verificationCall(flowId, Native::confirmQrScanned);
+    }
+
+    /** A flow's current state (no network), or null if this client does not know it. */
+    public Verification verification(String flowId) throws TchapSecureException {
+        Objects.requireNonNull(flowId, "flowId");
+        return Verification.fromRow(call(h -> Native.verification(h, flowId)));
+    }
+
+    /**
+     * Every flow this client knows, requests received, in progress, done or cancelled (no
+     * network; flows live in memory only and are lost when the client closes).
+     */
+    public List<Verification> verifications() throws TchapSecureException {
+        String[][] rows = call(Native::verifications);
+        List<Verification> flows = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            flows.add(Verification.fromRow(row));
+        }
+        return Collections.unmodifiableList(flows);
+    }
+
+    @FunctionalInterface
+    private interface FlowCall {
+        String[] apply(long handle, String flowId) throws TchapSecureException;
+    }
+
+    private Verification verificationCall(String flowId, FlowCall body)
+            throws TchapSecureException {
+        Objects.requireNonNull(flowId, "flowId");
+        return Verification.fromRow(call(h -> body.apply(h, flowId)));
+    }
+
     // --- background sync -------------------------------------------------------------------
 
     /**
@@ -558,7 +679,7 @@ public final class SecureClient implements AutoCloseable {
      * most one sync thread per client.
      */
     public void startSync(Listener listener) throws TchapSecureException {
-        Listener guarded = new GuardedListener(this, Objects.requireNonNull(listener, "listener"));
+        NativeListener guarded = new GuardedListener(this, Objects.requireNonNull(listener, "listener"));
         call(h -> {
             Native.startSync(h, guarded);
             return null;
@@ -639,7 +760,7 @@ public final class SecureClient implements AutoCloseable {
      * {@link #rejectFromCallback}) and keeps
      * listener exceptions out of the library.
      */
-    private static final class GuardedListener implements Listener {
+    private static final class GuardedListener implements NativeListener {
         private final SecureClient owner;
         private final Listener delegate;
 
@@ -654,6 +775,30 @@ public final class SecureClient implements AutoCloseable {
             IN_CALLBACK.set(owner);
             try {
                 delegate.onMessage(roomId, eventId, sender, senderDisplayName, body, trust);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onVerificationRow(String[] row) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onVerification(Verification.fromRow(row));
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onVerification(Verification verification) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onVerification(verification);
             } catch (RuntimeException e) {
                 uncaught(e);
             } finally {

@@ -65,6 +65,17 @@ public class LifecycleTest {
         calls.add(SecureClient::crossSigningStatus);
         calls.add(x -> x.bootstrapCrossSigning(null));
         calls.add(x -> x.identity("@u:x"));
+        calls.add(x -> x.requestVerification("@u:x", null));
+        calls.add(x -> x.acceptVerification("flow"));
+        calls.add(x -> x.startSas("flow"));
+        calls.add(x -> x.confirmSas("flow"));
+        calls.add(x -> x.sasMismatch("flow"));
+        calls.add(x -> x.cancelVerification("flow"));
+        calls.add(x -> x.showQr("flow"));
+        calls.add(x -> x.scanQr("flow", new byte[] {1, 2, 3}));
+        calls.add(x -> x.confirmQrScanned("flow"));
+        calls.add(x -> x.verification("flow"));
+        calls.add(SecureClient::verifications);
         calls.add(x -> x.startSync(NO_OP));
         calls.add(SecureClient::stopSync);
         calls.add(SecureClient::wipe);

@@ -1,0 +1,15 @@
+package fr.gouv.tchap.secure;
+
+/**
+ * What the sync thread calls: a {@link Listener} plus the native forms of the callbacks whose
+ * argument is a value class. Package-private: {@link SecureClient} passes its own
+ * implementation to {@link Native#startSync}, which turns the rows into value classes and
+ * calls the application's {@link Listener}.
+ */
+interface NativeListener extends Listener {
+    /**
+     * A verification flow changed in the last sync round; {@code row} as
+     * {@link Native#verification}.
+     */
+    void onVerificationRow(String[] row);
+}
