@@ -122,6 +122,8 @@ public class MessagingTest {
                 SecureClient b = SecureClient.open(config, dirB, TestEnv.mainBinder())) {
             sessionA = a.login(alice.localpart, alice.password(), "jvm-alice");
             Session sessionB = b.login(bob.localpart, bob.password(), "jvm-bob");
+            TestEnv.holdIdentity(a, alice);
+            TestEnv.holdIdentity(b, bob);
             assertTrue(sessionA.userId().startsWith("@" + alice.localpart + ":"));
             assertEquals(sessionA, a.session());
 

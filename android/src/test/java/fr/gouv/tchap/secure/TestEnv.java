@@ -193,4 +193,57 @@ final class TestEnv {
             Thread.sleep(100);
         }
     }
+
+    /**
+     * Makes {@code c}, just logged in as {@code user}, hold its user's cross-signing identity:
+     * the JVM run reuses users across test classes, and a device whose earlier sibling (now
+     * gone) created the identity would be unsigned and get no room keys (issue 16). Resetting
+     * the identity with the password is what a member whose only phone was lost does.
+     */
+    static void holdIdentity(SecureClient c, User user) throws Exception {
+        if (!c.crossSigningStatus().isDeviceSigned()) {
+            CrossSigningStatus status = c.resetCrossSigning(user.password());
+            if (!status.isDeviceSigned() || !status.hasPrivateKeys()) {
+                throw new AssertionError("identity reset did not sign the device: " + status);
+            }
+        }
+    }
+
+    /**
+     * Verifies {@code second} from {@code first}, two devices of the same user, by SAS over
+     * to-device messages, as a member does with a new phone: afterwards {@code second} is
+     * signed by the identity and gets room keys from whoever trusts it.
+     */
+    static void verifyOwnDevice(SecureClient first, SecureClient second, String ownUserId)
+            throws Exception {
+        first.syncOnce(0);
+        second.syncOnce(0);
+        String flow = first.requestVerification(ownUserId, null);
+        await("the request on the second device", 60, () -> {
+            second.syncOnce(0);
+            return second.verification(flow);
+        });
+        second.acceptVerification(flow);
+        await("ready", 60, () -> {
+            first.syncOnce(0);
+            return Verification.READY.equals(first.verification(flow).state());
+        });
+        first.startSas(flow);
+        await("the emoji on both devices", 60, () -> {
+            second.syncOnce(0);
+            first.syncOnce(0);
+            return !first.verification(flow).emoji().isEmpty()
+                    && !second.verification(flow).emoji().isEmpty();
+        });
+        if (!first.verification(flow).emoji().equals(second.verification(flow).emoji())) {
+            throw new AssertionError("the two devices show different emoji");
+        }
+        first.confirmSas(flow);
+        second.confirmSas(flow);
+        await("done on both devices", 60, () -> {
+            second.syncOnce(0);
+            first.syncOnce(0);
+            return first.verification(flow).isDone() && second.verification(flow).isDone();
+        });
+    }
 }

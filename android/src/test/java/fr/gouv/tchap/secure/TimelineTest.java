@@ -106,7 +106,12 @@ public class TimelineTest {
                 SecureClient e2 = open("hist-erin2")) {
             d.login(dave.localpart, dave.password(), "jvm-hist-dave");
             Session erin1 = e1.login(erin.localpart, erin.password(), "jvm-hist-erin1");
+            TestEnv.holdIdentity(d, dave);
+            TestEnv.holdIdentity(e1, erin);
             Session erin2 = e2.login(erin.localpart, erin.password(), "jvm-hist-erin2");
+            // Room keys go only to devices the owner's identity signed: erin verifies her
+            // second device from the first.
+            TestEnv.verifyOwnDevice(e1, e2, erin1.userId());
             String roomId = d.createRoom("Historique", erin1.userId());
             e1.join(roomId);
             boolean knowsSecondDevice = false;
@@ -240,7 +245,10 @@ public class TimelineTest {
                 SecureClient e2 = open("state-erin2")) {
             d.login(dave.localpart, dave.password(), "jvm-state-dave");
             Session erin1 = e1.login(erin.localpart, erin.password(), "jvm-state-erin1");
+            TestEnv.holdIdentity(d, dave);
+            TestEnv.holdIdentity(e1, erin);
             e2.login(erin.localpart, erin.password(), "jvm-state-erin2");
+            TestEnv.verifyOwnDevice(e1, e2, erin1.userId());
             String roomId = d.createRoom("États d'envoi", erin1.userId());
             e1.join(roomId);
 
@@ -358,6 +366,8 @@ public class TimelineTest {
         try (SecureClient d = open("gap-dave"); SecureClient e = open("gap-erin")) {
             d.login(dave.localpart, dave.password(), "jvm-gap-dave");
             Session erinSession = e.login(erin.localpart, erin.password(), "jvm-gap-erin");
+            TestEnv.holdIdentity(d, dave);
+            TestEnv.holdIdentity(e, erin);
             String roomId = d.createRoom("Vol", erinSession.userId());
             e.join(roomId);
             e.syncOnce(0);
