@@ -88,10 +88,15 @@ impl Published {
     }
 }
 
+/// Applies a `/keys/query` answer for Bob; the count it returns is checked against the
+/// journal (identity events included).
 fn apply(store: &Store, answer: &Value) -> usize {
-    apply_keys_query(store.conn(), answer, &[BOB.to_owned()], ME, "MYDEV")
+    let before = kinds(store).len();
+    let events = apply_keys_query(store.conn(), answer, &[BOB.to_owned()], ME, "MYDEV")
         .unwrap()
-        .security_events
+        .security_events;
+    assert_eq!(events, kinds(store).len() - before, "every journal entry is counted");
+    events
 }
 
 fn kinds(store: &Store) -> Vec<String> {
