@@ -136,7 +136,7 @@ pub(crate) async fn run(
         let payload = client.show_qr(&flow_id).await?;
         out.message("qr_payload", &STANDARD.encode(&payload));
         let info = wait_for(client, &flow_id, "the other side to scan", |i| {
-            i.state == "qr_reciprocated"
+            i.state == "qr_scanned"
         })
         .await?;
         if ended(out, &info)? {
