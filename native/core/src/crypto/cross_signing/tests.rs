@@ -95,7 +95,11 @@ fn apply(store: &Store, answer: &Value) -> usize {
     let events = apply_keys_query(store.conn(), answer, &[BOB.to_owned()], ME, "MYDEV")
         .unwrap()
         .security_events;
-    assert_eq!(events, kinds(store).len() - before, "every journal entry is counted");
+    assert_eq!(
+        events,
+        kinds(store).len() - before,
+        "every journal entry is counted"
+    );
     events
 }
 
