@@ -388,3 +388,114 @@ async fn a_second_device_verified_by_the_first_is_trusted_by_whoever_verified_us
         let () = trusted;
     }
 }
+
+/// We ask `peer` to verify (to-device); matrix-sdk accepts with every method, QR included.
+async fn request_accepted_with_every_method(
+    ours: &mut Ours,
+    peer: &Peer,
+) -> (String, VerificationRequest) {
+    use matrix_sdk::ruma::events::key::verification::VerificationMethod;
+    let user = ours.user_id.clone();
+    let flow_id = ours
+        .client
+        .request_verification(peer.user_id.as_str(), None)
+        .await
+        .unwrap();
+    let request = until(ours, peer, "matrix-sdk to see our request", async |_, p| {
+        sdk_request(p, &user, &flow_id).await
+    })
+    .await;
+    request
+        .accept_with_methods(vec![
+            VerificationMethod::SasV1,
+            VerificationMethod::QrCodeShowV1,
+            VerificationMethod::QrCodeScanV1,
+            VerificationMethod::ReciprocateV1,
+        ])
+        .await
+        .unwrap();
+    until(ours, peer, "ready", async |o, _| {
+        (flow_of(o, &flow_id).state == "ready").then_some(())
+    })
+    .await;
+    (flow_id, request)
+}
+
+/// Both sides trust each other once the QR flow is done.
+async fn check_mutual_trust(ours: &mut Ours, peer: &Peer) {
+    let user = ours.user_id.clone();
+    let identity = ours
+        .client
+        .identity(peer.user_id.as_str())
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.state, IdentityState::Verified);
+    until(ours, peer, "matrix-sdk to see us verified", async |_, p| {
+        p.client
+            .encryption()
+            .request_user_identity(&UserId::parse(&user).unwrap())
+            .await
+            .unwrap()
+            .filter(|i| i.is_verified())
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qr_matrix_sdk_shows_and_we_scan() {
+    let mut ours = new_ours("vf-qr1-ours").await;
+    let peer = cross_signed_peer("vf-qr1-peer", &ours).await;
+    let (flow_id, request) = request_accepted_with_every_method(&mut ours, &peer).await;
+    let qr = request
+        .generate_qr_code()
+        .await
+        .unwrap()
+        .expect("matrix-sdk shows a QR code");
+    let payload = qr.to_bytes().unwrap();
+    // The code names our flow, in the other-user mode.
+    assert_eq!(&payload[..6], b"MATRIX");
+    assert_eq!(payload[7], 0x00);
+    ours.client.scan_qr(&flow_id, &payload).await.unwrap();
+    until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see its code scanned",
+        async |_, _| qr.has_been_scanned().then_some(()),
+    )
+    .await;
+    qr.confirm().await.unwrap();
+    until(&mut ours, &peer, "both done", async |o, _| {
+        (flow_of(o, &flow_id).state == "done" && qr.is_done()).then_some(())
+    })
+    .await;
+    check_mutual_trust(&mut ours, &peer).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qr_we_show_and_matrix_sdk_scans() {
+    use matrix_sdk::encryption::verification::QrVerificationData;
+    let mut ours = new_ours("vf-qr2-ours").await;
+    let peer = cross_signed_peer("vf-qr2-peer", &ours).await;
+    let (flow_id, request) = request_accepted_with_every_method(&mut ours, &peer).await;
+    let payload = ours.client.show_qr(&flow_id).await.unwrap();
+    let data = QrVerificationData::from_bytes(&payload).expect("matrix-sdk reads our QR code");
+    let qr = request
+        .scan_qr_code(data)
+        .await
+        .unwrap()
+        .expect("matrix-sdk accepts our QR code");
+    until(
+        &mut ours,
+        &peer,
+        "matrix-sdk's scan on our side",
+        async |o, _| (flow_of(o, &flow_id).state == "qr_scanned").then_some(()),
+    )
+    .await;
+    ours.client.confirm_qr_scanned(&flow_id).await.unwrap();
+    until(&mut ours, &peer, "both done", async |o, _| {
+        (flow_of(o, &flow_id).state == "done" && qr.is_done()).then_some(())
+    })
+    .await;
+    check_mutual_trust(&mut ours, &peer).await;
+}
