@@ -122,7 +122,8 @@ enum Command {
     },
     /// Sync, then list rooms.
     Rooms,
-    /// Sync, then list a room's members with their display names.
+    /// Sync, then list a room's members with their display names and the trust in their
+    /// cross-signing identity (verified, pinned, changed, or none: devices pinned on first use).
     Members {
         /// Room id.
         room: String,
@@ -429,7 +430,12 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     .store()
                     .members(room)
                     .map_err(tchap_secure_core::Error::from)?;
-                out.members(room, &members);
+                // Each member's cross-signing identity as pinned here (issue 16).
+                let identities = members
+                    .iter()
+                    .map(|m| client.identity(&m.user_id).map(|i| i.map(|i| i.state)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.members(room, &members, &identities);
             }
             Command::CreateRoom {
                 name,

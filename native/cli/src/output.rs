@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
 use tchap_secure_core::client::verification::VerificationInfo;
-use tchap_secure_core::store::identity::IdentityRecord;
+use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
 use tchap_secure_core::{Config, CrossSigningStatus, OutgoingUpdate, SessionInfo, SyncSummary};
 
@@ -233,16 +233,37 @@ impl Output {
         }
     }
 
-    pub(crate) fn members(&self, room: &str, members: &[Member]) {
+    pub(crate) fn members(
+        &self,
+        room: &str,
+        members: &[Member],
+        identities: &[Option<IdentityState>],
+    ) {
+        let identity = |i: &Option<IdentityState>| match i {
+            Some(IdentityState::Verified) => "verified",
+            Some(IdentityState::Pinned) => "pinned",
+            Some(IdentityState::Changed) => "changed",
+            None => "none",
+        };
         if self.json {
+            let members: Vec<Value> = members
+                .iter()
+                .zip(identities)
+                .map(|(m, i)| {
+                    let mut v = json!(m);
+                    v["identity"] = json!(identity(i));
+                    v
+                })
+                .collect();
             print_json(&json!({ "room_id": room, "members": members }));
             return;
         }
-        for m in members {
+        for (m, i) in members.iter().zip(identities) {
             human!(
-                "{:<40}  {:<6}  {}",
+                "{:<40}  {:<6}  {:<8}  {}",
                 m.user_id,
                 m.membership,
+                identity(i),
                 m.display_name.as_deref().unwrap_or("")
             );
         }

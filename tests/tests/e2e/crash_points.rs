@@ -350,3 +350,34 @@ fn killed_after_the_verification_and_before_the_signature_upload_nothing_is_half
     });
     assert_eq!(identity_state(&bob), "verified");
 }
+
+/// `members` shows each member's identity as pinned here: `pinned` once the sync queried the
+/// member's keys, `verified` after an interactive verification.
+#[test]
+fn members_show_each_identity_pinned_then_verified() {
+    let (rt, bob, _a, mut alice, room) = setup("members-xs");
+    let alice_id = alice.session().unwrap().user_id;
+    let identity_of_alice = |bob: &Member| {
+        let out = bob.run(&["members", &room]).ok().json();
+        out["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["user_id"] == alice_id.as_str())
+            .unwrap()["identity"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(identity_of_alice(&bob), "pinned");
+    rt.block_on(alice.devices(&bob.user_id)).unwrap();
+    let flow = rt
+        .block_on(alice.request_verification(&bob.user_id, None))
+        .unwrap();
+    std::thread::scope(|s| {
+        let verify = s.spawn(|| bob.run(&["verify", "--incoming", "--yes"]).ok());
+        drive_requester(&rt, &mut alice, &flow, || verify.is_finished());
+        verify.join().unwrap();
+    });
+    assert_eq!(identity_of_alice(&bob), "verified");
+}
