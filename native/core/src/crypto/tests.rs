@@ -332,6 +332,13 @@ fn each_message_carries_the_trust_of_its_sending_device() {
     let m = encrypt(&mut alice, room, "bloquée", "$a2");
     bob.apply(timeline("s3", room, &[m]));
     assert_eq!(trust(&bob, "$a2").as_deref(), Some("blocked"));
+    // Blocked, then gone from her list: still blocked (the block outlives the listing).
+    let mut blocked_gone = blocked.clone();
+    blocked_gone.deleted = true;
+    cdb::save_device(bob.store.conn(), &blocked_gone).unwrap();
+    let m = encrypt(&mut alice, room, "bloquée et partie", "$a2b");
+    bob.apply(timeline("s3b", room, &[m]));
+    assert_eq!(trust(&bob, "$a2b").as_deref(), Some("blocked"));
 
     // Gone from her device list: unknown. Listed again under another key: unknown.
     let mut gone = alice.record.clone();
