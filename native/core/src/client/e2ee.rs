@@ -475,19 +475,20 @@ impl Client {
         crate::fault::point("message-queued");
         let report = self.flush_outbox().await?;
         self.pending_updates.extend(report.updates);
+        let queued = |local_id: String| Error::SendQueued {
+            local_id,
+            cause: report
+                .transient
+                .get(room_id)
+                .cloned()
+                .unwrap_or_else(|| "waiting for earlier messages".to_owned()),
+        };
         if !echoed {
             let waiting = cdb::outbox_lane(self.store.conn(), room_id)?
                 .iter()
                 .any(|(txn, _)| *txn == event_txn);
             return if waiting {
-                Err(Error::SendQueued {
-                    local_id: event_txn,
-                    cause: report
-                        .transient
-                        .get(room_id)
-                        .cloned()
-                        .unwrap_or_else(|| "waiting for earlier messages".to_owned()),
-                })
+                Err(queued(event_txn))
             } else {
                 Ok(event_txn)
             };
@@ -498,14 +499,7 @@ impl Client {
                 local_id: event_txn,
                 reason: e.error.unwrap_or_default(),
             }),
-            Some(e) if e.state == "queued" => Err(Error::SendQueued {
-                local_id: event_txn,
-                cause: report
-                    .transient
-                    .get(room_id)
-                    .cloned()
-                    .unwrap_or_else(|| "waiting for earlier messages".to_owned()),
-            }),
+            Some(e) if e.state == "queued" => Err(queued(event_txn)),
             Some(e) if !e.event_id.starts_with('~') => Ok(e.event_id),
             _ => Err(Error::InvalidArgument {
                 what: "the message was queued but the server returned no event id".into(),
