@@ -16,6 +16,10 @@
 //!   Olm sessions created and stored), then `share_room_key` (outbound session created, the
 //!   room key Olm-encrypted for the 50 devices, sessions saved; its to-device requests are
 //!   returned for sending).
+//! - `key_share_50_cross_signed/matrix_sdk`: the same share when the 10 users have
+//!   cross-signing identities (`keys_query_answer_cross_signed`), with matrix-sdk's
+//!   identity-based sharing (`CollectStrategy::IdentityBasedStrategy`, MSC4153: only devices
+//!   signed by their owner's identity), the counterpart of our `share_keys_with: cross_signed`.
 //!
 //! Stores keyed with a raw 256-bit key (`open_with_key`: no passphrase KDF, like ours).
 //! `cargo bench -p tchap-secure-tests --bench send_matrix_sdk`.
@@ -34,12 +38,12 @@ use matrix_sdk_common::ruma::{
     MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, TransactionId, device_id,
 };
 use matrix_sdk_crypto::types::requests::AnyOutgoingRequest;
-use matrix_sdk_crypto::{EncryptionSettings, OlmMachine};
+use matrix_sdk_crypto::{CollectStrategy, EncryptionSettings, OlmMachine};
 use matrix_sdk_sqlite::{SqliteCryptoStore, SqliteStateStore};
 use serde_json::json;
 use tchap_secure_core::bench_internals::{
-    PeerDevice, ROOM, SENDER_USER, keys_claim_answer, keys_query_answer, message_body,
-    peer_devices, users_of,
+    PeerDevice, ROOM, SENDER_USER, keys_claim_answer, keys_query_answer,
+    keys_query_answer_cross_signed, message_body, peer_devices, users_of,
 };
 
 const MESSAGES: usize = 10_000;
@@ -101,7 +105,13 @@ async fn machine(dir: &Path, peers: &[PeerDevice]) -> OlmMachine {
 
 /// The `/keys/query` then `/keys/claim` answers for `peers`, then `share_room_key`: the
 /// to-device requests, and how many devices they reach.
-async fn share(machine: &OlmMachine, peers: &[PeerDevice], query: &str, claim: &str) -> usize {
+async fn share(
+    machine: &OlmMachine,
+    peers: &[PeerDevice],
+    query: &str,
+    claim: &str,
+    settings: EncryptionSettings,
+) -> usize {
     let users = user_ids(peers);
     let room: OwnedRoomId = ROOM.try_into().expect("room id");
     let query: get_keys::v3::Response = response(query);
@@ -125,11 +135,7 @@ async fn share(machine: &OlmMachine, peers: &[PeerDevice], query: &str, claim: &
             .expect("keys claim");
     }
     let requests = machine
-        .share_room_key(
-            &room,
-            users.iter().map(|u| u.as_ref()),
-            EncryptionSettings::default(),
-        )
+        .share_room_key(&room, users.iter().map(|u| u.as_ref()), settings)
         .await
         .expect("share");
     requests
@@ -151,7 +157,17 @@ async fn sender(dir: &Path, peer: PeerDevice) -> Sender {
     let machine = machine(dir, &peers).await;
     let query = keys_query_answer(&peers).expect("answer");
     let claim = keys_claim_answer(&peers);
-    assert_eq!(share(&machine, &peers, &query, &claim).await, 1);
+    assert_eq!(
+        share(
+            &machine,
+            &peers,
+            &query,
+            &claim,
+            EncryptionSettings::default()
+        )
+        .await,
+        1
+    );
     let queue = SqliteStateStore::open_with_key(dir.join("state"), Some(&STORE_KEY))
         .await
         .expect("state store");
@@ -266,24 +282,34 @@ fn bench(c: &mut Criterion) {
     let peers = peer_devices(USERS, DEVICES_PER_USER).expect("peers");
     let query = keys_query_answer(&peers).expect("answer");
     let claim = keys_claim_answer(&peers);
-    let mut group = c.benchmark_group("key_share_50");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.throughput(Throughput::Elements(peers.len() as u64));
-    group.bench_function("matrix_sdk", |b| {
-        b.iter_batched(
-            || rt.block_on(machine(&fresh_dir("share"), &peers)),
-            |machine| {
-                let n = rt.block_on(share(&machine, &peers, &query, &claim));
-                assert_eq!(n, peers.len());
-                machine
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
+    let cross_signed = keys_query_answer_cross_signed(&peers).expect("answer");
+    let identity_based = EncryptionSettings {
+        sharing_strategy: CollectStrategy::IdentityBasedStrategy,
+        ..EncryptionSettings::default()
+    };
+    for (name, query, settings) in [
+        ("key_share_50", &query, EncryptionSettings::default()),
+        ("key_share_50_cross_signed", &cross_signed, identity_based),
+    ] {
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        group.sampling_mode(SamplingMode::Flat);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        group.throughput(Throughput::Elements(peers.len() as u64));
+        group.bench_function("matrix_sdk", |b| {
+            b.iter_batched(
+                || rt.block_on(machine(&fresh_dir("share"), &peers)),
+                |machine| {
+                    let n = rt.block_on(share(&machine, &peers, query, &claim, settings.clone()));
+                    assert_eq!(n, peers.len());
+                    machine
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
 }
 
 fn main() {

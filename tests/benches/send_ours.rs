@@ -15,6 +15,11 @@
 //!   created, 50 Olm sessions created from the `/keys/claim` answer (50 one-time-key
 //!   signatures checked), the room key Olm-encrypted for each device and queued (one request
 //!   per user), the session marked shared; four transactions, as `send_text`.
+//! - `key_share_50_cross_signed/tchap_secure`: the same share when the 10 users have
+//!   cross-signing identities (`keys_query_answer_cross_signed`): besides the above, each
+//!   user's master key pinned and its self-signing key's signature checked, each device's
+//!   self-signing signature checked and the device recorded as cross-signed, and the sharing
+//!   rule of issue 16 (`share_keys_with: cross_signed`) applied to every device.
 //!
 //! `cargo bench -p tchap-secure-tests --bench send_ours`.
 
@@ -22,8 +27,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use tchap_secure_core::bench_internals::{
-    KeyShareFixture, PeerDevice, SendFixture, keys_claim_answer, keys_query_answer, message_body,
-    peer_devices,
+    KeyShareFixture, PeerDevice, SendFixture, keys_claim_answer, keys_query_answer,
+    keys_query_answer_cross_signed, message_body, peer_devices,
 };
 use tchap_secure_tests::bench_setup::bench_vault;
 
@@ -71,23 +76,29 @@ fn bench(c: &mut Criterion) {
     let peers = peer_devices(USERS, DEVICES_PER_USER).expect("peers");
     let query = keys_query_answer(&peers).expect("answer");
     let claim = keys_claim_answer(&peers);
-    let mut group = c.benchmark_group("key_share_50");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.throughput(Throughput::Elements(peers.len() as u64));
-    group.bench_function("tchap_secure", |b| {
-        b.iter_batched(
-            || KeyShareFixture::new(&fresh_dir("share"), &vault, &peers).expect("sharer"),
-            |mut sharer| {
-                assert_eq!(sharer.share(&query, &claim).expect("share"), peers.len());
-                sharer
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
+    let cross_signed = keys_query_answer_cross_signed(&peers).expect("answer");
+    for (name, query) in [
+        ("key_share_50", &query),
+        ("key_share_50_cross_signed", &cross_signed),
+    ] {
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        group.sampling_mode(SamplingMode::Flat);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        group.throughput(Throughput::Elements(peers.len() as u64));
+        group.bench_function("tchap_secure", |b| {
+            b.iter_batched(
+                || KeyShareFixture::new(&fresh_dir("share"), &vault, &peers).expect("sharer"),
+                |mut sharer| {
+                    assert_eq!(sharer.share(query, &claim).expect("share"), peers.len());
+                    sharer
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
 }
 
 fn main() {

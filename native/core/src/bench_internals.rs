@@ -38,6 +38,7 @@ use zeroize::Zeroizing;
 use crate::api::types::{MEGOLM_ALGORITHM, SyncResponse};
 use crate::crypto::CryptoError;
 use crate::crypto::account::{OLM_ALGORITHM, OlmAccount};
+use crate::crypto::cross_signing::OwnKeys;
 use crate::crypto::devices::{KeysQueryAnswer, apply_keys_query_answer};
 use crate::crypto::engine::Engine;
 use crate::crypto::signing::sign_json;
@@ -266,6 +267,45 @@ pub fn keys_query_answer(devices: &[PeerDevice]) -> Result<String, Error> {
             .insert(d.device_id().to_owned(), d.device_keys()?);
     }
     Ok(json!({ "device_keys": users, "failures": {} }).to_string())
+}
+
+/// The `/keys/query` answer listing `devices` with their owners' cross-signing identities
+/// (JSON text): for each user a fresh master key and a self-signing key it signed, and each
+/// device signed by its owner's self-signing key besides its own signature — what every
+/// device of a member who set up cross-signing looks like, and what our sharing rule
+/// (`share_keys_with: cross_signed`) and matrix-sdk's identity-based sharing require.
+pub fn keys_query_answer_cross_signed(devices: &[PeerDevice]) -> Result<String, Error> {
+    let mut users: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    let (mut master_keys, mut self_signing_keys) = (serde_json::Map::new(), serde_json::Map::new());
+    for user in users_of(devices) {
+        let keys = OwnKeys::generate();
+        let body = keys.upload_body(&user, |_| Ok(())).map_err(crypto)?;
+        master_keys.insert(user.clone(), body["master_key"].clone());
+        self_signing_keys.insert(user.clone(), body["self_signing_key"].clone());
+        let ssk_id = format!("ed25519:{}", keys.self_signing());
+        for d in devices.iter().filter(|d| d.user_id() == user) {
+            let mut device_keys = d.device_keys()?;
+            let signed = keys
+                .sign_device_body(&user, d.device_id(), &device_keys)
+                .map_err(crypto)?;
+            let signature = signed[&user][d.device_id()]["signatures"][&user][&ssk_id].clone();
+            if !signature.is_string() {
+                return Err(bad("no self-signing signature"));
+            }
+            device_keys["signatures"][&user][&ssk_id] = signature;
+            users
+                .entry(user.clone())
+                .or_default()
+                .insert(d.device_id().to_owned(), device_keys);
+        }
+    }
+    Ok(json!({
+        "device_keys": users,
+        "master_keys": master_keys,
+        "self_signing_keys": self_signing_keys,
+        "failures": {},
+    })
+    .to_string())
 }
 
 /// The `/keys/claim` answer with one signed one-time key for each of `devices` (JSON text).
@@ -1042,6 +1082,36 @@ mod tests {
         assert_eq!(shared, 6);
         let outbox = cdb::outbox(sharer.store.conn()).unwrap();
         assert_eq!(outbox.len(), 3, "one request per user");
+
+        // The same share with cross-signing: every device signed by its owner's identity, so
+        // every device gets the key under the default rule, and is recorded as cross-signed.
+        let cross_dir = dir.path().join("share-cross-signed");
+        std::fs::create_dir_all(&cross_dir).unwrap();
+        let mut sharer = KeyShareFixture::new(&cross_dir, &vault, &peers).unwrap();
+        let answer = keys_query_answer_cross_signed(&peers).unwrap();
+        assert_eq!(
+            sharer.share(&answer, &keys_claim_answer(&peers)).unwrap(),
+            6
+        );
+        for u in users_of(&peers) {
+            let devices = cdb::devices_of(sharer.store.conn(), &u).unwrap();
+            assert_eq!(devices.len(), 2);
+            assert!(devices.iter().all(|d| d.cross_signed), "{devices:?}");
+        }
+        // A device the self-signing key did not sign is noticed by the check (a security
+        // event: the fixture refuses such an answer rather than measure it).
+        let mut forged: Value = serde_json::from_str(&answer).unwrap();
+        let ghost_user = peers[0].user_id().to_owned();
+        let ghost = PeerDevice::new(&ghost_user, "GHOST").unwrap();
+        forged["device_keys"][&ghost_user]["GHOST"] = ghost.device_keys().unwrap();
+        let ghost_dir = dir.path().join("share-ghost");
+        std::fs::create_dir_all(&ghost_dir).unwrap();
+        let mut sharer = KeyShareFixture::new(&ghost_dir, &vault, &peers).unwrap();
+        let refused = sharer.share(&forged.to_string(), &keys_claim_answer(&peers));
+        assert!(
+            matches!(&refused, Err(Error::InvalidArgument { what }) if what.contains("security events")),
+            "{refused:?}"
+        );
     }
 
     #[test]

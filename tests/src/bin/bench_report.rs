@@ -306,6 +306,10 @@ fn goals(ms: &[Measure]) -> Vec<Goal> {
     let rss = find(ms, "receive_10k", "tchap_secure", "peak_rss_kib");
     let size = find(ms, "library_size", "tchap_secure", "bytes");
     let catch_up = |i, metric| find(ms, CATCH_UP_SCENARIO, i, metric);
+    let key_share = |scenario, i| find(ms, scenario, i, "per_s");
+    let share_plain = key_share("key_share_50", "tchap_secure");
+    let share_cross = key_share("key_share_50_cross_signed", "tchap_secure");
+    let share_cross_sdk = key_share("key_share_50_cross_signed", "matrix_sdk");
     let paired = ms
         .iter()
         .find(|m| m.scenario == "receive_10k_share_of_raw_vodozemac_paired");
@@ -363,6 +367,21 @@ fn goals(ms: &[Measure]) -> Vec<Goal> {
             catch_up("tchap_secure", "ms")
                 .zip(catch_up("matrix_sdk", "ms"))
                 .map(|(o, s)| (format!("{o:.0} ms vs {s:.0} ms"), o < s)),
+        ),
+        goal(
+            "room-key share to 50 devices with the cross-signing checks ≤ 1.2× the time without",
+            share_cross.zip(share_plain).map(|(c, p)| {
+                (
+                    format!("{:.2}× ({c:.0}/s vs {p:.0}/s)", p / c),
+                    p / c <= 1.2,
+                )
+            }),
+        ),
+        goal(
+            "room-key share with the cross-signing checks faster than matrix-sdk (identity-based)",
+            share_cross
+                .zip(share_cross_sdk)
+                .map(|(o, s)| (format!("{o:.0}/s vs {s:.0}/s"), o > s)),
         ),
         goal(
             "peak RSS < 40 MB during the catch-up after a flight",
