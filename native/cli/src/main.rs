@@ -221,6 +221,11 @@ enum Command {
     Devices {
         /// User id.
         user: String,
+        /// Accept the user's changed identity without verifying them again: the new master
+        /// key, as `devices` printed it ("the server now shows …"). Only where the managed
+        /// configuration allows it (`allow_identity_acknowledgement`).
+        #[arg(long, value_name = "MASTER_KEY")]
+        acknowledge: Option<String>,
     },
     /// Verify another user (or another device of ours) interactively: emoji and numbers to
     /// compare (SAS), or QR codes. On success their identity is signed by ours (or our device
@@ -229,6 +234,9 @@ enum Command {
         /// The user to verify (our own user id for another of our devices). Optional with
         /// --incoming (any user).
         user: Option<String>,
+        /// One device of the user: the request goes to that device only (to-device), and only
+        /// its key can complete the verification.
+        device: Option<String>,
         /// A room with the user: the verification goes through its (encrypted) timeline, as
         /// other clients expect for another user. Without it: to-device messages.
         #[arg(long)]
@@ -527,7 +535,10 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 }
                 out.history_end(room, history.events.len(), history.reached_start);
             }
-            Command::Devices { user } => {
+            Command::Devices { user, acknowledge } => {
+                if let Some(master) = acknowledge {
+                    client.acknowledge_identity_change(user, master).await?;
+                }
                 let devices = client.devices(user).await?;
                 let trust = devices
                     .iter()
@@ -537,6 +548,7 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             }
             Command::Verify {
                 user,
+                device,
                 room,
                 incoming,
                 qr,
@@ -549,6 +561,7 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     &mut stdin,
                     verify::Options {
                         user: user.as_deref(),
+                        device: device.as_deref(),
                         room: room.as_deref(),
                         incoming: *incoming,
                         qr: *qr,

@@ -22,6 +22,9 @@ const POLL: Duration = Duration::from_millis(1000);
 pub(crate) struct Options<'a> {
     /// The user to verify (ours for another of our devices); `None` with `incoming`: anyone.
     pub(crate) user: Option<&'a str>,
+    /// One device of the user: the only one asked (to-device), or the only one answered
+    /// with `incoming`.
+    pub(crate) device: Option<&'a str>,
     /// A room with the user, for an in-room flow.
     pub(crate) room: Option<&'a str>,
     /// Wait for a request instead of sending one.
@@ -96,10 +99,13 @@ pub(crate) async fn run(
         // Wait for a request (from `user` if given).
         let deadline = Instant::now() + GIVE_UP;
         let info = loop {
-            let waiting = client
-                .verifications()
-                .into_iter()
-                .find(|v| v.state == "received" && options.user.is_none_or(|u| v.user_id == u));
+            let waiting = client.verifications().into_iter().find(|v| {
+                v.state == "received"
+                    && options.user.is_none_or(|u| v.user_id == u)
+                    && options
+                        .device
+                        .is_none_or(|d| v.device_id.as_deref() == Some(d))
+            });
             if let Some(info) = waiting {
                 break info;
             }
@@ -115,7 +121,15 @@ pub(crate) async fn run(
         let user = options
             .user
             .ok_or_else(|| Failure::usage("verify: a user id, or --incoming"))?;
-        let flow_id = client.request_verification(user, options.room).await?;
+        let flow_id = match (options.device, options.room) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::usage(
+                    "verify: a device is asked to-device, not in a room (drop --room)",
+                ));
+            }
+            (Some(device), None) => client.request_device_verification(user, device).await?,
+            (None, room) => client.request_verification(user, room).await?,
+        };
         let info = wait_for(client, &flow_id, "the other side to accept", |i| {
             i.state == "ready"
         })

@@ -53,6 +53,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "require_leaf_or_intermediate_pin",
     "share_keys_with",
     "require_cross_signing",
+    "allow_identity_acknowledgement",
 ];
 
 /// Which devices get our room keys (`share_keys_with`, issue 16).
@@ -135,6 +136,7 @@ pub struct Config {
     require_leaf_or_intermediate_pin: bool,
     share_keys_with: KeySharing,
     require_cross_signing: bool,
+    allow_identity_acknowledgement: bool,
     /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
     anchor_pins: Vec<SpkiPin>,
 }
@@ -367,6 +369,8 @@ impl Config {
             require_leaf_or_intermediate_pin,
             share_keys_with,
             require_cross_signing: optional_bool(map, "require_cross_signing")?.unwrap_or(false),
+            allow_identity_acknowledgement: optional_bool(map, "allow_identity_acknowledgement")?
+                .unwrap_or(false),
             anchor_pins,
         })
     }
@@ -416,6 +420,12 @@ impl Config {
     /// devices are pinned on first use, as before cross-signing).
     pub fn require_cross_signing(&self) -> bool {
         self.require_cross_signing
+    }
+
+    /// Whether a member may accept a contact's changed cross-signing identity by acknowledging
+    /// it (`true`), instead of only by verifying the contact again (`false`, the default).
+    pub fn allow_identity_acknowledgement(&self) -> bool {
+        self.allow_identity_acknowledgement
     }
 
     /// What this valid configuration does that weakens it.
@@ -819,6 +829,7 @@ mod tests {
         let default = parse(&good()).unwrap();
         assert_eq!(default.share_keys_with(), KeySharing::CrossSigned);
         assert!(!default.require_cross_signing());
+        assert!(!default.allow_identity_acknowledgement());
         let mut c = good();
         c["share_keys_with"] = json!("verified");
         c["require_cross_signing"] = json!(true);
@@ -842,6 +853,14 @@ mod tests {
         let mut c = good();
         c["require_cross_signing"] = json!("yes");
         assert_eq!(parse(&c).unwrap_err().key(), Some("require_cross_signing"));
+        let mut c = good();
+        c["allow_identity_acknowledgement"] = json!(true);
+        assert!(parse(&c).unwrap().allow_identity_acknowledgement());
+        c["allow_identity_acknowledgement"] = json!("true");
+        assert_eq!(
+            parse(&c).unwrap_err().key(),
+            Some("allow_identity_acknowledgement")
+        );
     }
 
     #[test]

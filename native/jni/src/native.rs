@@ -693,6 +693,27 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_identity<'local>(
     })
 }
 
+/// `static native String[] acknowledgeIdentityChange(long client, String userId, String
+/// master)`: accepts `userId`'s changed identity whose new master key is `master` (where the
+/// configuration allows it); returns the identity row as pinned now.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_acknowledgeIdentityChange<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user_id: JString<'local>,
+    master: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        let master = convert::string_arg(env, &master, "master")?;
+        let identity = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.acknowledge_identity_change(&user_id, &master))?)
+        })?;
+        convert::row(env, &identity_row(&identity))
+    })
+}
+
 // --- interactive verification ----------------------------------------------------------------
 
 /// Columns of a verification row before its three lists (see `Native.verification`).
@@ -786,6 +807,26 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_requestVerification<'loc
         let room_id = convert::optional_string_arg(env, &room_id)?;
         let flow_id = with_client(client, |c, rt| {
             Ok(rt.block_on(c.request_verification(&user_id, room_id.as_deref()))?)
+        })?;
+        convert::java_string(env, &flow_id)
+    })
+}
+
+/// `static native String requestDeviceVerification(long client, String userId, String
+/// deviceId)`: asks that one device of `userId` to verify (to-device); returns the flow id.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_requestDeviceVerification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    user_id: JString<'local>,
+    device_id: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let user_id = convert::string_arg(env, &user_id, "userId")?;
+        let device_id = convert::string_arg(env, &device_id, "deviceId")?;
+        let flow_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.request_device_verification(&user_id, &device_id))?)
         })?;
         convert::java_string(env, &flow_id)
     })

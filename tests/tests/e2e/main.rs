@@ -16,4 +16,5 @@ mod session;
 mod support;
 mod timeline;
 mod transport;
+mod trust;
 mod vault;

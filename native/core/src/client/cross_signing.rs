@@ -76,6 +76,58 @@ impl Client {
         Ok(idb::identity_of(self.store.conn(), user_id)?)
     }
 
+    /// Accepts `user_id`'s changed cross-signing identity without verifying them again, where
+    /// the managed configuration allows it (`allow_identity_acknowledgement`; otherwise only a
+    /// new verification lifts the block). `master` is the new key the member was shown
+    /// ([`IdentityRecord::changed_master`]): if the server has changed it again since, nothing
+    /// is accepted (`identity_changed_again`). The key is pinned as on first sight (not
+    /// verified), journaled `identity_change_acknowledged`, and the user's devices are queried
+    /// again so that those it signed get room keys from the next message on. If that query
+    /// fails (offline), the acknowledgement stands and the next sync makes it.
+    pub async fn acknowledge_identity_change(
+        &mut self,
+        user_id: &str,
+        master: &str,
+    ) -> Result<IdentityRecord, Error> {
+        use crate::crypto::cross_signing::{Acknowledgement, acknowledge_change};
+        if !self.config.allow_identity_acknowledgement() {
+            return Err(Error::Verification {
+                code: "identity_acknowledgement_not_allowed",
+                detail: "the managed configuration requires verifying the user again".into(),
+            });
+        }
+        self.own_ids()?;
+        let outcome = self.with_engine(|tx, _| acknowledge_change(tx, user_id, master))?;
+        let record = match outcome {
+            Acknowledgement::Done(record) => record,
+            Acknowledgement::NotChanged => {
+                return Err(Error::Verification {
+                    code: "identity_not_changed",
+                    detail: format!("{user_id}'s identity has not changed"),
+                });
+            }
+            Acknowledgement::ChangedAgain => {
+                return Err(Error::Verification {
+                    code: "identity_changed_again",
+                    detail: format!(
+                        "the server now shows another master key for {user_id} than {master}"
+                    ),
+                });
+            }
+        };
+        if let Err(e) = self
+            .refresh_devices(BTreeSet::from([user_id.to_owned()]))
+            .await
+        {
+            tracing::warn!(
+                user_id,
+                code = e.code(),
+                "device query after an acknowledgement failed: the next sync makes it"
+            );
+        }
+        Ok(idb::identity_of(self.store.conn(), user_id)?.unwrap_or(record))
+    }
+
     /// Creates our cross-signing identity if the account has none (at first login), publishes
     /// it and signs our device with it — or finishes what an interrupted run started. If
     /// another device of ours already published an identity, nothing is created: this device

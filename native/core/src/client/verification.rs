@@ -84,6 +84,9 @@ pub(crate) struct Flows {
     applied: BTreeSet<String>,
     /// The error that made us cancel a flow, by flow id.
     errors: BTreeMap<String, String>,
+    /// The one device a to-device request of ours was sent to, by flow id (a request to a
+    /// device named by the member, [`Client::request_device_verification`]).
+    targets: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Flows {
@@ -250,11 +253,40 @@ impl Client {
         user_id: &str,
         room_id: Option<&str>,
     ) -> Result<String, Error> {
+        self.request(user_id, room_id, None).await
+    }
+
+    /// Asks one device of `user_id` (ours, or another user's) to verify, to-device: the
+    /// request goes to that device only, and only that device's key can complete the flow.
+    /// The device must be one we know, live and not blocked (else `invalid_argument`).
+    /// Returns the flow id.
+    pub async fn request_device_verification(
+        &mut self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<String, Error> {
+        self.request(user_id, None, Some(device_id)).await
+    }
+
+    async fn request(
+        &mut self,
+        user_id: &str,
+        room_id: Option<&str>,
+        device_id: Option<&str>,
+    ) -> Result<String, Error> {
         let (own_user, _) = self.own_ids()?;
         // Their devices and identity as the server shows them now.
         self.devices(user_id).await?;
         let own = self.verification_own()?;
-        let peer = self.verification_peer(user_id)?;
+        let mut peer = self.verification_peer(user_id)?;
+        if let Some(device_id) = device_id {
+            peer.devices.retain(|d, _| d == device_id);
+            if peer.devices.is_empty() {
+                return Err(Error::InvalidArgument {
+                    what: format!("{user_id} has no device {device_id} to verify with"),
+                });
+            }
+        }
         let now = now();
         let flow = match room_id {
             Some(room_id) => {
@@ -271,7 +303,17 @@ impl Client {
         };
         let key = flow.as_str().to_owned();
         let machine = Verification::request(own, peer, flow, &Method::ALL, now);
-        self.keep_flow(key.clone(), machine);
+        if !self.keep_flow(key.clone(), machine) {
+            return Err(Error::Verification {
+                code: "verification_too_many_flows",
+                detail: "too many verification flows in progress".into(),
+            });
+        }
+        if let Some(device_id) = device_id {
+            self.verifications
+                .targets
+                .insert(key.clone(), device_id.to_owned());
+        }
         tracing::info!(flow_id = %key, user_id, own = user_id == own_user, "verification requested");
         self.flush_flow(&key).await?;
         Ok(key)
@@ -540,9 +582,9 @@ impl Client {
                         .await?;
                 }
                 FlowId::ToDevice { .. } => {
-                    let devices = match &device {
-                        Some(d) => vec![d.clone()],
-                        None => self.request_targets(&user)?,
+                    let devices = match (&device, self.verifications.targets.get(flow_id)) {
+                        (Some(d), _) | (None, Some(d)) => vec![d.clone()],
+                        (None, None) => self.request_targets(&user)?,
                     };
                     self.send_to_device(o.event_type, &user, &devices, &o.content)
                         .await?;

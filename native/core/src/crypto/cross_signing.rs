@@ -475,6 +475,63 @@ pub(crate) fn apply_identity(
     Ok(outcome)
 }
 
+/// What [`acknowledge_change`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Acknowledgement {
+    /// The new master key is pinned (`pinned`, not `verified`); the user's devices must be
+    /// queried again (they are marked dirty) before any counts as signed by it.
+    Done(IdentityRecord),
+    /// The user's identity has not changed (or is not known): nothing to acknowledge.
+    NotChanged,
+    /// The server shows yet another master key than the one the member acknowledged.
+    ChangedAgain,
+}
+
+/// The member acknowledges `user_id`'s new identity without verifying them again (where the
+/// managed configuration allows it): `shown_master`, the key the member was shown, must be the
+/// changed key as stored. It replaces the pinned key, trusted as on first sight; the
+/// self-signing key and every device's signature by it are forgotten until the next
+/// `/keys/query` (the user is marked dirty), so no device gets keys on the old key's word.
+pub(crate) fn acknowledge_change(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    shown_master: &str,
+) -> Result<Acknowledgement, CryptoError> {
+    let Some(pinned) = db::identity_of(conn, user_id)? else {
+        return Ok(Acknowledgement::NotChanged);
+    };
+    let Some(changed) = pinned.changed_master.clone() else {
+        return Ok(Acknowledgement::NotChanged);
+    };
+    if pinned.state != IdentityState::Changed {
+        return Ok(Acknowledgement::NotChanged);
+    }
+    if changed != shown_master {
+        return Ok(Acknowledgement::ChangedAgain);
+    }
+    let record = IdentityRecord {
+        master: changed,
+        self_signing: None,
+        state: IdentityState::Pinned,
+        changed_master: None,
+        ..pinned.clone()
+    };
+    db::save_identity(conn, &record)?;
+    crate::store::crypto::forget_cross_signatures(conn, user_id)?;
+    crate::store::crypto::mark_dirty(conn, user_id)?;
+    record_security_event(
+        conn,
+        "identity_change_acknowledged",
+        None,
+        Some(user_id),
+        &format!(
+            "the new master key {} was accepted in place of {} without verification",
+            record.master, pinned.master
+        ),
+    )?;
+    Ok(Acknowledgement::Done(record))
+}
+
 /// The trust shown for a device of a user (and with each message its device sent):
 /// `blocked`, `unknown` (deleted), `tofu` (no cross-signing identity: legacy pinning),
 /// `identity_changed`, `unsigned` (not signed by the pinned identity), `verified` or

@@ -77,6 +77,16 @@ pub(crate) fn untrack_user(conn: &Connection, user_id: &str) -> Result<(), Store
     Ok(())
 }
 
+/// Every device of `user_id` counts as unsigned until its owner's identity is checked again.
+pub(crate) fn forget_cross_signatures(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
+    super::exec(
+        conn,
+        "UPDATE devices SET cross_signed = 0 WHERE user_id = ?1",
+        params![user_id],
+    )?;
+    Ok(())
+}
+
 /// Marks a tracked user's device list as outdated (`device_lists.changed`).
 pub(crate) fn mark_dirty(conn: &Connection, user_id: &str) -> Result<(), StoreError> {
     super::exec(

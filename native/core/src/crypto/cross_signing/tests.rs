@@ -374,6 +374,99 @@ fn a_changed_master_key_is_journaled_once_and_keeps_the_pin() {
 }
 
 #[test]
+fn an_acknowledged_change_pins_the_key_shown_and_only_the_devices_it_signed_count() {
+    let f = fixture();
+    let policy = SharingPolicy::default();
+    cdb::track_user(f.store.conn(), BOB).unwrap();
+    let bob = Published::new(BOB).device("PHONE", true);
+    apply(&f.store, &bob.answer());
+    // Nothing to acknowledge while the identity has not changed (nor for a stranger).
+    assert_eq!(
+        acknowledge_change(f.store.conn(), BOB, &bob.keys.master()).unwrap(),
+        Acknowledgement::NotChanged
+    );
+    assert_eq!(
+        acknowledge_change(f.store.conn(), "@nobody:srv", &bob.keys.master()).unwrap(),
+        Acknowledgement::NotChanged
+    );
+    let replaced = Published::new(BOB)
+        .device("NEWPHONE", true)
+        .device("GHOST", false);
+    let mut answer = replaced.answer();
+    answer["device_keys"][BOB]["PHONE"] = bob.device_keys()["PHONE"].clone();
+    apply(&f.store, &answer);
+    assert_eq!(identity(&f.store).state, IdentityState::Changed);
+    let before = kinds(&f.store).len();
+    // The member was shown another key than the server's: nothing accepted.
+    let third = Published::new(BOB);
+    assert_eq!(
+        acknowledge_change(f.store.conn(), BOB, &third.keys.master()).unwrap(),
+        Acknowledgement::ChangedAgain
+    );
+    assert_eq!(identity(&f.store).state, IdentityState::Changed);
+    assert_eq!(kinds(&f.store).len(), before, "a refusal journals nothing");
+    // The key shown: pinned in place of the old one, as on first sight.
+    let Acknowledgement::Done(record) =
+        acknowledge_change(f.store.conn(), BOB, &replaced.keys.master()).unwrap()
+    else {
+        panic!("not acknowledged")
+    };
+    assert_eq!(record, identity(&f.store));
+    assert_eq!(record.master, replaced.keys.master());
+    assert_eq!(record.state, IdentityState::Pinned);
+    assert_eq!(record.changed_master, None);
+    assert_eq!(
+        record.self_signing, None,
+        "the old self-signing key no longer counts"
+    );
+    assert_eq!(
+        kinds(&f.store)[before..],
+        ["identity_change_acknowledged".to_owned()]
+    );
+    // Until the devices are queried again, none counts as signed (the old key's word is
+    // gone) and none gets a key.
+    assert_eq!(
+        cdb::dirty_users(f.store.conn()).unwrap(),
+        vec![BOB.to_owned()]
+    );
+    for id in ["PHONE", "NEWPHONE", "GHOST"] {
+        let d = device(&f.store, id);
+        assert!(!d.cross_signed, "{id}");
+        assert!(
+            sharing_refusal(Some(&record), &d, &policy).is_some(),
+            "{id}"
+        );
+    }
+    // The next query: the devices the new identity signed get keys; the others do not.
+    apply(&f.store, &answer);
+    let now = identity(&f.store);
+    assert_eq!(now.state, IdentityState::Pinned);
+    assert_eq!(
+        now.self_signing.as_deref(),
+        Some(replaced.keys.self_signing().as_str())
+    );
+    assert_eq!(
+        sharing_refusal(Some(&now), &device(&f.store, "NEWPHONE"), &policy),
+        None
+    );
+    assert_eq!(
+        device_trust(Some(&now), &device(&f.store, "NEWPHONE")),
+        "identity_pinned"
+    );
+    for id in ["PHONE", "GHOST"] {
+        assert!(
+            sharing_refusal(Some(&now), &device(&f.store, id), &policy).is_some(),
+            "{id}"
+        );
+    }
+    // Acknowledged once: a second acknowledgement has nothing left to do.
+    assert_eq!(
+        acknowledge_change(f.store.conn(), BOB, &replaced.keys.master()).unwrap(),
+        Acknowledgement::NotChanged
+    );
+}
+
+#[test]
 fn an_identity_the_server_stops_showing_is_not_downgraded_to_first_use() {
     let f = fixture();
     cdb::track_user(f.store.conn(), BOB).unwrap();

@@ -187,6 +187,13 @@ final class Native {
      */
     static native String[] identity(long client, String userId) throws TchapSecureException;
 
+    /**
+     * Accepts {@code userId}'s changed identity whose new master key is {@code master}, where
+     * the configuration allows it; returns the identity row as pinned now.
+     */
+    static native String[] acknowledgeIdentityChange(long client, String userId, String master)
+            throws TchapSecureException;
+
     // --- interactive verification ----------------------------------------------------------
 
     /**
@@ -194,6 +201,10 @@ final class Native {
      * to-device when it is null; returns the flow id.
      */
     static native String requestVerification(long client, String userId, String roomId)
+            throws TchapSecureException;
+
+    /** Asks one device of {@code userId} to verify (to-device); returns the flow id. */
+    static native String requestDeviceVerification(long client, String userId, String deviceId)
             throws TchapSecureException;
 
     /**

@@ -553,6 +553,26 @@ public final class SecureClient implements AutoCloseable {
         return Identity.fromRow(call(h -> Native.identity(h, userId)));
     }
 
+    /**
+     * Accepts {@code userId}'s changed cross-signing identity ({@link Identity#CHANGED})
+     * without verifying them again, where the managed configuration allows it
+     * ({@code allow_identity_acknowledgement}): the new master key, as the member was shown it
+     * ({@link Identity#changedMaster()}), is pinned (not verified) and journaled, and the
+     * devices it signed receive room keys from the next message on.
+     *
+     * @param master the new master key shown to the member
+     * @return the identity as pinned now
+     * @throws TchapSecureException {@code identity_acknowledgement_not_allowed} (the
+     *     configuration requires a new verification), {@code identity_not_changed},
+     *     {@code identity_changed_again} (the server shows yet another key: show it again)
+     */
+    public Identity acknowledgeIdentityChange(String userId, String master)
+            throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        Objects.requireNonNull(master, "master");
+        return Identity.fromRow(call(h -> Native.acknowledgeIdentityChange(h, userId, master)));
+    }
+
     // --- interactive verification ----------------------------------------------------------
 
     /**
@@ -569,6 +589,21 @@ public final class SecureClient implements AutoCloseable {
             throws TchapSecureException {
         Objects.requireNonNull(userId, "userId");
         return call(h -> Native.requestVerification(h, userId, roomIdOrNull));
+    }
+
+    /**
+     * Asks one device of {@code userId} (ours or another user's) to verify, to-device: only
+     * that device receives the request, and only its key can complete the flow.
+     *
+     * @return the flow id
+     * @throws TchapSecureException {@code invalid_argument} if the device is not a known,
+     *     live, unblocked device of the user
+     */
+    public String requestDeviceVerification(String userId, String deviceId)
+            throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        Objects.requireNonNull(deviceId, "deviceId");
+        return call(h -> Native.requestDeviceVerification(h, userId, deviceId));
     }
 
     /**

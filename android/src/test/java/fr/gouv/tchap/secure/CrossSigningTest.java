@@ -48,11 +48,14 @@ public class CrossSigningTest {
     }
 
     private static SecureClient openGrace(String name) throws Exception {
+        return openGrace(TestEnv.newDataDir(name));
+    }
+
+    private static SecureClient openGrace(java.io.File dir) throws Exception {
         TestEnv.User grace = TestEnv.users().get(6);
-        SecureClient g = SecureClient.open(TestEnv.config(), TestEnv.newDataDir(name),
-                TestEnv.mainBinder());
+        SecureClient g = SecureClient.open(TestEnv.config(), dir, TestEnv.mainBinder());
         try {
-            g.login(grace.localpart, grace.password(), "jvm-" + name);
+            g.login(grace.localpart, grace.password(), "jvm-" + dir.getParentFile().getName());
         } catch (TchapSecureException | RuntimeException e) {
             g.close();
             throw e;
@@ -140,12 +143,15 @@ public class CrossSigningTest {
     @Test
     public void resetWithThePasswordReplacesTheIdentityOthersSeeItChanged() throws Exception {
         TestEnv.User user = TestEnv.users().get(5);
-        try (SecureClient g = openGrace("xs-grace-reset")) {
-            String before = frank.crossSigningStatus().master();
+        java.io.File graceDir = TestEnv.newDataDir("xs-grace-reset");
+        String before;
+        CrossSigningStatus after;
+        try (SecureClient g = openGrace(graceDir)) {
+            before = frank.crossSigningStatus().master();
             assertEquals(Device.IDENTITY_PINNED, frankDeviceSeenBy(g).trust());
 
             byte[] password = user.password();
-            CrossSigningStatus after = frank.resetCrossSigning(password);
+            after = frank.resetCrossSigning(password);
             assertArrayEquals("the password is zeroed", new byte[password.length], password);
             assertNotNull(after.master());
             assertNotEquals("a new master key", before, after.master());
@@ -163,6 +169,36 @@ public class CrossSigningTest {
             assertTrue(identity.isChanged());
             assertEquals(before, identity.master());
             assertEquals(after.master(), identity.changedMaster());
+
+            // The default configuration requires a new verification: no acknowledgement.
+            try {
+                g.acknowledgeIdentityChange(frankSession.userId(), after.master());
+                fail("acknowledged although the configuration does not allow it");
+            } catch (TchapSecureException e) {
+                assertEquals("identity_acknowledgement_not_allowed", e.getCode());
+            }
+        }
+        // The same data directory under a configuration that allows acknowledging.
+        byte[] allowing = TestEnv.configWith("\"allow_identity_acknowledgement\": true");
+        try (SecureClient g = SecureClient.open(allowing, graceDir, TestEnv.mainBinder())) {
+            try {
+                g.acknowledgeIdentityChange(frankSession.userId(), before);
+                fail("acknowledged a key other than the one shown");
+            } catch (TchapSecureException e) {
+                assertEquals("identity_changed_again", e.getCode());
+            }
+            Identity acknowledged =
+                    g.acknowledgeIdentityChange(frankSession.userId(), after.master());
+            assertEquals(Identity.PINNED, acknowledged.state());
+            assertEquals(after.master(), acknowledged.master());
+            assertNull(acknowledged.changedMaster());
+            assertEquals(Device.IDENTITY_PINNED, frankDeviceSeenBy(g).trust());
+            try {
+                g.acknowledgeIdentityChange(frankSession.userId(), after.master());
+                fail("acknowledged twice");
+            } catch (TchapSecureException e) {
+                assertEquals("identity_not_changed", e.getCode());
+            }
         }
     }
 }

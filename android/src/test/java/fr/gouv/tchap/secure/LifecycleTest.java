@@ -65,7 +65,9 @@ public class LifecycleTest {
         calls.add(SecureClient::crossSigningStatus);
         calls.add(x -> x.bootstrapCrossSigning(null));
         calls.add(x -> x.identity("@u:x"));
+        calls.add(x -> x.acknowledgeIdentityChange("@u:x", "key"));
         calls.add(x -> x.requestVerification("@u:x", null));
+        calls.add(x -> x.requestDeviceVerification("@u:x", "DEVICE"));
         calls.add(x -> x.acceptVerification("flow"));
         calls.add(x -> x.startSas("flow"));
         calls.add(x -> x.confirmSas("flow"));

@@ -93,6 +93,7 @@ public class RestrictionsTest {
         types.put("unlocked_device_required", "bool");
         types.put("require_leaf_or_intermediate_pin", "bool");
         types.put("require_cross_signing", "bool");
+        types.put("allow_identity_acknowledgement", "bool");
         types.put("max_attachment_bytes", "integer");
         for (Map.Entry<String, Element> r : restrictions().entrySet()) {
             String key = r.getKey();

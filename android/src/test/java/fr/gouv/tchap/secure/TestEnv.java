@@ -84,6 +84,19 @@ final class TestEnv {
         }
     }
 
+    /**
+     * The client configuration with more members, e.g. {@code "\"key\": true"} (JSON text
+     * inserted before the closing brace).
+     */
+    static byte[] configWith(String members) {
+        String json = new String(config(), java.nio.charset.StandardCharsets.UTF_8).trim();
+        if (!json.endsWith("}")) {
+            throw new IllegalStateException("tchap.config is not a JSON object");
+        }
+        String more = json.substring(0, json.length() - 1) + ", " + members + "}";
+        return more.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
     /** The configuration of the homeserver behind the content scanner (attachments). */
     static byte[] scannerConfig() {
         try {

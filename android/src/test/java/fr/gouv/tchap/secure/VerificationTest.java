@@ -266,7 +266,15 @@ public class VerificationTest {
             a.client.syncOnce(0);
             b.client.syncOnce(0);
 
-            String flowId = a.client.requestVerification(own, null);
+            // A device the user does not have: refused before anything is sent.
+            try {
+                a.client.requestDeviceVerification(own, "NOSUCHDEVICE");
+                fail("a verification request to an unknown device was sent");
+            } catch (TchapSecureException e) {
+                assertEquals("invalid_argument", e.getCode());
+            }
+            // Asked by name: only device B receives the request.
+            String flowId = a.client.requestDeviceVerification(own, deviceB);
             // B finds the request in verifications() after a sync.
             Verification received = driving("the request in B's verifications()", both, () -> {
                 for (Verification v : bb.client.verifications()) {
