@@ -22,6 +22,10 @@ use tchap_secure_core::bench_internals::{
 };
 use vodozemac::megolm::{GroupSession, SessionConfig};
 
+#[path = "common/key_share.rs"]
+mod key_share;
+use key_share::key_share_group;
+
 const MESSAGES: usize = 10_000;
 const USERS: usize = 10;
 const DEVICES_PER_USER: usize = 5;
@@ -120,12 +124,7 @@ fn bench(c: &mut Criterion) {
         "session_id": session.session_id(),
         "session_key": session.session_key().to_base64(),
     });
-    let mut group = c.benchmark_group("key_share_50");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.throughput(Throughput::Elements(recipients.len() as u64));
+    let mut group = key_share_group(c, "key_share_50", recipients.len());
     group.bench_function("raw_vodozemac", |b| {
         b.iter(|| {
             for r in &recipients {

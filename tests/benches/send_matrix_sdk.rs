@@ -46,6 +46,10 @@ use tchap_secure_core::bench_internals::{
     keys_query_answer_cross_signed, message_body, peer_devices, users_of,
 };
 
+#[path = "common/key_share.rs"]
+mod key_share;
+use key_share::key_share_group;
+
 const MESSAGES: usize = 10_000;
 const USERS: usize = 10;
 const DEVICES_PER_USER: usize = 5;
@@ -291,12 +295,7 @@ fn bench(c: &mut Criterion) {
         ("key_share_50", &query, EncryptionSettings::default()),
         ("key_share_50_cross_signed", &cross_signed, identity_based),
     ] {
-        let mut group = c.benchmark_group(name);
-        group.sample_size(10);
-        group.sampling_mode(SamplingMode::Flat);
-        group.warm_up_time(Duration::from_secs(1));
-        group.measurement_time(Duration::from_secs(3));
-        group.throughput(Throughput::Elements(peers.len() as u64));
+        let mut group = key_share_group(c, name, peers.len());
         group.bench_function("matrix_sdk", |b| {
             b.iter_batched(
                 || rt.block_on(machine(&fresh_dir("share"), &peers)),

@@ -32,6 +32,10 @@ use tchap_secure_core::bench_internals::{
 };
 use tchap_secure_tests::bench_setup::bench_vault;
 
+#[path = "common/key_share.rs"]
+mod key_share;
+use key_share::key_share_group;
+
 tchap_secure_memory::install_zeroizing_allocator!();
 
 const MESSAGES: usize = 10_000;
@@ -81,12 +85,7 @@ fn bench(c: &mut Criterion) {
         ("key_share_50", &query),
         ("key_share_50_cross_signed", &cross_signed),
     ] {
-        let mut group = c.benchmark_group(name);
-        group.sample_size(10);
-        group.sampling_mode(SamplingMode::Flat);
-        group.warm_up_time(Duration::from_secs(1));
-        group.measurement_time(Duration::from_secs(3));
-        group.throughput(Throughput::Elements(peers.len() as u64));
+        let mut group = key_share_group(c, name, peers.len());
         group.bench_function("tchap_secure", |b| {
             b.iter_batched(
                 || KeyShareFixture::new(&fresh_dir("share"), &vault, &peers).expect("sharer"),

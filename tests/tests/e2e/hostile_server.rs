@@ -23,7 +23,7 @@ use tchap_secure_tests::hostile_proxy::{HostileProxy, Reply, Route, Rule};
 use tchap_secure_tests::synapse::{SERVER_NAME, Synapse};
 
 use crate::messaging::receive;
-use crate::support::{InProcess, PASSWORD, password, rt};
+use crate::support::{InProcess, PASSWORD, logged_in, password, rt};
 
 // ---------------------------------------------------------------------------------------------
 // The scene
@@ -68,27 +68,13 @@ fn victim(
     (a, alice)
 }
 
-/// A client of `localpart` on its own token, straight to Synapse.
-fn direct(
-    rt: &tokio::runtime::Runtime,
-    prefix: &str,
-    localpart: &str,
-    device: &str,
-) -> (InProcess, Client) {
-    let member = InProcess::new(prefix);
-    let mut client = member.open().unwrap();
-    rt.block_on(client.login(localpart, &password(), device))
-        .unwrap();
-    (member, client)
-}
-
 fn scene(rt: &tokio::runtime::Runtime, prefix: &str, limits: Option<Limits>) -> Scene {
     let synapse = Synapse::shared();
     let proxy = HostileProxy::start(synapse);
     let (a, mut alice) = victim(rt, &proxy, prefix, limits);
     let bob_localpart = synapse.unique_user(&format!("{prefix}-bob"));
     let bob_id = synapse.register(&bob_localpart, PASSWORD, false).user_id;
-    let (b, mut bob) = direct(rt, prefix, &bob_localpart, "bob-phone");
+    let (b, mut bob) = logged_in(rt, prefix, &bob_localpart, "bob-phone");
     let room = rt
         .block_on(alice.create_room(Some("Cellule"), std::slice::from_ref(&bob_id), false))
         .unwrap();
@@ -336,8 +322,8 @@ fn forged_devices_in_a_key_query_are_refused_and_never_get_a_room_key() {
     let reader = StoreReader::open(&a);
     let bob_localpart = synapse.unique_user("forged-bob");
     let bob_id = synapse.register(&bob_localpart, PASSWORD, false).user_id;
-    let (_bp, mut bob_phone) = direct(&rt, "forged", &bob_localpart, "bob-phone");
-    let (_bl, mut bob_laptop) = direct(&rt, "forged", &bob_localpart, "bob-laptop");
+    let (_bp, mut bob_phone) = logged_in(&rt, "forged", &bob_localpart, "bob-phone");
+    let (_bl, mut bob_laptop) = logged_in(&rt, "forged", &bob_localpart, "bob-laptop");
     let phone = bob_phone.session().unwrap().device_id;
     let laptop = bob_laptop.session().unwrap().device_id;
     let (_, phone_curve) = bob_phone.identity_keys().unwrap();
@@ -688,7 +674,7 @@ fn a_ghost_device_or_a_replaced_identity_gets_no_room_key_and_is_journaled() {
     let (_a, mut alice) = victim(&rt, &proxy, "ghost", None);
     let bob_localpart = synapse.unique_user("ghost-bob");
     let bob_id = synapse.register(&bob_localpart, PASSWORD, false).user_id;
-    let (_b, mut bob) = direct(&rt, "ghost", &bob_localpart, "bob-phone");
+    let (_b, mut bob) = logged_in(&rt, "ghost", &bob_localpart, "bob-phone");
     let bob_device = bob.session().unwrap().device_id;
     assert!(bob.cross_signing_status().unwrap().device_signed);
 

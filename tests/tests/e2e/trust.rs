@@ -5,24 +5,20 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tchap_secure_core::Client;
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::messaging::receive;
-use crate::support::{InProcess, Member, PASSWORD, password, rt};
+use crate::support::{Member, PASSWORD, logged_in, password, rt};
 
-/// An in-process member logged in as `localpart` (its cross-signing identity set up at login).
-fn logged_in(
-    rt: &tokio::runtime::Runtime,
-    prefix: &str,
-    localpart: &str,
-    device: &str,
-) -> (InProcess, Client) {
-    let home = InProcess::new(prefix);
-    let mut client = home.open().unwrap();
-    rt.block_on(client.login(localpart, &password(), device))
-        .unwrap();
-    (home, client)
+/// Bob, a member on the CLI (logged in), and Alice, registered: `(bob, alice's localpart,
+/// alice's user id)`.
+fn bob_and_alice(prefix: &str) -> (Member, String, String) {
+    let synapse = Synapse::shared();
+    let bob = Member::new(&format!("{prefix}-bob"));
+    bob.login().ok();
+    let alice_localpart = synapse.unique_user(&format!("{prefix}-alice"));
+    let alice_id = synapse.register(&alice_localpart, PASSWORD, false).user_id;
+    (bob, alice_localpart, alice_id)
 }
 
 /// The `devices USER` JSON of `member`.
@@ -35,11 +31,7 @@ fn devices_of(member: &Member, user: &str) -> Value {
 #[test]
 fn verify_names_one_device_and_only_that_device_is_asked() {
     let rt = rt();
-    let synapse = Synapse::shared();
-    let bob = Member::new("vdev-bob");
-    bob.login().ok();
-    let alice_localpart = synapse.unique_user("vdev-alice");
-    let alice_id = synapse.register(&alice_localpart, PASSWORD, false).user_id;
+    let (bob, alice_localpart, alice_id) = bob_and_alice("vdev");
     let (_p, mut phone) = logged_in(&rt, "vdev-phone", &alice_localpart, "alice-phone");
     let (_l, mut laptop) = logged_in(&rt, "vdev-laptop", &alice_localpart, "alice-laptop");
     let phone_device = phone.session().unwrap().device_id;
@@ -102,11 +94,8 @@ fn verify_names_one_device_and_only_that_device_is_asked() {
 #[test]
 fn an_acknowledged_identity_change_lifts_the_block_only_where_the_configuration_allows_it() {
     let rt = rt();
+    let (bob, alice_localpart, alice_id) = bob_and_alice("ack");
     let synapse = Synapse::shared();
-    let bob = Member::new("ack-bob");
-    bob.login().ok();
-    let alice_localpart = synapse.unique_user("ack-alice");
-    let alice_id = synapse.register(&alice_localpart, PASSWORD, false).user_id;
     let (_a, mut alice) = logged_in(&rt, "ack-alice", &alice_localpart, "alice-phone");
     let room = rt
         .block_on(alice.create_room(Some("Accusé"), std::slice::from_ref(&bob.user_id), false))
