@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the security-critical functions (issue 15 item 10), with cargo-mutants.
+# Mutation testing of the security-critical functions (issues 15 item 10 and 16), with cargo-mutants.
 #
 # Every mutant of the functions below must be caught ("caught" or "unviable"); a "missed" one is
 # a missing test. Too slow for the CI path (each mutant is a rebuild and a test run: about an
@@ -78,6 +78,16 @@ group_hsm() {
         --re 'in aad|VaultFile::parse|Vault::open|Vault::wipe|read_kek_id|remove_placed|kek_id_of_damaged|Pkcs11Vault::unwrap|Pkcs11Vault::wrap|encode_binding'
 }
 
+group_trust() {
+    # Issue 16's trust rules: the identity pinned at first sight, a change, a forged or
+    # unsigned key, the trust shown, who gets room keys, an acknowledged change; the SAS
+    # commitment, MACs and accept checks.
+    run trust -p tchap-secure-core \
+        --file native/core/src/crypto/cross_signing.rs --file native/core/src/crypto/verification/sas.rs \
+        --re 'apply_identity|signed_by|cross_signing_key|sharing_refusal|device_trust|acknowledge_change|trusted_own_user_signing|commitment|sas_info|mac_info|verify_mac_content|check_accept' \
+        -- --lib -- crypto::
+}
+
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
@@ -107,7 +117,7 @@ group_pinning_unit() {
 }
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu pinning pinning_unit)
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust pinning pinning_unit)
 for g in "${groups[@]}"; do "group_$g"; done
 
 # The summary table (tests/mutants/RESULTS.md).
