@@ -680,12 +680,7 @@ fn login_body_capacity(user: &str, password: &str, device_name: &str) -> usize {
 /// The `m.login.password` body, written into a pre-sized zeroizing buffer (no reallocation, so
 /// no stray copy of the password).
 fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    #[derive(serde::Serialize)]
-    struct Identifier<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        user: &'a str,
-    }
+    use uia::Identifier;
     #[derive(serde::Serialize)]
     struct Login<'a> {
         #[serde(rename = "type")]
@@ -696,10 +691,7 @@ fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing
     }
     let body = Login {
         kind: "m.login.password",
-        identifier: Identifier {
-            kind: "m.id.user",
-            user,
-        },
+        identifier: Identifier::User { user },
         password,
         initial_device_display_name: device_name,
     };
@@ -727,7 +719,12 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["password"], password);
-        assert_eq!(v["identifier"]["user"], "alice");
+        assert_eq!(
+            v["identifier"],
+            serde_json::json!({"type": "m.id.user", "user": "alice"})
+        );
+        assert_eq!(v["type"], "m.login.password");
+        assert_eq!(v["initial_device_display_name"], "phone");
     }
 
     /// A backend that cannot destroy a KEK.

@@ -30,6 +30,19 @@ struct Flow {
     stages: Vec<String>,
 }
 
+/// Who logs in or authenticates (`identifier` of `m.login.password`, both at login and in
+/// user-interactive authentication).
+#[derive(serde::Serialize)]
+#[serde(tag = "type")]
+pub(crate) enum Identifier<'a> {
+    /// A Matrix user id or localpart.
+    #[serde(rename = "m.id.user")]
+    User {
+        /// The user id or localpart.
+        user: &'a str,
+    },
+}
+
 /// `body` with `auth` added, written into a zeroizing buffer sized once (no reallocation, so
 /// no stray copy of the password).
 fn with_password_auth(
@@ -38,12 +51,6 @@ fn with_password_auth(
     password: &str,
     session: Option<&str>,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    #[derive(serde::Serialize)]
-    struct Identifier<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        user: &'a str,
-    }
     #[derive(serde::Serialize)]
     struct Auth<'a> {
         #[serde(rename = "type")]
@@ -62,10 +69,7 @@ fn with_password_auth(
     let plain = serde_json::to_vec(body).map_err(|e| invalid(&e.to_string()))?;
     let auth = Auth {
         kind: PASSWORD_STAGE,
-        identifier: Identifier {
-            kind: "m.id.user",
-            user: user_id,
-        },
+        identifier: Identifier::User { user: user_id },
         password,
         session,
     };
