@@ -143,6 +143,18 @@ pub(crate) struct VerificationEvent {
     pub(crate) room: Option<(String, String, u64)>,
 }
 
+impl VerificationEvent {
+    /// A to-device verification message.
+    fn to_device(sender: String, event_type: String, content: Value) -> Self {
+        Self {
+            sender,
+            event_type,
+            content,
+            room: None,
+        }
+    }
+}
+
 /// Whether an event (type and content) belongs to a key verification flow.
 fn is_verification(event_type: &str, content: &Value) -> bool {
     event_type.starts_with("m.key.verification.")
@@ -348,12 +360,13 @@ fn apply_to_device(
         t if is_verification(t, &event.content) => {
             // Verification messages travel in clear between devices (their contents are
             // public keys, commitments and MACs): the flow authenticates them itself.
-            summary.verification_events.push(VerificationEvent {
-                sender: event.sender,
-                event_type: event.event_type,
-                content: event.content,
-                room: None,
-            });
+            summary
+                .verification_events
+                .push(VerificationEvent::to_device(
+                    event.sender,
+                    event.event_type,
+                    event.content,
+                ));
             return Ok(());
         }
         _ => return Ok(()),
@@ -408,12 +421,13 @@ fn apply_to_device(
         },
         "m.dummy" => {}
         t if is_verification(t, &olm.content) => {
-            summary.verification_events.push(VerificationEvent {
-                sender: event.sender,
-                event_type: olm.event_type,
-                content: olm.content,
-                room: None,
-            });
+            summary
+                .verification_events
+                .push(VerificationEvent::to_device(
+                    event.sender,
+                    olm.event_type,
+                    olm.content,
+                ));
         }
         other => tracing::debug!(event_type = other, "ignoring to-device event"),
     }
