@@ -23,6 +23,7 @@ pub mod hostile_proxy;
 mod http;
 pub mod pki;
 pub mod ports;
+pub mod push_gateway;
 mod scratch;
 pub mod softhsm;
 pub mod synapse;

@@ -416,6 +416,9 @@ fn start(options: &SynapseOptions) -> Result<Synapse, String> {
     });
     let pki = Pki::generate();
     write(&data_dir.join("tls.crt"), &pki.server.chain_pem);
+    // The run's root, the only CA Synapse's outbound HTTPS client trusts (`SSL_CERT_FILE`): its
+    // pushers deliver to the testbed's push gateway, which presents a certificate of this PKI.
+    write(&data_dir.join("root.pem"), &pki.root_ca_pem);
     crate::harness::write_private(&data_dir.join("tls.key"), &pki.server.key_pem);
     write(
         &data_dir.join("log.config"),
@@ -443,6 +446,8 @@ fn start(options: &SynapseOptions) -> Result<Synapse, String> {
             .args(["-m", "synapse.app.homeserver", "--config-path"])
             .arg(&config_path)
             .current_dir(&data_dir)
+            .env("SSL_CERT_FILE", data_dir.join("root.pem"))
+            .env_remove("SSL_CERT_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 stdio
@@ -545,7 +550,7 @@ fn homeserver_config(
     options: &SynapseOptions,
 ) -> Value {
     let path = |name: &str| data_dir.join(name).display().to_string();
-    json!({
+    let mut config = json!({
         "server_name": SERVER_NAME,
         "public_baseurl": format!("https://localhost:{port}/"),
         "pid_file": path("homeserver.pid"),
@@ -604,7 +609,11 @@ fn homeserver_config(
         "rc_reports": unlimited(),
         "rc_user_directory": unlimited(),
         "rc_profile": unlimited(),
-    })
+    });
+    // Outbound requests (pushers) may reach loopback, where the testbed's push gateway
+    // listens; Synapse denies private ranges by default.
+    config["ip_range_whitelist"] = json!(["127.0.0.1/32"]);
+    config
 }
 
 fn log_config(data_dir: &Path) -> Value {

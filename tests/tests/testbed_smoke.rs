@@ -527,3 +527,88 @@ fn softhsm_tokens() {
         .expect("softhsm2-util");
     assert!(String::from_utf8_lossy(&inherited.stdout).contains("tchap-test"));
 }
+
+/// The testbed's push gateway (issue 17): a user's HTTP pusher (`format: event_id_only`)
+/// pointed at it, an encrypted event from another member of a direct room reaches it within
+/// seconds over TLS (Synapse trusting only the run's root), with the event and room ids and the
+/// pusher's key, and none of what `event_id_only` leaves out (sender, content, names).
+#[test]
+fn synapse_pushes_event_ids_to_the_testbed_gateway() {
+    use tchap_secure_tests::push_gateway::PushGateway;
+    let synapse = Synapse::shared();
+    let gateway = PushGateway::start(&synapse.pki.server);
+    let alice = synapse.register(&synapse.unique_user("push-alice"), "pw-push-alice", false);
+    let bob = synapse.register(&synapse.unique_user("push-bob"), "pw-push-bob", false);
+    synapse.user_call(
+        &alice.access_token,
+        "POST",
+        "/_matrix/client/v3/pushers/set",
+        &json!({
+            "kind": "http",
+            "app_id": "fr.gouv.tchap.secure.testbed",
+            "pushkey": "pushkey-of-alice",
+            "app_display_name": "Tchap Secure",
+            "device_display_name": "testbed",
+            "lang": "fr",
+            "data": { "url": gateway.notify_url(), "format": "event_id_only" },
+        }),
+    );
+    let room = synapse.user_call(
+        &bob.access_token,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        &json!({ "preset": "trusted_private_chat", "is_direct": true, "invite": [alice.user_id] }),
+    )["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    synapse.user_call(
+        &alice.access_token,
+        "POST",
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        &json!({}),
+    );
+    let event_id = synapse.user_call(
+        &bob.access_token,
+        "PUT",
+        &format!("/_matrix/client/v3/rooms/{room}/send/m.room.encrypted/push-smoke-1"),
+        &json!({
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "AwgAEhBzb21lIGNpcGhlcnRleHQ",
+            "sender_key": "c2VuZGVyIGtleQ",
+            "session_id": "c2Vzc2lvbg",
+            "device_id": "BOBDEVICE",
+        }),
+    )["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let notification = gateway
+        .wait_for_event(&event_id, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no push for {event_id}: {:?}", gateway.received()));
+    assert_eq!(notification["room_id"], room.as_str());
+    assert_eq!(notification["devices"][0]["pushkey"], "pushkey-of-alice");
+    assert_eq!(
+        notification["devices"][0]["app_id"],
+        "fr.gouv.tchap.secure.testbed"
+    );
+    for absent in [
+        "sender",
+        "sender_display_name",
+        "room_name",
+        "content",
+        "type",
+    ] {
+        assert!(
+            notification.get(absent).is_none(),
+            "{absent} reached the gateway: {notification}"
+        );
+    }
+    // Anything else than the notify endpoint is not the Push Gateway API.
+    assert!(
+        gateway
+            .received()
+            .iter()
+            .all(|r| r.path == tchap_secure_tests::push_gateway::NOTIFY_PATH)
+    );
+}
