@@ -346,6 +346,40 @@ mod tests {
         Pkcs11Vault::open(&config, &SecretBytes::from(USER_PIN.as_bytes())).unwrap()
     }
 
+    /// The edges of a wrapped blob: an empty secret (the sealed part is exactly the tag)
+    /// round-trips; anything shorter than nonce and tag is a failed unwrap, never sent as is.
+    #[test]
+    fn an_empty_secret_round_trips_and_a_blob_shorter_than_the_tag_is_refused() {
+        run_isolated(
+            module_path!(),
+            "an_empty_secret_round_trips_and_a_blob_shorter_than_the_tag_is_refused",
+            || {
+                let vault = open_a();
+                let id = KekId::new_random().unwrap();
+                vault.generate_kek(&id).unwrap();
+                let wrapped = vault.wrap(&id, b"aad", b"").unwrap();
+                assert_eq!(wrapped.len(), NONCE_LEN + TAG_LEN);
+                assert!(
+                    vault
+                        .unwrap(&id, b"aad", &wrapped)
+                        .unwrap()
+                        .expose()
+                        .is_empty()
+                );
+                for len in [0, NONCE_LEN, NONCE_LEN + 1, NONCE_LEN + TAG_LEN - 1] {
+                    assert!(
+                        matches!(
+                            vault.unwrap(&id, b"aad", &wrapped[..len]),
+                            Err(VaultError::Unwrap)
+                        ),
+                        "{len} bytes"
+                    );
+                }
+                vault.destroy_kek(&id).unwrap();
+            },
+        );
+    }
+
     #[test]
     fn kek_is_sensitive_and_not_extractable() {
         run_isolated(
