@@ -277,6 +277,22 @@ impl Synapse {
         );
     }
 
+    /// The pushers Synapse holds for `user_id`, as its admin API lists them
+    /// (`GET /_synapse/admin/v1/users/<id>/pushers`): what the homeserver would notify.
+    pub fn pushers_of(&self, user_id: &str) -> Vec<Value> {
+        self.admin_call(
+            "GET",
+            format!(
+                "/_synapse/admin/v1/users/{}/pushers",
+                encode_segment(user_id)
+            ),
+            None,
+        )["pushers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The product's client configuration (the MDM JSON) for this server: homeserver URL,
     /// server name, our root CA as the only trust anchor, the server leaf's pin and the backup
     /// pin.

@@ -63,6 +63,27 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum NotificationsAction {
+    /// Register (or update) this device's pusher: the homeserver will notify the push gateway
+    /// of each event its push rules say notifies, with the event and room ids only.
+    Register {
+        /// The app's id (e.g. fr.gouv.tchap.secure.android).
+        #[arg(long)]
+        app_id: String,
+        /// This device's address at the push distributor (e.g. a UnifiedPush endpoint).
+        #[arg(long)]
+        pushkey: String,
+        /// The name shown in the account's list of pushers.
+        #[arg(long, default_value = "tchap-secure")]
+        device_name: String,
+    },
+    /// Remove every pusher this device registered.
+    Unregister,
+    /// The pushers the homeserver holds for the account, and those this device registered.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum CrossSigningAction {
     /// Print where our identity stands (no network).
     Status,
@@ -254,6 +275,12 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Push notifications: this device's pusher on the homeserver, pointed at the managed
+    /// configuration's push gateway (`push_gateway_url`), event ids only.
+    Notifications {
+        #[command(subcommand)]
+        action: NotificationsAction,
+    },
     /// Our cross-signing identity: where it stands (default), set it up, or replace it.
     CrossSigning {
         #[command(subcommand)]
@@ -379,6 +406,14 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             return Err(Failure::usage(
                 "wipe destroys every local secret: pass --yes",
             ));
+        }
+        // This device's pushers first, if the vault opens and the homeserver answers within
+        // 10 s: the wipe itself never waits on the network.
+        if let (Ok(rt), Ok(transport)) = (runtime(), transport(&cli, &config))
+            && let Ok(mut client) =
+                Client::open_with_transport(config.clone(), &dir, &token, transport)
+        {
+            rt.block_on(client.unregister_pushers_within(std::time::Duration::from_secs(10)));
         }
         tchap_secure_core::wipe_data_dir(&dir, &token)?;
         out.message(
@@ -571,6 +606,23 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 )
                 .await?;
             }
+            Command::Notifications { action } => match action {
+                NotificationsAction::Register {
+                    app_id,
+                    pushkey,
+                    device_name,
+                } => {
+                    client.register_pusher(app_id, pushkey, device_name).await?;
+                    out.message("pusher_registered", app_id);
+                }
+                NotificationsAction::Unregister => {
+                    let removed = client.unregister_pushers().await?;
+                    out.message("pushers_removed", &removed.to_string());
+                }
+                NotificationsAction::List => {
+                    out.pushers(&client.pushers().await?, &client.registered_pushers()?);
+                }
+            },
             Command::CrossSigning { action } => {
                 let status = match action {
                     None | Some(CrossSigningAction::Status) => client.cross_signing_status()?,

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
+use tchap_secure_core::client::push::Pusher;
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
@@ -472,6 +473,33 @@ impl Output {
     /// A question for the member (standard error, so that `--json` output stays parseable).
     pub(crate) fn prompt(&self, question: &str) {
         human_err!("{question}");
+    }
+
+    pub(crate) fn pushers(&self, on_server: &[Pusher], registered_here: &[(String, String)]) {
+        if self.json {
+            let here: Vec<Value> = registered_here
+                .iter()
+                .map(|(app_id, pushkey)| json!({ "app_id": app_id, "pushkey": pushkey }))
+                .collect();
+            print_json(&json!({ "pushers": on_server, "registered_here": here }));
+            return;
+        }
+        if on_server.is_empty() {
+            human!("no pusher on the homeserver");
+        }
+        for p in on_server {
+            let here = registered_here
+                .iter()
+                .any(|(a, k)| *a == p.app_id && *k == p.pushkey);
+            human!(
+                "{}  {}  {}  {}{}",
+                p.app_id,
+                p.data.url.as_deref().unwrap_or("-"),
+                p.data.format.as_deref().unwrap_or("-"),
+                p.pushkey,
+                if here { "  (this device)" } else { "" }
+            );
+        }
     }
 
     pub(crate) fn cross_signing(&self, s: &CrossSigningStatus) {

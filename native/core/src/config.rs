@@ -54,7 +54,12 @@ pub const KNOWN_KEYS: &[&str] = &[
     "share_keys_with",
     "require_cross_signing",
     "allow_identity_acknowledgement",
+    "push_gateway_url",
 ];
+
+/// The path of the Push Gateway API's notify endpoint: every `push_gateway_url` is this path on
+/// a host of the secure infrastructure.
+pub const PUSH_NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 
 /// Which devices get our room keys (`share_keys_with`, issue 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,6 +142,7 @@ pub struct Config {
     share_keys_with: KeySharing,
     require_cross_signing: bool,
     allow_identity_acknowledgement: bool,
+    push_gateway_url: Option<reqwest::Url>,
     /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
     anchor_pins: Vec<SpkiPin>,
 }
@@ -343,6 +349,9 @@ impl Config {
                 reason: "every pin of spki_pins_sha256 is a trust anchor's own key".into(),
             });
         }
+        let push_gateway_url = optional_str(map, "push_gateway_url")?
+            .map(|s| parse_push_gateway_url(s, &homeserver_url, &server_name))
+            .transpose()?;
         let share_keys_with = match optional_str(map, "share_keys_with")? {
             None | Some("cross_signed") => KeySharing::CrossSigned,
             Some("verified") => KeySharing::Verified,
@@ -371,6 +380,7 @@ impl Config {
             require_cross_signing: optional_bool(map, "require_cross_signing")?.unwrap_or(false),
             allow_identity_acknowledgement: optional_bool(map, "allow_identity_acknowledgement")?
                 .unwrap_or(false),
+            push_gateway_url,
             anchor_pins,
         })
     }
@@ -420,6 +430,12 @@ impl Config {
     /// devices are pinned on first use, as before cross-signing).
     pub fn require_cross_signing(&self) -> bool {
         self.require_cross_signing
+    }
+
+    /// The push gateway the homeserver notifies for this device's pusher (`push_gateway_url`),
+    /// if push is configured: the Push Gateway API's notify URL on the secure infrastructure.
+    pub fn push_gateway_url(&self) -> Option<&reqwest::Url> {
+        self.push_gateway_url.as_ref()
     }
 
     /// Whether a member may accept a contact's changed cross-signing identity by acknowledging
@@ -539,6 +555,47 @@ fn parse_https_url(key: &'static str, s: &str) -> Result<reqwest::Url, ConfigErr
     }
     if url.path() != "/" {
         return Err(invalid("the URL must not have a path"));
+    }
+    Ok(url)
+}
+
+/// `push_gateway_url`: an `https` URL whose path is the notify endpoint, on the homeserver's
+/// host or a host of `server_name`'s domain (the secure infrastructure: the homeserver must not
+/// be told to push anywhere else).
+fn parse_push_gateway_url(
+    s: &str,
+    homeserver_url: &reqwest::Url,
+    server_name: &str,
+) -> Result<reqwest::Url, ConfigError> {
+    const KEY: &str = "push_gateway_url";
+    let url = reqwest::Url::parse(s).map_err(|e| ConfigError::Invalid {
+        key: KEY,
+        reason: e.to_string(),
+    })?;
+    if url.scheme() != "https" {
+        return Err(ConfigError::NotHttps { key: KEY });
+    }
+    let invalid = |reason: String| ConfigError::Invalid { key: KEY, reason };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials in the URL are not allowed".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment is not allowed".into()));
+    }
+    if url.path() != PUSH_NOTIFY_PATH {
+        return Err(invalid(format!("the path must be {PUSH_NOTIFY_PATH}")));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let domain = server_name.split(':').next().unwrap_or_default();
+    let ours = Some(host.as_str()) == homeserver_url.host_str()
+        || host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1);
+    if !ours {
+        return Err(invalid(format!(
+            "{host} is neither the homeserver's host nor a host of {domain}"
+        )));
     }
     Ok(url)
 }
@@ -706,6 +763,46 @@ mod tests {
 
     fn parse(v: &Value) -> Result<Config, ConfigError> {
         Config::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn the_push_gateway_is_the_notify_endpoint_on_the_secure_infrastructure() {
+        assert!(parse(&good()).unwrap().push_gateway_url().is_none());
+        for ok in [
+            "https://localhost:8448/_matrix/push/v1/notify",
+            "https://localhost:9999/_matrix/push/v1/notify",
+            "https://push.secure.tchap.test/_matrix/push/v1/notify",
+            "https://secure.tchap.test/_matrix/push/v1/notify",
+            "https://PUSH.Secure.Tchap.Test/_matrix/push/v1/notify",
+        ] {
+            let mut c = good();
+            c["push_gateway_url"] = json!(ok);
+            let url = parse(&c).unwrap().push_gateway_url().cloned().unwrap();
+            assert_eq!(url.path(), PUSH_NOTIFY_PATH, "{ok}");
+        }
+        for bad in [
+            json!("http://localhost:8448/_matrix/push/v1/notify"),
+            json!("https://push.example.com/_matrix/push/v1/notify"),
+            json!("https://evilsecure.tchap.test/_matrix/push/v1/notify"),
+            json!("https://secure.tchap.test.evil/_matrix/push/v1/notify"),
+            json!("https://.secure.tchap.test/_matrix/push/v1/notify"),
+            json!("https://localhost:8448/_matrix/push/v1/notify?x=1"),
+            json!("https://localhost:8448/_matrix/push/v1/notify#f"),
+            json!("https://u:p@localhost:8448/_matrix/push/v1/notify"),
+            json!("https://localhost:8448/"),
+            json!("https://localhost:8448/_matrix/push/v1/notify/"),
+            json!("not a url"),
+            json!(""),
+            json!(42),
+        ] {
+            let mut c = good();
+            c["push_gateway_url"] = bad.clone();
+            assert_eq!(
+                parse(&c).unwrap_err().key(),
+                Some("push_gateway_url"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ use crate::handle::HandleType;
 use crate::key_binder::JavaKeyBinder;
 use crate::sync_thread::SyncThread;
 
+/// How long a wipe waits for the homeserver to remove this device's pushers.
+const PUSHER_REMOVAL_BEFORE_WIPE: Duration = Duration::from_secs(10);
+
 /// Worker threads of each client's runtime.
 const RUNTIME_WORKERS: usize = 2;
 /// How long closing a client waits for the runtime's blocking tasks (DNS lookups).
@@ -184,13 +187,16 @@ impl ClientHandle {
     /// Crypto-shreds the data directory: stops the sync, takes the client out and wipes it
     /// through the key binder. A second call (or one after a failed wipe) wipes the directory
     /// without the client, which also works when the vault no longer opens.
+    /// Crypto-shreds the data directory, after removing this device's pushers from the
+    /// homeserver if that takes less than [`PUSHER_REMOVAL_BEFORE_WIPE`].
     pub(crate) fn wipe(&self) -> Result<(), BridgeError> {
         self.stop_sync();
         let client = self.core.slot().take();
         match client {
-            Some(client) => match &self.core.runtime {
+            Some(mut client) => match &self.core.runtime {
                 Some(runtime) => {
                     let _entered = runtime.enter();
+                    runtime.block_on(client.unregister_pushers_within(PUSHER_REMOVAL_BEFORE_WIPE));
                     client.wipe(&self.binder)?;
                 }
                 None => client.wipe(&self.binder)?,

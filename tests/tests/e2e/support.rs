@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 pub use tchap_secure_tests::cli_member::{Member, Run, cli, cli_bin, write_config};
 
 pub use tchap_secure_tests::harness::{
-    InProcess, PASSWORD, files_under, password, rt, synapse_config,
+    InProcess, PASSWORD, contains_bytes, files_under, password, rt, synapse_config,
 };
 
 /// An in-process client of `localpart` on its own token, logged in straight to the shared

@@ -8,6 +8,7 @@ pub mod cross_signing;
 mod e2ee;
 pub mod media;
 pub(crate) mod outbox;
+pub mod push;
 mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;
@@ -318,6 +319,11 @@ impl Client {
     /// Logs out on the server and forgets the session and its rooms locally. A token the
     /// server already forgot (`M_UNKNOWN_TOKEN`) still clears the local session.
     pub async fn logout(&mut self) -> Result<(), Error> {
+        // Our pushers first: the homeserver must stop notifying for a device that is gone.
+        match self.unregister_pushers().await {
+            Ok(_) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}
+            Err(e) => return Err(e),
+        }
         let token = self.token()?;
         match self.logout_token(token).await {
             Ok(()) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}

@@ -236,6 +236,15 @@ const MIGRATIONS: &[&str] = &[
          first_seen_ms  INTEGER NOT NULL
      ) STRICT;
      ALTER TABLE devices ADD COLUMN cross_signed INTEGER NOT NULL DEFAULT 0;",
+    // 7: push (issue 17). `pushers`: the HTTP pushers this device registered (app id, push
+    // key), so that logout and wipe remove them from the server. Recorded before
+    // `/pushers/set` is sent: a crash in between leaves a row for a pusher that may not
+    // exist, and removing a pusher that does not exist is harmless.
+    "CREATE TABLE pushers (
+         app_id  TEXT NOT NULL,
+         pushkey TEXT NOT NULL,
+         PRIMARY KEY (app_id, pushkey)
+     ) STRICT;",
 ];
 
 /// The schema version this library writes.

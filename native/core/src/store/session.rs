@@ -92,7 +92,8 @@ impl Store {
                  DELETE FROM crypto_account; DELETE FROM tracked_users; DELETE FROM devices;
                  DELETE FROM olm_sessions; DELETE FROM olm_unwedge; DELETE FROM inbound_group_sessions;
                  DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline; DELETE FROM gaps;
-                 DELETE FROM outbox;",
+                 DELETE FROM outbox; DELETE FROM own_cross_signing; DELETE FROM identities;
+                 DELETE FROM pushers;",
             )?;
             Ok(())
         })
@@ -206,8 +207,26 @@ mod tests {
         let s = store.load_session().unwrap().unwrap();
         assert_eq!((s.user_id.as_str(), s.device_id.as_str()), ("@a:b", "DEV"));
         assert_eq!(s.access_token.expose(), "tok");
+        // Our sealed cross-signing keys and the identities pinned belong to the session too: a
+        // device logged out keeps no key of the account's identity, and the next login (maybe
+        // another user) starts from first sight.
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO own_cross_signing VALUES (1, 'sealed', 'm', 'ss', 'us', 'device_signed');
+                 INSERT INTO identities (user_id, master, state, first_seen_ms)
+                     VALUES ('@c:d', 'm', 'verified', 1);",
+            )
+            .unwrap();
         store.clear_session().unwrap();
         assert!(store.load_session().unwrap().is_none());
+        for table in ["own_cross_signing", "identities"] {
+            let rows: i64 = store
+                .conn()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 0, "{table}");
+        }
     }
 
     #[test]
