@@ -110,14 +110,7 @@ impl Client {
             "data": { "url": url, "format": "event_id_only" },
             "append": false,
         });
-        let _: Empty = self
-            .authed(
-                Method::POST,
-                "/pushers/set",
-                &["_matrix", "client", "v3", "pushers", "set"],
-                Some(json_body(&body)),
-            )
-            .await?;
+        self.set_pusher(&body).await?;
         tracing::info!(app_id, "pusher registered");
         Ok(())
     }
@@ -129,14 +122,7 @@ impl Client {
         let registered = self.registered_pushers()?;
         for (app_id, pushkey) in &registered {
             let body = json!({ "kind": null, "app_id": app_id, "pushkey": pushkey });
-            let _: Empty = self
-                .authed(
-                    Method::POST,
-                    "/pushers/set",
-                    &["_matrix", "client", "v3", "pushers", "set"],
-                    Some(json_body(&body)),
-                )
-                .await?;
+            self.set_pusher(&body).await?;
             self.store.transaction(|tx| {
                 tx.execute(
                     "DELETE FROM pushers WHERE app_id = ?1 AND pushkey = ?2",
@@ -168,6 +154,19 @@ impl Client {
                 false
             }
         }
+    }
+
+    /// `POST /pushers/set` (a pusher added, updated, or removed with `kind: null`).
+    async fn set_pusher(&self, body: &serde_json::Value) -> Result<(), Error> {
+        let _: Empty = self
+            .authed(
+                Method::POST,
+                "/pushers/set",
+                &["_matrix", "client", "v3", "pushers", "set"],
+                Some(json_body(body)),
+            )
+            .await?;
+        Ok(())
     }
 
     /// The pushers the homeserver holds for our account (every device's), as it lists them.
