@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tchap_secure_tests::content_scanner::ContentScanner;
 use tchap_secure_tests::harness::PASSWORD;
+use tchap_secure_tests::push_gateway::PushGateway;
 use tchap_secure_tests::softhsm::SoftHsmToken;
 use tchap_secure_tests::synapse::Synapse;
 
@@ -245,6 +246,7 @@ fn java_api_on_the_host_jvm() {
             "jvm-grace",
             "jvm-henry",
             "jvm-iris",
+            "jvm-judy",
         ],
     );
     let config = synapse.client_config();
@@ -254,6 +256,17 @@ fn java_api_on_the_host_jvm() {
         serde_json::to_vec_pretty(&config).expect("config JSON"),
     )
     .expect("write config.json");
+    // The testbed's push gateway (PushTest), kept running until the JVM is done, and the
+    // configuration that names it.
+    let gateway = PushGateway::start(&synapse.pki.server);
+    let mut push_config = config.clone();
+    push_config["push_gateway_url"] = serde_json::json!(gateway.notify_url());
+    let push_config_path = scratch.path().join("push-config.json");
+    std::fs::write(
+        &push_config_path,
+        serde_json::to_vec_pretty(&push_config).expect("push config JSON"),
+    )
+    .expect("write push-config.json");
     // The content scanner's testbed (attachments), kept running until the JVM is done.
     let scanner = ContentScanner::start(Synapse::shared_legacy_media());
     let scanner_users = register(
@@ -323,6 +336,7 @@ fn java_api_on_the_host_jvm() {
         ),
         ("tchap.spkiPins", pins),
         ("tchap.rootPin", synapse.pki.root_pin()),
+        ("tchap.pushConfig", push_config_path.display().to_string()),
         (
             "tchap.scannerConfig",
             scanner_config_path.display().to_string(),

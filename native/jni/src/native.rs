@@ -714,6 +714,73 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_acknowledgeIdentityChang
     })
 }
 
+// --- push ------------------------------------------------------------------------------------
+
+/// `static native void registerPusher(long client, String appId, String pushkey, String
+/// deviceName)`: this device's pusher towards the configuration's push gateway.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_registerPusher<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    app_id: JString<'local>,
+    pushkey: JString<'local>,
+    device_name: JString<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let app_id = convert::string_arg(env, &app_id, "appId")?;
+        let pushkey = convert::string_arg(env, &pushkey, "pushkey")?;
+        let device_name = convert::string_arg(env, &device_name, "deviceName")?;
+        with_client(client, |c, rt| {
+            Ok(rt.block_on(c.register_pusher(&app_id, &pushkey, &device_name))?)
+        })
+    });
+}
+
+/// `static native int unregisterPushers(long client)`: removes this device's pushers from the
+/// homeserver; returns how many.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_unregisterPushers<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> jint {
+    run_ffi_safe(&mut env, |_| {
+        let removed = with_client(client, |c, rt| Ok(rt.block_on(c.unregister_pushers())?))?;
+        Ok(jint::try_from(removed).unwrap_or(jint::MAX))
+    })
+}
+
+/// `static native String[][] pushers(long client)`: the account's pushers on the homeserver,
+/// `{appId, pushkey, kind, url|null, format|null, registeredHere}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_pushers<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> StringTable<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let (pushers, here) = with_client(client, |c, rt| {
+            Ok((rt.block_on(c.pushers())?, c.registered_pushers()?))
+        })?;
+        let rows: Vec<Vec<Option<&str>>> = pushers
+            .iter()
+            .map(|p| {
+                let registered_here = here.iter().any(|(a, k)| *a == p.app_id && *k == p.pushkey);
+                vec![
+                    Some(p.app_id.as_str()),
+                    Some(p.pushkey.as_str()),
+                    Some(p.kind.as_str()),
+                    p.data.url.as_deref(),
+                    p.data.format.as_deref(),
+                    Some(bool_cell(registered_here)),
+                ]
+            })
+            .collect();
+        convert::table(env, &rows)
+    })
+}
+
 // --- interactive verification ----------------------------------------------------------------
 
 /// Columns of a verification row before its three lists (see `Native.verification`).
@@ -1139,7 +1206,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 44, "{java:?}");
+        assert_eq!(java.len(), 47, "{java:?}");
         assert_eq!(java, rust);
     }
 }

@@ -194,6 +194,21 @@ final class Native {
     static native String[] acknowledgeIdentityChange(long client, String userId, String master)
             throws TchapSecureException;
 
+    // --- push ------------------------------------------------------------------------------
+
+    /** Registers this device's pusher towards the configuration's push gateway. */
+    static native void registerPusher(long client, String appId, String pushkey,
+            String deviceName) throws TchapSecureException;
+
+    /** Removes this device's pushers from the homeserver; returns how many. */
+    static native int unregisterPushers(long client) throws TchapSecureException;
+
+    /**
+     * The account's pushers on the homeserver. Rows: {@code {appId, pushkey, kind, url|null,
+     * format|null, registeredHere}}, registeredHere {@code true|false}.
+     */
+    static native String[][] pushers(long client) throws TchapSecureException;
+
     // --- interactive verification ----------------------------------------------------------
 
     /**

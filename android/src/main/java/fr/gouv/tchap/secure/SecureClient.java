@@ -573,6 +573,47 @@ public final class SecureClient implements AutoCloseable {
         return Identity.fromRow(call(h -> Native.acknowledgeIdentityChange(h, userId, master)));
     }
 
+    // --- push ------------------------------------------------------------------------------
+
+    /**
+     * Registers (or updates) this device's pusher: the homeserver will notify the managed
+     * configuration's push gateway ({@code push_gateway_url}) of each event its push rules say
+     * notifies, with the event and room ids only ({@code event_id_only}). Removed by
+     * {@link #logout()} and, if the homeserver answers within 10 s, by {@link #wipe()}.
+     *
+     * @param appId the app's id (1 to 64 bytes)
+     * @param pushkey this device's address at the push distributor (1 to 512 bytes), e.g. a
+     *     UnifiedPush endpoint of the State-run distributor
+     * @param deviceName the name shown in the account's list of pushers
+     * @throws TchapSecureException {@code invalid_argument} when no push gateway is configured
+     *     or an id is out of bounds or contains control characters
+     */
+    public void registerPusher(String appId, String pushkey, String deviceName)
+            throws TchapSecureException {
+        Objects.requireNonNull(appId, "appId");
+        Objects.requireNonNull(pushkey, "pushkey");
+        Objects.requireNonNull(deviceName, "deviceName");
+        call(h -> {
+            Native.registerPusher(h, appId, pushkey, deviceName);
+            return null;
+        });
+    }
+
+    /** Removes every pusher this device registered; returns how many were removed. */
+    public int unregisterPushers() throws TchapSecureException {
+        return call(Native::unregisterPushers);
+    }
+
+    /** The pushers the homeserver holds for the account (every device's). */
+    public List<Pusher> pushers() throws TchapSecureException {
+        String[][] rows = call(Native::pushers);
+        List<Pusher> out = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            out.add(Pusher.fromRow(row));
+        }
+        return Collections.unmodifiableList(out);
+    }
+
     // --- interactive verification ----------------------------------------------------------
 
     /**

@@ -68,6 +68,9 @@ public class LifecycleTest {
         calls.add(x -> x.acknowledgeIdentityChange("@u:x", "key"));
         calls.add(x -> x.requestVerification("@u:x", null));
         calls.add(x -> x.requestDeviceVerification("@u:x", "DEVICE"));
+        calls.add(x -> x.registerPusher("app", "key", "device"));
+        calls.add(SecureClient::unregisterPushers);
+        calls.add(SecureClient::pushers);
         calls.add(x -> x.acceptVerification("flow"));
         calls.add(x -> x.startSas("flow"));
         calls.add(x -> x.confirmSas("flow"));

@@ -97,6 +97,15 @@ final class TestEnv {
         return more.getBytes(java.nio.charset.StandardCharsets.UTF_8);
     }
 
+    /** The client configuration with the testbed's push gateway as {@code push_gateway_url}. */
+    static byte[] pushConfig() {
+        try {
+            return Files.readAllBytes(Paths.get(prop("tchap.pushConfig")));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read tchap.pushConfig", e);
+        }
+    }
+
     /** The configuration of the homeserver behind the content scanner (attachments). */
     static byte[] scannerConfig() {
         try {
@@ -168,7 +177,7 @@ final class TestEnv {
      * {@code VerificationTest}, each logged in on two devices), in the driver's order.
      */
     static List<User> users() {
-        return usersOf("tchap.users", 9);
+        return usersOf("tchap.users", 10);
     }
 
     /** The two users registered on the content scanner's homeserver. */
