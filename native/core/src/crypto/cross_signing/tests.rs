@@ -466,6 +466,72 @@ fn an_acknowledged_change_pins_the_key_shown_and_only_the_devices_it_signed_coun
     );
 }
 
+/// Which user-signing key of ours vouches for other users' identities: ours if this device
+/// created (and published) the keys; otherwise only the one the server shows signed by our
+/// own master key — and only once this device verified that master key. A user-signing key the
+/// server made up, or one shown before our identity is verified here, vouches for nobody.
+#[test]
+fn our_user_signing_key_is_trusted_only_from_our_keys_or_our_verified_master() {
+    let f = fixture();
+    let conn = f.store.conn();
+    let ours = OwnKeys::generate();
+    let upload = ours.upload_body(ME, |_| Ok(())).unwrap();
+    let answer = |usk: &Value| json!({ "user_signing_keys": { ME: usk } });
+    let served = answer(&upload["user_signing_key"]);
+    // A user-signing key for us signed by another master key: the server's invention.
+    let forger = OwnKeys::generate();
+    let forged = answer(&forger.upload_body(ME, |_| Ok(())).unwrap()["user_signing_key"]);
+
+    // Nothing pinned for us yet: nothing trusted.
+    assert_eq!(trusted_own_user_signing(conn, &served, ME).unwrap(), None);
+    // Our master key pinned, not verified: still nothing.
+    let mut own_identity = IdentityRecord {
+        user_id: ME.to_owned(),
+        master: ours.master(),
+        self_signing: Some(ours.self_signing()),
+        state: IdentityState::Pinned,
+        changed_master: None,
+    };
+    db::save_identity(conn, &own_identity).unwrap();
+    assert_eq!(trusted_own_user_signing(conn, &served, ME).unwrap(), None);
+    // Verified (this device was verified by one holding the keys): the served key counts if
+    // our master key signed it, and only then.
+    own_identity.state = IdentityState::Verified;
+    db::save_identity(conn, &own_identity).unwrap();
+    assert_eq!(
+        trusted_own_user_signing(conn, &served, ME).unwrap(),
+        Some(ours.user_signing())
+    );
+    assert_eq!(trusted_own_user_signing(conn, &forged, ME).unwrap(), None);
+    assert_eq!(
+        trusted_own_user_signing(conn, &json!({}), ME).unwrap(),
+        None
+    );
+
+    // Keys generated here but not known to be published: not ours to vouch with yet (the
+    // served key still decides).
+    let mine = OwnKeys::generate();
+    let row = |state| db::OwnRow {
+        sealed: mine.seal(&f.vault.pickle_key(), ME).unwrap(),
+        master: mine.master(),
+        self_signing: mine.self_signing(),
+        user_signing: mine.user_signing(),
+        state,
+    };
+    db::save_own(conn, db::Slot::Current, &row(db::Publication::Pending)).unwrap();
+    assert_eq!(
+        trusted_own_user_signing(conn, &forged, ME).unwrap(),
+        None,
+        "pending keys do not count"
+    );
+    // Published: our own user-signing key, whatever the server shows.
+    db::save_own(conn, db::Slot::Current, &row(db::Publication::Published)).unwrap();
+    assert_eq!(
+        trusted_own_user_signing(conn, &forged, ME).unwrap(),
+        Some(mine.user_signing())
+    );
+}
+
 #[test]
 fn an_identity_the_server_stops_showing_is_not_downgraded_to_first_use() {
     let f = fixture();
@@ -550,6 +616,7 @@ fn a_master_key_our_user_signing_key_signed_is_verified() {
     let again = identity(&f.store);
     assert_eq!(again.master, reset.keys.master());
     assert_eq!(again.state, IdentityState::Verified);
+    assert_eq!(again.changed_master, None, "no change left to show");
     assert!(device(&f.store, "PHONE2").cross_signed);
     assert!(kinds(&f.store).contains(&"identity_reverified".to_owned()));
 
