@@ -484,6 +484,20 @@ fn sas_unknown_methods_are_refused() {
         .unwrap_err();
     assert_eq!(err.cancel_code(), CancelCode::UnknownMethod);
 
+    // An accept whose short authentication strings are none, or one we do not show.
+    for sas in [json!([]), json!(["bogus"]), json!(["emoji", "bogus"])] {
+        let (mut alice, mut bob) = ready_pair(&a, &b, to_device_flow());
+        alice.start_sas(T0).unwrap();
+        deliver(&mut alice, &mut bob, T0).unwrap();
+        let mut accept = bob.drain_outgoing().remove(0);
+        accept.content["short_authentication_string"] = sas.clone();
+        let err = alice
+            .handle(BOB, ACCEPT_EVENT, &accept.content, T0)
+            .unwrap_err();
+        assert_eq!(err.cancel_code(), CancelCode::UnknownMethod, "{sas}");
+        assert_cancelled(&mut alice, CancelCode::UnknownMethod, true);
+    }
+
     // A start method nobody knows.
     let (_alice, mut bob) = ready_pair(&a, &b, to_device_flow());
     let content =
