@@ -298,6 +298,23 @@ fn drive_requester(
     }
 }
 
+/// Alice asks Bob to verify (to-device); Bob's CLI answers (`verify --incoming --yes`) while
+/// Alice drives her side, until Bob's command ends.
+fn verify_to_the_end(
+    rt: &tokio::runtime::Runtime,
+    alice: &mut tchap_secure_core::Client,
+    bob: &Member,
+) {
+    let flow = rt
+        .block_on(alice.request_verification(&bob.user_id, None))
+        .unwrap();
+    std::thread::scope(|s| {
+        let verify = s.spawn(|| bob.run(&["verify", "--incoming", "--yes"]).ok());
+        drive_requester(rt, alice, &flow, || verify.is_finished());
+        verify.join().unwrap();
+    });
+}
+
 /// Issue 16: a member's phone killed after the other side's MAC arrived and the flow ended,
 /// before its signature of the verified identity was uploaded. After the restart nothing is
 /// half trusted (the identity is still only pinned, no signature on the server), and the
@@ -340,14 +357,7 @@ fn killed_after_the_verification_and_before_the_signature_upload_nothing_is_half
     assert_eq!(identity_state(&bob), "pinned", "nothing half trusted");
 
     // Done again, to the end.
-    let flow = rt
-        .block_on(alice.request_verification(&bob.user_id, None))
-        .unwrap();
-    std::thread::scope(|s| {
-        let verify = s.spawn(|| bob.run(&["verify", "--incoming", "--yes"]).ok());
-        drive_requester(&rt, &mut alice, &flow, || verify.is_finished());
-        verify.join().unwrap();
-    });
+    verify_to_the_end(&rt, &mut alice, &bob);
     assert_eq!(identity_state(&bob), "verified");
 }
 
@@ -371,13 +381,6 @@ fn members_show_each_identity_pinned_then_verified() {
     };
     assert_eq!(identity_of_alice(&bob), "pinned");
     rt.block_on(alice.devices(&bob.user_id)).unwrap();
-    let flow = rt
-        .block_on(alice.request_verification(&bob.user_id, None))
-        .unwrap();
-    std::thread::scope(|s| {
-        let verify = s.spawn(|| bob.run(&["verify", "--incoming", "--yes"]).ok());
-        drive_requester(&rt, &mut alice, &flow, || verify.is_finished());
-        verify.join().unwrap();
-    });
+    verify_to_the_end(&rt, &mut alice, &bob);
     assert_eq!(identity_of_alice(&bob), "verified");
 }
