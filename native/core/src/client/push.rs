@@ -140,7 +140,8 @@ impl Client {
     /// (offline, a server that does not answer): a pusher left behind notifies a device that
     /// no longer exists, with event ids only.
     pub async fn unregister_pushers_within(&mut self, within: std::time::Duration) -> bool {
-        if self.registered_pushers().map_or(true, |p| p.is_empty()) {
+        // None recorded: nothing to ask the server (not even a session is needed).
+        if self.registered_pushers().is_ok_and(|p| p.is_empty()) {
             return true;
         }
         match tokio::time::timeout(within, self.unregister_pushers()).await {
