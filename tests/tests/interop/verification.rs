@@ -244,6 +244,65 @@ async fn sas_in_a_room_we_request_and_start() {
     compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
 }
 
+/// matrix-sdk asks to verify our user the way Element does from a contact's profile: an
+/// in-room request in its direct room with us (`UserIdentity::request_verification`), then it
+/// starts SAS once we are ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_in_a_room_matrix_sdk_requests_and_starts() {
+    let mut ours = new_ours("vf-room2-ours").await;
+    let peer = cross_signed_peer("vf-room2-peer", &ours).await;
+    let room = room_between(&mut ours, &peer, false).await;
+    // The room is matrix-sdk's direct chat with us: its request goes there (else it would
+    // create another room).
+    let sdk_room = peer
+        .client
+        .get_room(&crate::ours::room_id(&room))
+        .expect("matrix-sdk is in the room");
+    sdk_room.set_is_direct(true).await.unwrap();
+    let our_user = UserId::parse(&ours.user_id).unwrap();
+    let dm = until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see its DM",
+        async |_, p| p.client.get_dm_room(&our_user),
+    )
+    .await;
+    assert_eq!(dm.room_id().as_str(), room);
+    let identity = peer
+        .client
+        .encryption()
+        .request_user_identity(&our_user)
+        .await
+        .unwrap()
+        .expect("matrix-sdk knows our identity");
+    let request = identity.request_verification().await.unwrap();
+    let flow_id = request.flow_id().to_owned();
+    assert_eq!(request.room_id().map(|r| r.as_str()), Some(room.as_str()));
+    assert!(flow_id.starts_with('$'), "the request event names the flow");
+    until(
+        &mut ours,
+        &peer,
+        "our side to see the in-room request",
+        async |o, _| o.client.verification(&flow_id).map(|_| ()),
+    )
+    .await;
+    let info = flow_of(&ours, &flow_id);
+    assert_eq!(info.state, "received");
+    assert_eq!(info.user_id, peer.user_id.as_str());
+    assert_eq!(info.room_id.as_deref(), Some(room.as_str()));
+    assert!(!info.we_requested);
+    ours.client.accept_verification(&flow_id).await.unwrap();
+    until(
+        &mut ours,
+        &peer,
+        "matrix-sdk to see our ready",
+        async |_, _| request.is_ready().then_some(()),
+    )
+    .await;
+    request.start_sas().await.unwrap().expect("a SAS");
+    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sas_mismatch_cancels_on_both_sides_and_is_journaled() {
     let mut ours = new_ours("vf-mis-ours").await;
