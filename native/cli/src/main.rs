@@ -281,6 +281,19 @@ enum Command {
         #[command(subcommand)]
         action: NotificationsAction,
     },
+    /// The notification for an event a push announced (room and event ids): fetched over the
+    /// pinned transport and decrypted here, waiting up to --wait seconds for its room key
+    /// (to-device messages only; safe while `listen` runs). Fails with `cannot_decrypt_yet`
+    /// if the key has not come.
+    Notification {
+        /// The room id.
+        room: String,
+        /// The event id.
+        event: String,
+        /// How long to wait for a missing room key, in seconds (at most 30).
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+    },
     /// Our cross-signing identity: where it stands (default), set it up, or replace it.
     CrossSigning {
         #[command(subcommand)]
@@ -623,6 +636,12 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     out.pushers(&client.pushers().await?, &client.registered_pushers()?);
                 }
             },
+            Command::Notification { room, event, wait } => {
+                let n = client
+                    .notification(room, event, Duration::from_secs(*wait))
+                    .await?;
+                out.notification(&n);
+            }
             Command::CrossSigning { action } => {
                 let status = match action {
                     None | Some(CrossSigningAction::Status) => client.cross_signing_status()?,

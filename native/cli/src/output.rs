@@ -7,7 +7,10 @@ use tchap_secure_core::client::push::Pusher;
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
-use tchap_secure_core::{Config, CrossSigningStatus, OutgoingUpdate, SessionInfo, SyncSummary};
+use tchap_secure_core::{
+    Config, CrossSigningStatus, Notification, NotificationKind, OutgoingUpdate, SessionInfo,
+    SyncSummary,
+};
 
 use crate::exit::Failure;
 
@@ -500,6 +503,28 @@ impl Output {
                 if here { "  (this device)" } else { "" }
             );
         }
+    }
+
+    pub(crate) fn notification(&self, n: &Notification) {
+        if self.json {
+            print_json(&json!(n));
+            return;
+        }
+        let who = n.sender_name.as_deref().unwrap_or(&n.sender);
+        let room = n.room_name.as_deref().unwrap_or(&n.room_id);
+        let what = match n.kind {
+            NotificationKind::Message => n.body.clone().unwrap_or_default(),
+            NotificationKind::File => "a file".to_owned(),
+            NotificationKind::Invite => "invites you".to_owned(),
+            NotificationKind::Verification => "asks to verify".to_owned(),
+            NotificationKind::Other => format!("<{}>", n.event_type),
+        };
+        human!(
+            "[{room}] {who} <{}> ({}): {what}    {}",
+            n.sender,
+            n.trust.as_deref().unwrap_or("in clear"),
+            n.event_id
+        );
     }
 
     pub(crate) fn cross_signing(&self, s: &CrossSigningStatus) {

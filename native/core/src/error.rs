@@ -82,6 +82,16 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A notification could not be shown: `cannot_decrypt_yet` (its room key has not arrived
+    /// within the wait: ask again, or let the main sync show it) or `notification_refused` (a
+    /// message in clear, a redacted event, another event than the one asked).
+    #[error("notification: {detail}")]
+    Notification {
+        /// `cannot_decrypt_yet` or `notification_refused`.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// The homeserver asks for the account password (user-interactive authentication) and
     /// none was given: call again with it.
     #[error("the homeserver asks for the account password to authorise this")]
@@ -133,7 +143,7 @@ impl Error {
             Self::SendQueued { .. } => "send_queued",
             Self::SendFailed { .. } => "send_failed",
             Self::PasswordRequired => "password_required",
-            Self::Verification { code, .. } => code,
+            Self::Verification { code, .. } | Self::Notification { code, .. } => code,
             Self::AuthUnsupported { .. } => "auth_unsupported",
         }
     }

@@ -33,6 +33,7 @@ pub mod secret;
 pub mod store;
 
 pub use client::cross_signing::CrossSigningStatus;
+pub use client::notification::{Notification, NotificationKind};
 pub use client::{
     Client, FetchedGapPages, FetchedSync, History, OutgoingUpdate, PendingGapPages, PendingSync,
     SessionInfo, SyncSummary, wipe_data_dir,

@@ -52,8 +52,12 @@ impl Client {
     ) -> Result<T, Error> {
         let Self { store, engine, .. } = self;
         let engine_ref = engine.as_mut().ok_or(Error::NotLoggedIn)?;
-        let result =
-            store.transaction(|tx| f(tx, engine_ref).map_err(CryptoError::into_store_error));
+        let result = store.transaction_seeing(|tx, changed| {
+            engine_ref
+                .refresh(tx, changed)
+                .and_then(|()| f(tx, engine_ref))
+                .map_err(CryptoError::into_store_error)
+        });
         if result.is_err() {
             self.reload_engine()?;
         }
@@ -68,7 +72,7 @@ impl Client {
         };
         let (user_id, device_id) = (session.user_id.clone(), session.device_id.clone());
         let key = self.vault.pickle_key();
-        let engine = self.store.transaction(|tx| {
+        let engine = self.store.transaction_seeing(|tx, _| {
             Engine::load_or_create(tx, &user_id, &device_id, key)
                 .map_err(CryptoError::into_store_error)
         })?;

@@ -7,6 +7,7 @@
 pub mod cross_signing;
 mod e2ee;
 pub mod media;
+pub mod notification;
 pub(crate) mod outbox;
 pub mod push;
 mod rooms;
@@ -415,7 +416,12 @@ impl Client {
             ..
         } = self;
         let clock = transport.clock();
-        let result = store.transaction(|tx| {
+        let result = store.transaction_seeing(|tx, changed| {
+            if let Some(engine) = engine.as_mut() {
+                engine
+                    .refresh(tx, changed)
+                    .map_err(crate::crypto::CryptoError::into_store_error)?;
+            }
             let device_events = match &answer {
                 Some(answer) => {
                     crate::crypto::devices::apply_keys_query_answer(

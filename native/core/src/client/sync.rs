@@ -23,6 +23,7 @@ use crate::crypto::CryptoError;
 use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::store::crypto as cdb;
+use crate::store::notify::{self, Deferred};
 use crate::store::timeline::{self as tl, NewTimelineEvent, RoomCursor, TimelineEvent};
 use crate::store::{self, StoreError};
 
@@ -192,7 +193,7 @@ struct Decrypted {
 
 /// Crypto failures caused by a peer are recorded and skipped; a store failure aborts the
 /// whole sync (nothing is committed).
-fn fatal(e: CryptoError) -> Result<CryptoError, StoreError> {
+pub(crate) fn fatal(e: CryptoError) -> Result<CryptoError, StoreError> {
     match e {
         CryptoError::Store(s) => Err(s),
         CryptoError::Pickle { what } => Err(StoreError::Corrupt {
@@ -214,6 +215,20 @@ pub(crate) fn apply(
         ..SyncSummary::default()
     };
     let mut decrypted = Decrypted::default();
+    // What the notification path received since the last sync is reported by this one.
+    for item in notify::take_deferred(tx)? {
+        match item {
+            Deferred::Verification {
+                sender,
+                event_type,
+                content,
+            } => summary
+                .verification_events
+                .push(VerificationEvent::to_device(sender, event_type, content)),
+            Deferred::Decrypted { event_id } => decrypted.ids.push(event_id),
+        }
+    }
+    notify::prune_seen(tx, crate::store::crypto::now_ms())?;
     for user in &response.device_lists.changed {
         cdb::mark_dirty(tx, user)?;
     }
@@ -223,7 +238,14 @@ pub(crate) fn apply(
     // Keys first: a message and its room key often arrive in the same response.
     if let Some(engine) = engine.as_deref_mut() {
         for raw in &response.to_device.events {
-            apply_to_device(tx, engine, raw, &mut summary, &mut decrypted)?;
+            apply_to_device(
+                tx,
+                engine,
+                raw,
+                notify::Path::Sync,
+                &mut summary,
+                &mut decrypted,
+            )?;
         }
     }
     // Joined and left rooms have the same shape: state before the timeline, then the timeline.
@@ -316,6 +338,44 @@ pub(crate) fn apply(
     Ok(summary)
 }
 
+/// The notification path's share of a sync (see [`super::notification`]): to-device messages
+/// only — room keys, Olm — applied like the main sync applies them (once: see
+/// [`notify::first_delivery`]); what the main sync reports (verification messages, stored
+/// events a late key decrypted) is deferred to it. Returns how many room keys arrived.
+pub(crate) fn apply_to_device_only(
+    tx: &Connection,
+    engine: &mut Engine,
+    events: &[Value],
+) -> Result<usize, StoreError> {
+    let mut summary = SyncSummary::default();
+    let mut decrypted = Decrypted::default();
+    notify::prune_seen(tx, crate::store::crypto::now_ms())?;
+    for raw in events {
+        apply_to_device(
+            tx,
+            engine,
+            raw,
+            notify::Path::Notify,
+            &mut summary,
+            &mut decrypted,
+        )?;
+    }
+    for v in summary.verification_events {
+        notify::defer(
+            tx,
+            &Deferred::Verification {
+                sender: v.sender,
+                event_type: v.event_type,
+                content: v.content,
+            },
+        )?;
+    }
+    for event_id in decrypted.ids {
+        notify::defer(tx, &Deferred::Decrypted { event_id })?;
+    }
+    Ok(summary.room_keys)
+}
+
 fn security_event(
     tx: &Connection,
     summary: &mut SyncSummary,
@@ -332,6 +392,7 @@ fn apply_to_device(
     tx: &Connection,
     engine: &mut Engine,
     raw: &Value,
+    path: notify::Path,
     summary: &mut SyncSummary,
     decrypted: &mut Decrypted,
 ) -> Result<(), StoreError> {
@@ -340,6 +401,30 @@ fn apply_to_device(
         return Ok(());
     };
     summary.to_device_events += 1;
+    // The notification path fetches to-device messages with its own position: a message may
+    // come by both paths, and is applied once.
+    let digest = notify::to_device_digest(&event.sender, &event.event_type, &event.content);
+    match notify::first_delivery(tx, &digest, path, crate::store::crypto::now_ms())? {
+        notify::Delivery::First => {}
+        notify::Delivery::OtherPath => {
+            tracing::debug!(event_type = %event.event_type, "to-device message already applied by the other path");
+            return Ok(());
+        }
+        // This path acknowledged it: the server sent it again. An Olm message sent again is
+        // a replay (journaled as the Olm layer would); a message in clear repeated is
+        // harmless and only dropped.
+        notify::Delivery::SamePath if event.event_type == "m.room.encrypted" => {
+            return security_event(
+                tx,
+                summary,
+                "to_device_olm_replay",
+                None,
+                Some(&event.sender),
+                "an Olm message already applied was delivered again and ignored",
+            );
+        }
+        notify::Delivery::SamePath => return Ok(()),
+    }
     match event.event_type.as_str() {
         "m.room.encrypted" => {}
         "m.room_key" | "m.forwarded_room_key" => {
@@ -754,6 +839,13 @@ fn apply_message_event(
     }
 }
 
+/// Whether a Megolm failure means the room key (or its earlier part) has not arrived yet,
+/// rather than a refusal.
+pub(crate) fn waits_for_key(e: &CryptoError) -> bool {
+    matches!(e, CryptoError::UnknownSession { .. })
+        || matches!(e, CryptoError::MegolmDecrypt { detail } if detail.contains("unknown message index"))
+}
+
 fn ts(event: &RoomEvent) -> i64 {
     event
         .origin_server_ts
@@ -867,8 +959,7 @@ fn decrypt_room_event(
         }
         Err(e) => {
             let e = fatal(e)?;
-            let pending = matches!(e, CryptoError::UnknownSession { .. })
-                || matches!(&e, CryptoError::MegolmDecrypt { detail } if detail.contains("unknown message index"));
+            let pending = waits_for_key(&e);
             let raw_json = raw.to_string();
             let message = e.to_string();
             tl::save_timeline_event(

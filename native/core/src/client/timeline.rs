@@ -18,6 +18,7 @@ use super::Client;
 use super::sync::{self, BackStop, SyncSummary};
 use crate::api::types::MessagesResponse;
 use crate::api::{ApiError, call};
+use crate::crypto::CryptoError;
 use crate::error::Error;
 use crate::net::{Request, Transport};
 use crate::secret::AccessToken;
@@ -329,7 +330,10 @@ impl Client {
         let result = {
             let Self { store, engine, .. } = self;
             let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
-            store.transaction(|tx| {
+            store.transaction_seeing(|tx, changed| {
+                engine
+                    .refresh(tx, changed)
+                    .map_err(CryptoError::into_store_error)?;
                 if tl::gap(tx, gap.id)?.as_ref() != Some(gap) {
                     return Ok(()); // filled or moved meanwhile: the page is stale
                 }
@@ -389,7 +393,10 @@ impl Client {
             let result = {
                 let Self { store, engine, .. } = self;
                 let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
-                store.transaction(|tx| {
+                store.transaction_seeing(|tx, changed| {
+                    engine
+                        .refresh(tx, changed)
+                        .map_err(CryptoError::into_store_error)?;
                     let from = cursor.back_token.as_deref();
                     apply_history_page(tx, engine, room_id, from, &page, &mut page_summary)
                 })

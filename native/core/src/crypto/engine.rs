@@ -92,6 +92,26 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Reads the account again from the store when `changed` (another process on this data
+    /// directory committed since this engine last looked: a notification handler may have
+    /// used a one-time key or generated new ones). Called inside the write transaction, so
+    /// what is read stays current until it commits.
+    pub(crate) fn refresh(&mut self, conn: &Connection, changed: bool) -> Result<(), CryptoError> {
+        if !changed {
+            return Ok(());
+        }
+        let row = db::load_account(conn)?.ok_or(CryptoError::Store(
+            crate::store::StoreError::Corrupt {
+                detail: "account row missing".into(),
+            },
+        ))?;
+        let user_id = self.account.user_id().to_owned();
+        let device_id = self.account.device_id().to_owned();
+        self.account =
+            OlmAccount::from_pickle(&row.pickle, &self.pickle_key, &user_id, &device_id)?;
+        Ok(())
+    }
+
     pub(super) fn save(&self, conn: &Connection, pending: Option<&str>) -> Result<(), CryptoError> {
         db::save_account(conn, &self.account.pickle(&self.pickle_key), pending)?;
         Ok(())

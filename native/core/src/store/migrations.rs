@@ -245,6 +245,24 @@ const MIGRATIONS: &[&str] = &[
          pushkey TEXT NOT NULL,
          PRIMARY KEY (app_id, pushkey)
      ) STRICT;",
+    // 8: notifications (issue 17 item 2). The notification path fetches to-device messages
+    // with its own sync position, so the homeserver may hand a message to both paths:
+    // `to_device_seen` holds a digest of every to-device message applied (by either path) so
+    // that a second delivery is dropped as already applied (`path`: which path applied it; a
+    // second delivery on the same path is a replay). `notify_deferred`: what the
+    // notification path received for the main sync to report (verification messages, the
+    // ids of stored events a late key decrypted).
+    "CREATE TABLE to_device_seen (
+         digest  BLOB PRIMARY KEY NOT NULL,
+         path    TEXT NOT NULL,
+         seen_ms INTEGER NOT NULL
+     ) STRICT, WITHOUT ROWID;
+     CREATE INDEX to_device_seen_by_time ON to_device_seen (seen_ms);
+     CREATE TABLE notify_deferred (
+         id      INTEGER PRIMARY KEY,
+         kind    TEXT NOT NULL,
+         payload TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this library writes.

@@ -14,6 +14,7 @@
 pub mod crypto;
 pub mod identity;
 mod migrations;
+pub(crate) mod notify;
 pub(crate) mod rooms;
 pub(crate) mod session;
 pub(crate) mod timeline;
@@ -73,7 +74,17 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// `PRAGMA data_version` when this connection last ran [`Store::transaction_seeing`]: a
+    /// different value means another connection — the notification path of another process
+    /// on this data directory — committed since (SQLite leaves the value unchanged for this
+    /// connection's own commits).
+    seen_version: Option<i64>,
 }
+
+/// How long a writer waits for another process's write transaction to end before the store
+/// reports busy (SQLite's write lock is the one-writer lock across processes: a sync round or
+/// a notification's to-device fetch commits in well under a second).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How many prepared statements a connection keeps (rusqlite's default is 16). A sync that
 /// receives keys and messages runs about 25 distinct statements and a send about 15; with a cache smaller than the working set
@@ -139,8 +150,13 @@ impl Store {
              PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;",
         )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-        let mut store = Self { conn, path };
+        let mut store = Self {
+            conn,
+            path,
+            seen_version: None,
+        };
         migrations::migrate(&mut store.conn)?;
         Ok(store)
     }
@@ -179,6 +195,25 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// As [`Store::transaction`], telling `f` whether another connection (another process on
+    /// this data directory) committed since the last `transaction_seeing` of this one — in
+    /// which case what this process holds in memory of the store (the Olm account) must be
+    /// read again, inside `f`: the immediate transaction holds SQLite's write lock, so nothing
+    /// else commits until it ends. The first call always says `true`.
+    pub(crate) fn transaction_seeing<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, bool) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let out = f(&tx, self.seen_version != Some(version))?;
+        tx.commit()?;
+        self.seen_version = Some(version);
         Ok(out)
     }
 
@@ -230,6 +265,55 @@ pub(crate) mod tests {
         assert_eq!(mode, "wal");
         drop(store);
         Store::open(dir.path(), &vault.database_key()).unwrap();
+    }
+
+    /// The notification path's concurrency rests on this: a connection learns, under the write
+    /// lock, that another connection (another process) committed since it last looked — and
+    /// its own commits do not count.
+    #[test]
+    fn a_commit_by_another_connection_is_seen_and_ones_own_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut a = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let mut b = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let write = |tx: &rusqlite::Transaction<'_>, v: &str| {
+            exec(
+                tx,
+                "INSERT INTO kv (key, value) VALUES ('t', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                rusqlite::params![v.as_bytes()],
+            )
+        };
+        assert!(
+            a.transaction_seeing(|_, changed| Ok(changed)).unwrap(),
+            "first look"
+        );
+        assert!(
+            !a.transaction_seeing(|tx, changed| write(tx, "a1").map(|_| changed))
+                .unwrap()
+        );
+        assert!(
+            !a.transaction_seeing(|_, changed| Ok(changed)).unwrap(),
+            "own commit"
+        );
+        // A plain transaction of its own does not count either.
+        a.transaction(|tx| write(tx, "a2").map(|_| ())).unwrap();
+        assert!(!a.transaction_seeing(|_, changed| Ok(changed)).unwrap());
+        b.transaction(|tx| write(tx, "b1").map(|_| ())).unwrap();
+        assert!(
+            a.transaction_seeing(|_, changed| Ok(changed)).unwrap(),
+            "b committed"
+        );
+        assert!(!a.transaction_seeing(|_, changed| Ok(changed)).unwrap());
+        // A transaction that fails leaves the news for the next one.
+        b.transaction(|tx| write(tx, "b2").map(|_| ())).unwrap();
+        let failed: Result<(), StoreError> = a.transaction_seeing(|_, _| {
+            Err(StoreError::Corrupt {
+                detail: "test".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert!(a.transaction_seeing(|_, changed| Ok(changed)).unwrap());
     }
 
     #[test]

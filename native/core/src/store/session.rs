@@ -54,6 +54,7 @@ impl Store {
                 params![SESSION_KEY, &bytes[..]],
             )?;
             super::exec(tx, "DELETE FROM kv WHERE key = ?1", params![NEXT_BATCH_KEY])?;
+            super::notify::clear_notify_since(tx)?;
             Ok(())
         })
     }
@@ -93,7 +94,7 @@ impl Store {
                  DELETE FROM olm_sessions; DELETE FROM olm_unwedge; DELETE FROM inbound_group_sessions;
                  DELETE FROM outbound_group_sessions; DELETE FROM megolm_indices; DELETE FROM timeline; DELETE FROM gaps;
                  DELETE FROM outbox; DELETE FROM own_cross_signing; DELETE FROM identities;
-                 DELETE FROM pushers;",
+                 DELETE FROM pushers; DELETE FROM to_device_seen; DELETE FROM notify_deferred;",
             )?;
             Ok(())
         })

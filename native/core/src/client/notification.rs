@@ -1,0 +1,493 @@
+//! Decrypting a notification (issue 17 item 2).
+//!
+//! A push carries ids only (`event_id_only`): [`Client::notification`] fetches the event over
+//! the pinned transport and decrypts it with the stored sessions. If its room key has not
+//! arrived, the to-device messages are fetched — and only them — for a bounded time, then the
+//! answer is the decrypted notification or the typed `cannot_decrypt_yet`, never a partial or
+//! guessed one.
+//!
+//! ## Concurrency (the main sync may run at the same time, in this process or another)
+//!
+//! - **One writer.** Every write goes through an immediate SQLite transaction: SQLite's write
+//!   lock on the database is the one-writer lock, across processes (a sync round and a
+//!   notification's to-device fetch commit in well under a second; a writer waits up to
+//!   20 s). A process's only in-memory copy of the store is the Olm account: each
+//!   transaction that uses it first checks `PRAGMA data_version` under the write lock and
+//!   reads the account again if another process committed ([`crate::store::Store::transaction_seeing`]).
+//! - **Own position.** The to-device messages are fetched with a `/sync` filtered to no room,
+//!   from a position of its own (`notify.to_device_since`), committed with what it applied.
+//!   The main `/sync` token never moves here, so no room event is skipped by the main path.
+//!   The homeserver deletes a to-device message only once a request acknowledges a position
+//!   past it, and a path acknowledges only what it committed: no message is lost.
+//! - **Applied once.** The same message can thus reach both paths. Every applied to-device
+//!   message is recorded by a digest of its sender, type and content; a second delivery is
+//!   dropped as applied — never decrypted twice, never journaled as a replay.
+//! - **Nothing for the main sync is lost.** What the main sync reports (verification
+//!   messages, stored events that a late key decrypted) is deferred to its next round.
+//! - **The event itself** is decrypted in a transaction that is rolled back: the main sync
+//!   stores it in its place in the timeline. A server that answers with another event than
+//!   the one asked is refused and journaled.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Client;
+use super::rooms::check_room_id;
+use super::sync;
+use crate::api::types::{RoomEvent, SyncResponse};
+use crate::api::{ApiError, call};
+use crate::crypto::CryptoError;
+use crate::crypto::megolm::{DecryptedEvent, InboundCache};
+use crate::error::Error;
+use crate::net::Request;
+use crate::store::notify;
+
+/// The wait for a missing room key when the caller has no preference.
+pub const DEFAULT_NOTIFICATION_WAIT: Duration = Duration::from_secs(5);
+/// The longest wait accepted (a push handler on Android has about ten seconds).
+pub const MAX_NOTIFICATION_WAIT: Duration = Duration::from_secs(30);
+/// The to-device fetch: no room, no presence, no account data.
+const TO_DEVICE_FILTER: &str =
+    r#"{"room":{"rooms":[]},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}"#;
+/// Cap on a to-device answer (Synapse sends at most 100 messages per answer).
+const MAX_TO_DEVICE_BYTES: usize = 8 * 1024 * 1024;
+/// Cap on one fetched event: the specification's limit on an event, with room for `unsigned`.
+const MAX_EVENT_ANSWER_BYTES: usize = 128 * 1024;
+/// A to-device answer that came back empty at once is not asked again sooner than this.
+const EMPTY_ANSWER_PAUSE: Duration = Duration::from_millis(250);
+
+/// What a notification shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A text message (`m.text`, `m.notice`, `m.emote`, …): `body` holds it.
+    Message,
+    /// A file, image, video or voice message: shown as "a file" (no name, no body).
+    File,
+    /// An invitation of this user to the room.
+    Invite,
+    /// A key verification request.
+    Verification,
+    /// Another event (a reaction, a state change, …): `event_type` says which.
+    Other,
+}
+
+/// A decrypted notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// The room.
+    pub room_id: String,
+    /// The event.
+    pub event_id: String,
+    /// The sender's user id.
+    pub sender: String,
+    /// The sender's display name in the room, as the room's member state says (if known).
+    pub sender_name: Option<String>,
+    /// The room's name (if it has one and this device has seen it).
+    pub room_name: Option<String>,
+    /// What it is.
+    pub kind: NotificationKind,
+    /// The decrypted event's type (`m.room.message`, …).
+    pub event_type: String,
+    /// The text of a [`NotificationKind::Message`].
+    pub body: Option<String>,
+    /// The trust in the sending device, as for every message (`verified`, `cross_signed`,
+    /// `tofu`, `own_device`, `blocked`, `unknown`); `None` for an event in clear (an invite).
+    pub trust: Option<String>,
+    /// The sender's device (from the Olm-verified room key).
+    pub sender_device: Option<String>,
+    /// Server timestamp (ms).
+    pub origin_server_ts: u64,
+}
+
+fn check_event_id(event_id: &str) -> Result<(), Error> {
+    let body = event_id.strip_prefix('$').unwrap_or_default();
+    if !body.is_empty() && event_id.len() <= 255 && body.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: format!("not an event id: {event_id:?}"),
+        })
+    }
+}
+
+fn refused(code: &'static str, detail: impl Into<String>) -> Error {
+    Error::Notification {
+        code,
+        detail: detail.into(),
+    }
+}
+
+fn kind_of(event_type: &str, content: &Value) -> NotificationKind {
+    if event_type != "m.room.message" {
+        return NotificationKind::Other;
+    }
+    match content.get("msgtype").and_then(Value::as_str) {
+        Some("m.file" | "m.image" | "m.video" | "m.audio") => NotificationKind::File,
+        Some("m.key.verification.request") => NotificationKind::Verification,
+        _ => NotificationKind::Message,
+    }
+}
+
+impl Client {
+    /// The notification for `event_id` in `room_id` (the ids a push carried): the event
+    /// fetched over the pinned transport and decrypted with the stored sessions, waiting up to
+    /// `wait` (at most [`MAX_NOTIFICATION_WAIT`]) for its room key by fetching to-device
+    /// messages only. Safe while the main sync runs, here or in another process (see the
+    /// module documentation).
+    ///
+    /// Errors: `cannot_decrypt_yet` (the key did not arrive within `wait`: ask again later,
+    /// or let the main sync show the message), `notification_refused` (a message in clear, a
+    /// redacted event, or the server answered with another event than the one asked —
+    /// journaled), a crypto error for an event that will never decrypt (a replay, a sender
+    /// that does not own the session), or the network's error.
+    pub async fn notification(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+        wait: Duration,
+    ) -> Result<Notification, Error> {
+        check_room_id(room_id)?;
+        check_event_id(event_id)?;
+        if wait > MAX_NOTIFICATION_WAIT {
+            return Err(Error::InvalidArgument {
+                what: format!("wait: at most {} s", MAX_NOTIFICATION_WAIT.as_secs()),
+            });
+        }
+        let (own_user, _) = self.own_ids()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        // The main sync may have stored it already.
+        if let Some(stored) = crate::store::timeline::timeline_event(self.store.conn(), event_id)?
+            && stored.room_id == room_id
+            && stored.state == "decrypted"
+        {
+            return self.stored_notification(stored);
+        }
+        let event = self.fetch_event(room_id, event_id).await?;
+        if event.event_type != "m.room.encrypted" {
+            return self.in_clear(room_id, event, &own_user);
+        }
+        if event.content.as_object().is_none_or(|c| c.is_empty()) {
+            return Err(refused("notification_refused", "the event was redacted"));
+        }
+        loop {
+            if let Some(decrypted) = self.decrypt_notified(room_id, &event)? {
+                return self.decrypted_notification(room_id, event, decrypted);
+            }
+            let now = tokio::time::Instant::now();
+            let Some(remaining) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(refused(
+                    "cannot_decrypt_yet",
+                    "the room key of this message has not arrived yet",
+                ));
+            };
+            let received = self.fetch_to_device(remaining).await?;
+            if received == 0 && now.elapsed() < EMPTY_ANSWER_PAUSE {
+                tokio::time::sleep(EMPTY_ANSWER_PAUSE.min(remaining)).await;
+            }
+        }
+    }
+
+    /// `GET /rooms/{room}/event/{event}`, checked to be the event asked for.
+    async fn fetch_event(&mut self, room_id: &str, event_id: &str) -> Result<RoomEvent, Error> {
+        let token = self.token()?.clone();
+        let raw: Value = call(&self.transport, "/rooms/event", || {
+            let mut r = Request::new(
+                Method::GET,
+                vec![
+                    "_matrix", "client", "v3", "rooms", room_id, "event", event_id,
+                ],
+            );
+            r.access_token = Some(&token);
+            r.max_body_bytes = Some(MAX_EVENT_ANSWER_BYTES);
+            r
+        })
+        .await?;
+        let event = RoomEvent::parse(&raw).ok_or_else(|| {
+            Error::Api(ApiError::MalformedResponse {
+                endpoint: "/rooms/event",
+                detail: "not an event".into(),
+            })
+        })?;
+        let answered_room = raw.get("room_id").and_then(Value::as_str);
+        if event.event_id.as_deref() != Some(event_id)
+            || answered_room.is_some_and(|r| r != room_id)
+        {
+            self.store.transaction(|tx| {
+                crate::store::rooms::record_security_event(
+                    tx,
+                    "notification_event_mismatch",
+                    Some(room_id),
+                    Some(&event.sender),
+                    &format!("asked for {event_id}, the server answered with another event"),
+                )
+            })?;
+            return Err(refused(
+                "notification_refused",
+                "the server answered with another event than the one asked",
+            ));
+        }
+        Ok(event)
+    }
+
+    /// Decrypts `event` with the stored sessions, in a transaction that is rolled back (the
+    /// replay check runs; nothing is recorded: the main sync stores the event in its place).
+    /// `None` if its room key is not here yet.
+    fn decrypt_notified(
+        &mut self,
+        room_id: &str,
+        event: &RoomEvent,
+    ) -> Result<Option<DecryptedEvent>, Error> {
+        let Self { store, engine, .. } = self;
+        let engine = engine.as_ref().ok_or(Error::NotLoggedIn)?;
+        let mut cache = InboundCache::default();
+        let outcome = store.scratch_transaction(|tx| {
+            match engine.megolm_decrypt(tx, room_id, event, &mut cache) {
+                Ok(d) => Ok(Ok(d)),
+                Err(e) => sync::fatal(e).map(Err),
+            }
+        })?;
+        match outcome {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if sync::waits_for_key(&e) => Ok(None),
+            Err(e) => Err(Error::Crypto(e)),
+        }
+    }
+
+    /// One to-device fetch from the notification path's own position, applied and committed
+    /// with it; returns how many messages came. An answer fetched from a position another
+    /// process moved meanwhile is dropped (its messages come again from the newer one).
+    async fn fetch_to_device(&mut self, timeout: Duration) -> Result<usize, Error> {
+        let since = notify::notify_since(self.store.conn())?;
+        let token = self.token()?.clone();
+        let timeout_ms = timeout.as_millis().to_string();
+        let response: SyncResponse = call(&self.transport, "/sync", || {
+            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
+            r.access_token = Some(&token);
+            r.query.push(("timeout", timeout_ms.clone()));
+            r.query.push(("filter", TO_DEVICE_FILTER.to_owned()));
+            r.query.push(("set_presence", "offline".to_owned()));
+            if let Some(since) = &since {
+                r.query.push(("since", since.clone()));
+            }
+            r.timeout = Some(timeout + Duration::from_secs(30));
+            r.max_body_bytes = Some(MAX_TO_DEVICE_BYTES);
+            r
+        })
+        .await?;
+        if !sync::valid_token(&response.next_batch) {
+            return Err(Error::Api(ApiError::MalformedResponse {
+                endpoint: "/sync",
+                detail: "next_batch is empty or too long".into(),
+            }));
+        }
+        let events = &response.to_device.events;
+        let Self { store, engine, .. } = self;
+        let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
+        let applied = store.transaction_seeing(|tx, changed| {
+            engine
+                .refresh(tx, changed)
+                .map_err(CryptoError::into_store_error)?;
+            if notify::notify_since(tx)? != since {
+                return Ok(None);
+            }
+            let keys = sync::apply_to_device_only(tx, engine, events)?;
+            notify::set_notify_since(tx, &response.next_batch)?;
+            crate::fault::point("before-notify-commit");
+            Ok(Some(keys))
+        });
+        match applied {
+            Ok(Some(keys)) => {
+                tracing::debug!(
+                    messages = events.len(),
+                    room_keys = keys,
+                    "notification path: to-device messages applied"
+                );
+                Ok(events.len())
+            }
+            Ok(None) => {
+                tracing::debug!("notification path: position moved meanwhile; answer dropped");
+                Ok(0)
+            }
+            Err(e) => {
+                self.reload_engine()?;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn names(
+        &self,
+        room_id: &str,
+        sender: &str,
+    ) -> Result<(Option<String>, Option<String>), Error> {
+        let room_name = self.store.room(room_id)?.and_then(|r| r.name);
+        let sender_name = self
+            .store
+            .members(room_id)?
+            .into_iter()
+            .find(|m| m.user_id == sender)
+            .and_then(|m| m.display_name);
+        Ok((sender_name, room_name))
+    }
+
+    fn decrypted_notification(
+        &self,
+        room_id: &str,
+        event: RoomEvent,
+        d: DecryptedEvent,
+    ) -> Result<Notification, Error> {
+        let (sender_name, room_name) = self.names(room_id, &event.sender)?;
+        let kind = kind_of(&d.event_type, &d.content);
+        let body = (kind == NotificationKind::Message)
+            .then(|| d.content.get("body").and_then(Value::as_str))
+            .flatten()
+            .map(str::to_owned);
+        Ok(Notification {
+            room_id: room_id.to_owned(),
+            event_id: event.event_id.unwrap_or_default(),
+            sender: event.sender,
+            sender_name,
+            room_name,
+            kind,
+            event_type: d.event_type,
+            body,
+            trust: Some(d.trust.to_owned()),
+            sender_device: Some(d.sender_device),
+            origin_server_ts: event.origin_server_ts.unwrap_or_default(),
+        })
+    }
+
+    fn stored_notification(
+        &self,
+        stored: crate::store::timeline::TimelineEvent,
+    ) -> Result<Notification, Error> {
+        let (_, room_name) = self.names(&stored.room_id, &stored.sender)?;
+        let kind = if stored.attachment.is_some() {
+            NotificationKind::File
+        } else if stored.body.is_some() {
+            NotificationKind::Message
+        } else {
+            NotificationKind::Other
+        };
+        Ok(Notification {
+            room_id: stored.room_id,
+            event_id: stored.event_id,
+            sender: stored.sender,
+            sender_name: stored.sender_display_name,
+            room_name,
+            kind,
+            event_type: if kind == NotificationKind::Other {
+                "m.room.encrypted".into()
+            } else {
+                "m.room.message".into()
+            },
+            body: if kind == NotificationKind::Message {
+                stored.body
+            } else {
+                None
+            },
+            trust: stored.trust,
+            sender_device: stored.sender_device,
+            origin_server_ts: u64::try_from(stored.origin_ts).unwrap_or_default(),
+        })
+    }
+
+    /// An event in clear: an invitation of ours is shown as one; a message in clear is
+    /// refused (never shown: every room is encrypted) and journaled; anything else is named
+    /// by its type only.
+    fn in_clear(
+        &mut self,
+        room_id: &str,
+        event: RoomEvent,
+        own_user: &str,
+    ) -> Result<Notification, Error> {
+        if event.event_type == "m.room.message" {
+            self.store.transaction(|tx| {
+                crate::store::rooms::record_security_event(
+                    tx,
+                    "unencrypted_message_refused",
+                    Some(room_id),
+                    Some(&event.sender),
+                    event.event_id.as_deref().unwrap_or_default(),
+                )
+            })?;
+            return Err(refused(
+                "notification_refused",
+                "a message in clear is never shown",
+            ));
+        }
+        let invite = event.event_type == "m.room.member"
+            && event.state_key.as_deref() == Some(own_user)
+            && event.content.get("membership").and_then(Value::as_str) == Some("invite");
+        let (sender_name, room_name) = self.names(room_id, &event.sender)?;
+        Ok(Notification {
+            room_id: room_id.to_owned(),
+            event_id: event.event_id.unwrap_or_default(),
+            sender: event.sender,
+            sender_name,
+            room_name,
+            kind: if invite {
+                NotificationKind::Invite
+            } else {
+                NotificationKind::Other
+            },
+            event_type: event.event_type,
+            body: None,
+            trust: None,
+            sender_device: None,
+            origin_server_ts: event.origin_server_ts.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_are_checked_before_anything_is_asked() {
+        assert!(check_event_id("$abc:x").is_ok());
+        assert!(check_event_id("$Abc_-").is_ok());
+        for bad in ["", "$", "abc", "$a b", "$a\u{7}", "!room:x"] {
+            assert!(check_event_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_event_id(&format!("${}", "a".repeat(254))).is_ok());
+        assert!(check_event_id(&format!("${}", "a".repeat(255))).is_err());
+    }
+
+    #[test]
+    fn a_file_is_never_shown_by_its_body() {
+        assert_eq!(
+            kind_of("m.room.message", &json!({"msgtype": "m.text", "body": "x"})),
+            NotificationKind::Message
+        );
+        for t in ["m.file", "m.image", "m.video", "m.audio"] {
+            assert_eq!(
+                kind_of(
+                    "m.room.message",
+                    &json!({"msgtype": t, "body": "secret.pdf"})
+                ),
+                NotificationKind::File
+            );
+        }
+        assert_eq!(
+            kind_of(
+                "m.room.message",
+                &json!({"msgtype": "m.key.verification.request"})
+            ),
+            NotificationKind::Verification
+        );
+        assert_eq!(
+            kind_of("m.reaction", &json!({"body": "x"})),
+            NotificationKind::Other
+        );
+    }
+}
