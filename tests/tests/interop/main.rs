@@ -8,6 +8,7 @@
 mod attachments;
 mod catch_up;
 mod cross_signing;
+mod notification;
 mod ours;
 mod peer;
 mod verification;

@@ -14,7 +14,7 @@ use crate::{ARRIVES, NEVER_ARRIVES, new_peer};
 
 /// One of our devices, logged in.
 pub(crate) struct Ours {
-    _home: InProcess,
+    pub(crate) _home: InProcess,
     pub(crate) client: Client,
     pub(crate) user_id: String,
 }
