@@ -10,6 +10,7 @@ mod hostile;
 mod hostile_server;
 mod log_redaction;
 mod messaging;
+mod notification;
 mod push;
 mod rotation;
 mod scanner_testbed;
