@@ -72,7 +72,7 @@ impl Pkcs11Vault {
     /// Wrong PIN => Err(VaultError::WrongPin); locked PIN => Err(PinLocked); other => Err(Pkcs11{op, detail}).
     pub fn open(config: &Pkcs11Config, pin: &SecretBytes) -> Result<Self, VaultError> {
         let pkcs11 = context(&config.module)?;
-        let slot = find_token(&pkcs11, &config.token_label)?;
+        let slot = find_token_settled(&pkcs11, &config.token_label)?;
         let info = pkcs11.get_token_info(slot).map_err(ck("C_GetTokenInfo"))?;
         if info.user_pin_locked() {
             return Err(VaultError::PinLocked);
@@ -296,6 +296,32 @@ fn context(module: &Path) -> Result<Pkcs11, VaultError> {
     }
     contexts.insert(module.to_path_buf(), pkcs11.clone());
     Ok(pkcs11)
+}
+
+/// How many times the token is looked for, [`TOKEN_SETTLE`] apart, before it is reported
+/// missing or unreadable.
+const TOKEN_LOOKUPS: u32 = 5;
+const TOKEN_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// [`find_token`], looked for again a few times over half a second when the token is absent
+/// or unreadable: a file-backed token store (SoftHSM2) that another process of ours is
+/// writing at that moment — the app's sync and a push handler open the vault concurrently —
+/// reads as no token, or as an unreadable one, for an instant. A token that stays absent is
+/// reported as before.
+fn find_token_settled(pkcs11: &Pkcs11, label: &str) -> Result<Slot, VaultError> {
+    let mut attempt = 1;
+    loop {
+        match find_token(pkcs11, label) {
+            Err(VaultError::TokenNotFound { .. } | VaultError::Pkcs11 { .. })
+                if attempt < TOKEN_LOOKUPS =>
+            {
+                tracing::debug!(attempt, "token not readable yet; looking again");
+                attempt += 1;
+                std::thread::sleep(TOKEN_SETTLE);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The slot of the one initialised token labelled `label`.

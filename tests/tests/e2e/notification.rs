@@ -238,3 +238,152 @@ fn a_server_answering_another_event_or_a_message_in_clear_is_refused_and_journal
         .unwrap_err();
     assert_eq!(e.code(), "invalid_argument");
 }
+
+/// Messages of `room` decrypted in `member`'s store, by body, through the CLI.
+fn decrypted_bodies(member: &crate::support::Member, room: &str) -> Vec<String> {
+    member
+        .run(&["messages", room, "--limit", "200"])
+        .ok()
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["state"] == "decrypted")
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The concurrency case, with the processes a phone really has: the main sync
+/// (`listen`) runs in one process and is killed with SIGKILL at random moments and restarted,
+/// while each message's notification runs in another process — some killed at random, one
+/// killed exactly before its to-device fetch commits. Every message gets a new Megolm
+/// session, so each brings a room key over Olm. At the end: every message decrypts (no
+/// Megolm key lost), every notification that finished showed exactly its message, and the
+/// journal is empty (a to-device message applied twice would be an Olm replay or a failed
+/// decryption, journaled).
+#[test]
+fn notification_and_main_sync_in_two_processes_killed_at_random_lose_and_repeat_nothing() {
+    use std::sync::atomic::AtomicU64;
+
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let bob = Arc::new(crate::support::Member::new("nt-kill-bob"));
+    bob.login().ok();
+    let alice_localpart = synapse.unique_user("nt-kill-alice");
+    synapse.register(&alice_localpart, PASSWORD, false);
+    let (_a, mut alice) = logged_in(&rt, "nt-kill", &alice_localpart, "alice-phone");
+    let room = rt
+        .block_on(alice.create_room(Some("Cellule"), std::slice::from_ref(&bob.user_id), false))
+        .unwrap();
+    bob.run(&["sync"]).ok();
+    bob.run(&["join", &room]).ok();
+    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
+
+    // A deterministic kill first: the notification process dies right before its to-device
+    // fetch commits; the next one fetches the same key again and shows the message.
+    let first = rt.block_on(alice.send_text(&room, "message 0")).unwrap();
+    bob.run_until_crash(
+        &["notification", &room, &first, "--wait", "10"],
+        "before-notify-commit",
+    );
+    let n = bob
+        .run(&["notification", &room, &first, "--wait", "10"])
+        .ok()
+        .json();
+    assert_eq!(n["body"], "message 0", "{n}");
+
+    // Then the main sync runs, killed and restarted at random, while notifications run.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+    let rng = Arc::new(AtomicU64::new(seed | 1));
+    let next = {
+        let rng = rng.clone();
+        move |bound: u64| {
+            // xorshift64: enough to spread the kills.
+            let mut x = rng.load(Ordering::SeqCst);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            rng.store(x, Ordering::SeqCst);
+            x % bound
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = {
+        let (bob, stop, next) = (bob.clone(), stop.clone(), next.clone());
+        std::thread::spawn(move || {
+            let mut kills = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let after = Duration::from_millis(150 + next(900));
+                if bob.run_killed_after(&["listen", "--timeout-ms", "2000"], after) {
+                    kills += 1;
+                }
+            }
+            kills
+        })
+    };
+    let mut expected = vec!["message 0".to_owned()];
+    let mut notification_kills = 0;
+    // Notification processes are killed 10 ms to 160 ms in: from before the vault opens to
+    // after the answer came (a notification takes a few hundred milliseconds from a cold
+    // process).
+    let kill_after = [10, 60, 110, 160];
+    for i in 1..=12 {
+        let body = format!("message {i}");
+        alice.rotate_room_key(&room).unwrap();
+        let event_id = rt.block_on(alice.send_text(&room, &body)).unwrap();
+        expected.push(body.clone());
+        let args = [
+            "notification",
+            room.as_str(),
+            event_id.as_str(),
+            "--wait",
+            "10",
+        ];
+        if i % 2 == 0 && bob.run_killed_after(&args, Duration::from_millis(kill_after[(i / 2) % 4]))
+        {
+            notification_kills += 1;
+            continue;
+        }
+        let run = bob.run(&args);
+        if run.status == 0 {
+            // A notification that finishes shows exactly its message.
+            let n = run.json();
+            assert_eq!(n["body"], body.as_str(), "{n}");
+            assert_eq!(n["event_id"], event_id.as_str(), "{n}");
+        } else {
+            // The only other acceptable answer: not yet (never a wrong or partial one).
+            assert_eq!(run.error()["error"], "cannot_decrypt_yet", "{run:?}");
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let listen_kills = listener.join().unwrap();
+    eprintln!("main sync killed {listen_kills} times, notifications {notification_kills} times");
+    assert!(
+        listen_kills >= 2,
+        "the main sync was killed {listen_kills} times"
+    );
+    assert!(notification_kills >= 1, "no notification was killed");
+
+    // Every message decrypts: no room key was lost.
+    let mut shown = Vec::new();
+    for _ in 0..10 {
+        bob.run(&["sync"]).ok();
+        shown = decrypted_bodies(&bob, &room);
+        if expected.iter().all(|b| shown.contains(b)) {
+            break;
+        }
+    }
+    for body in &expected {
+        assert_eq!(
+            shown.iter().filter(|s| *s == body).count(),
+            1,
+            "{body:?} in {shown:?}"
+        );
+    }
+    // Nothing applied twice, nothing refused.
+    let journal = bob.run(&["security-events"]).ok().json();
+    assert_eq!(journal["security_events"], json!([]), "{journal:#}");
+}

@@ -287,6 +287,17 @@ impl Client {
                 detail: "next_batch is empty or too long".into(),
             }));
         }
+        // As in the main sync: the devices of the senders of Olm messages we cannot place
+        // yet (and of users whose lists are stale) are asked for first, so that a room key
+        // from a device we have not seen yet is not refused as from an unknown device.
+        let users = self.users_to_query(&response)?;
+        let answer = if users.is_empty() {
+            None
+        } else {
+            Some(self.query_keys_for_sync(&users).await?)
+        };
+        let users: Vec<String> = users.into_iter().collect();
+        let (own_user, own_device) = self.own_ids()?;
         let events = &response.to_device.events;
         let Self { store, engine, .. } = self;
         let engine = engine.as_mut().ok_or(Error::NotLoggedIn)?;
@@ -296,6 +307,16 @@ impl Client {
                 .map_err(CryptoError::into_store_error)?;
             if notify::notify_since(tx)? != since {
                 return Ok(None);
+            }
+            if let Some(answer) = &answer {
+                crate::crypto::devices::apply_keys_query_answer(
+                    tx,
+                    answer,
+                    &users,
+                    &own_user,
+                    &own_device,
+                )
+                .map_err(CryptoError::into_store_error)?;
             }
             let keys = sync::apply_to_device_only(tx, engine, events)?;
             notify::set_notify_since(tx, &response.next_batch)?;

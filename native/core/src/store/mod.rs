@@ -217,12 +217,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` in a transaction that is always rolled back: nothing it writes is kept.
+    /// Runs `f` in a transaction that is always rolled back: nothing it writes is kept. It is
+    /// immediate like the others: a deferred transaction that reads, then writes after
+    /// another process committed, fails at once with `SQLITE_BUSY` (its snapshot is stale)
+    /// instead of waiting for the write lock.
     pub(crate) fn scratch_transaction<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx);
         tx.rollback()?;
         out
