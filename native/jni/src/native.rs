@@ -22,7 +22,9 @@ use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
 use tchap_secure_core::config::KNOWN_KEYS;
 use tchap_secure_core::store::identity::IdentityRecord;
 use tchap_secure_core::store::{DeviceRecord, DeviceState, TimelineEvent};
-use tchap_secure_core::{Config, CrossSigningStatus, IdentityState};
+use tchap_secure_core::{
+    Config, CrossSigningStatus, IdentityState, Notification, NotificationKind,
+};
 
 use crate::client::ClientHandle;
 use crate::convert::{self, bool_cell};
@@ -781,6 +783,80 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_pushers<'local>(
     })
 }
 
+/// The wire name of a notification's kind (the core's serde names).
+fn notification_kind(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Message => "message",
+        NotificationKind::File => "file",
+        NotificationKind::Invite => "invite",
+        NotificationKind::Verification => "verification",
+        NotificationKind::Other => "other",
+    }
+}
+
+/// A notification row (11 columns, see `Native.notification`): `{roomId, eventId, sender,
+/// senderName|null, roomName|null, kind, eventType, body|null, trust|null, senderDevice|null,
+/// originServerTs}`.
+fn notification_row(n: Notification) -> Vec<Option<String>> {
+    let Notification {
+        room_id,
+        event_id,
+        sender,
+        sender_name,
+        room_name,
+        kind,
+        event_type,
+        body,
+        trust,
+        sender_device,
+        origin_server_ts,
+    } = n;
+    vec![
+        Some(room_id),
+        Some(event_id),
+        Some(sender),
+        sender_name,
+        room_name,
+        Some(notification_kind(kind).to_owned()),
+        Some(event_type),
+        body,
+        trust,
+        sender_device,
+        // The server's claim: one beyond a Java long is shown as unknown (0), as the core
+        // shows a missing one, rather than passed on to break the Java row parser.
+        Some(
+            jlong::try_from(origin_server_ts)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    ]
+}
+
+/// `static native String[] notification(long client, String roomId, String eventId, int
+/// waitMs)`: the notification for the event a push announced, fetched and decrypted, waiting
+/// up to `waitMs` (at most the core's `MAX_NOTIFICATION_WAIT`) for its room key; the row of
+/// `notification_row`. Typed refusals keep the core's codes (`cannot_decrypt_yet`,
+/// `notification_refused`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_notification<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    wait_ms: jint,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let wait = Duration::from_millis(u64::from(non_negative(wait_ms, "waitMs")?));
+        let notification = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.notification(&room_id, &event_id, wait))?)
+        })?;
+        convert::row(env, &notification_row(notification))
+    })
+}
+
 // --- interactive verification ----------------------------------------------------------------
 
 /// Columns of a verification row before its three lists (see `Native.verification`).
@@ -1206,7 +1282,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 47, "{java:?}");
+        assert_eq!(java.len(), 48, "{java:?}");
         assert_eq!(java, rust);
     }
 }
@@ -1223,8 +1299,14 @@ mod row_tests {
 
     use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
 
+    use tchap_secure_core::client::notification::{
+        DEFAULT_NOTIFICATION_WAIT, MAX_NOTIFICATION_WAIT,
+    };
+    use tchap_secure_core::{Notification, NotificationKind};
+
     use super::{
-        VERIFICATION_FIXED_COLUMNS, device_row, identity_row, status_row, verification_row,
+        VERIFICATION_FIXED_COLUMNS, device_row, identity_row, notification_row, status_row,
+        verification_row,
     };
 
     /// The column count `class`.java requires of the `table` rows.
@@ -1341,6 +1423,97 @@ mod row_tests {
             assert_eq!(row[..3], [Some("@b:x"), Some("M"), Some("SS")]);
             assert_eq!(row[4], record.changed_master.as_deref());
         }
+    }
+
+    fn notification(kind: NotificationKind) -> Notification {
+        Notification {
+            room_id: "!r:x".into(),
+            event_id: "$e".into(),
+            sender: "@a:x".into(),
+            sender_name: None,
+            room_name: Some("Cabinet".into()),
+            kind,
+            event_type: "m.room.message".into(),
+            body: Some("bonjour".into()),
+            trust: Some("tofu".into()),
+            sender_device: Some("DEV".into()),
+            origin_server_ts: 1_700_000_000_000,
+        }
+    }
+
+    /// The source of `Notification.java`.
+    fn java_notification() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../android/src/main/java/fr/gouv/tchap/secure/Notification.java"
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn notification_rows_use_the_core_kind_names() {
+        let java = java_notification();
+        for kind in [
+            NotificationKind::Message,
+            NotificationKind::File,
+            NotificationKind::Invite,
+            NotificationKind::Verification,
+            NotificationKind::Other,
+        ] {
+            let row = notification_row(notification(kind));
+            assert_eq!(row.len(), java_columns("Notification", "notification"));
+            // The same names as the CLI's JSON (serde snake_case), and a `Notification.Kind`
+            // constant for each.
+            let serde_name = serde_json::to_value(kind).unwrap();
+            assert_eq!(row[5].as_deref(), serde_name.as_str());
+            let wire = row[5].clone().unwrap();
+            assert!(
+                java.contains(&format!("(\"{wire}\")")),
+                "no Notification.Kind for {wire}"
+            );
+        }
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            notification_row(notification(NotificationKind::Message)),
+            [
+                s("!r:x"),
+                s("$e"),
+                s("@a:x"),
+                None,
+                s("Cabinet"),
+                s("message"),
+                s("m.room.message"),
+                s("bonjour"),
+                s("tofu"),
+                s("DEV"),
+                s("1700000000000"),
+            ]
+        );
+        // A timestamp beyond a Java long is shown as unknown, never passed on.
+        let absurd = Notification {
+            origin_server_ts: u64::MAX,
+            ..notification(NotificationKind::Other)
+        };
+        assert_eq!(notification_row(absurd)[10], s("0"));
+    }
+
+    /// `Notification.DEFAULT_WAIT` and `MAX_WAIT` are the core's waits.
+    #[test]
+    fn java_notification_waits_are_the_core_ones() {
+        let java = java_notification();
+        let seconds = |name: &str| -> u64 {
+            let after = java
+                .split(&format!(
+                    "static final Duration {name} = Duration.ofSeconds("
+                ))
+                .nth(1)
+                .unwrap_or_else(|| panic!("{name} in Notification.java"));
+            after[..after.find(')').unwrap()].trim().parse().unwrap()
+        };
+        assert_eq!(seconds("DEFAULT_WAIT"), DEFAULT_NOTIFICATION_WAIT.as_secs());
+        assert_eq!(seconds("MAX_WAIT"), MAX_NOTIFICATION_WAIT.as_secs());
+        assert_eq!(DEFAULT_NOTIFICATION_WAIT.subsec_nanos(), 0);
+        assert_eq!(MAX_NOTIFICATION_WAIT.subsec_nanos(), 0);
     }
 
     /// `Verification.FIXED_COLUMNS` in `Verification.java`.

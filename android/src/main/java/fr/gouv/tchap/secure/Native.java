@@ -209,6 +209,18 @@ final class Native {
      */
     static native String[][] pushers(long client) throws TchapSecureException;
 
+    /**
+     * The notification for the event a push announced: fetched over the pinned transport and
+     * decrypted, waiting up to {@code waitMs} (at most 30 000) for its room key; a negative or
+     * longer wait throws {@code invalid_argument}. Row of 11 columns: {@code {roomId, eventId,
+     * sender, senderName|null, roomName|null, kind, eventType, body|null, trust|null,
+     * senderDevice|null, originServerTs}}; kind is {@code message}, {@code file},
+     * {@code invite}, {@code verification} or {@code other}, originServerTs milliseconds (0 if
+     * unknown). Throws {@code cannot_decrypt_yet} or {@code notification_refused} among others.
+     */
+    static native String[] notification(long client, String roomId, String eventId, int waitMs)
+            throws TchapSecureException;
+
     // --- interactive verification ----------------------------------------------------------
 
     /**

@@ -1,6 +1,7 @@
 package fr.gouv.tchap.secure;
 
 import java.io.File;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -612,6 +613,63 @@ public final class SecureClient implements AutoCloseable {
             out.add(Pusher.fromRow(row));
         }
         return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * The notification for an event a push announced. Call it from the push handler with the
+     * room and event ids the push carried (pushers are {@code event_id_only}: nothing readable
+     * travels through the push path). The event is fetched over the pinned transport and
+     * decrypted with this device's stored keys, inside the library; if its room key has not
+     * arrived yet, the library fetches to-device messages only (at a position of its own, so
+     * the sync misses nothing) for up to {@code wait}, then answers or throws
+     * {@link Notification#CANNOT_DECRYPT_YET} — never a partial or guessed notification.
+     *
+     * <p>Safe while the sync thread runs ({@link #startSync}), and while another process syncs
+     * the same data directory: the event is not stored here (the sync stores it in its place
+     * in the timeline), and a to-device message fetched by both paths is applied once. The call
+     * holds this client for up to {@code wait}: other calls on it, and the sync thread's next
+     * round, wait for it meanwhile. It blocks on the network: never call it on the Android
+     * main thread.
+     *
+     * @param roomId the push's {@code room_id}
+     * @param eventId the push's {@code event_id}
+     * @param wait how long to wait for a missing room key, at most {@link Notification#MAX_WAIT}
+     *     (counted in whole milliseconds)
+     * @throws TchapSecureException {@link Notification#CANNOT_DECRYPT_YET} (the room key did
+     *     not arrive within {@code wait}: ask again later, or let the sync show the message),
+     *     {@link Notification#REFUSED} (a message in clear, a redacted event, or the server
+     *     answered with another event than the one asked: journaled), {@code invalid_argument}
+     *     (a malformed room or event id, a negative wait or one over
+     *     {@link Notification#MAX_WAIT}), a crypto error for an event that will never decrypt
+     *     (a replay, a sender that does not own the session), or the homeserver's or the
+     *     network's ({@code matrix_error} for an event the homeserver does not show us)
+     */
+    public Notification notification(String roomId, String eventId, Duration wait)
+            throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        Objects.requireNonNull(wait, "wait");
+        // A wait out of range is refused by the library (invalid_argument): a negative one
+        // crosses as -1, one beyond an int of milliseconds as Integer.MAX_VALUE.
+        int waitMs;
+        if (wait.isNegative()) {
+            waitMs = -1;
+        } else if (wait.compareTo(Duration.ofMillis(Integer.MAX_VALUE)) > 0) {
+            waitMs = Integer.MAX_VALUE;
+        } else {
+            waitMs = (int) wait.toMillis();
+        }
+        return Notification.fromRow(call(h -> Native.notification(h, roomId, eventId, waitMs)));
+    }
+
+    /**
+     * {@link #notification(String, String, Duration)} waiting up to
+     * {@link Notification#DEFAULT_WAIT} (5 s) for a missing room key: enough for a key sent
+     * with the message, within the ten seconds or so an Android push handler has.
+     */
+    public Notification notification(String roomId, String eventId)
+            throws TchapSecureException {
+        return notification(roomId, eventId, Notification.DEFAULT_WAIT);
     }
 
     // --- interactive verification ----------------------------------------------------------

@@ -1,0 +1,135 @@
+package fr.gouv.tchap.secure;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.io.File;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.time.Duration;
+import org.junit.BeforeClass;
+import org.junit.Test;
+
+/**
+ * The notification path through the Java API (issue 17 item 2) on the real library and
+ * Synapse: kate sends in an encrypted room, leo — who does not sync after the send — asks for
+ * the notification of each event by the ids a push would carry, and gets it decrypted (a text
+ * with its body, a file without; the room key fetched by the notification path itself); the
+ * typed refusals reach Java with their codes. Users: kate (index 10) and leo (index 11), used
+ * by no other test class.
+ */
+public class NotificationTest {
+    private static final long TIMEOUT_SECONDS = 60;
+
+    @BeforeClass
+    public static void init() {
+        TestEnv.init();
+    }
+
+    private static SecureClient login(TestEnv.User user, String name) throws Exception {
+        SecureClient c = SecureClient.open(TestEnv.config(), TestEnv.newDataDir(name),
+                TestEnv.mainBinder());
+        try {
+            c.login(user.localpart, user.password(), "jvm-" + name);
+            TestEnv.holdIdentity(c, user);
+        } catch (Exception | Error e) {
+            c.close();
+            throw e;
+        }
+        return c;
+    }
+
+    private static void assertCode(String code, Call call) throws Exception {
+        try {
+            call.run();
+            fail("expected TchapSecureException " + code);
+        } catch (TchapSecureException e) {
+            assertEquals(e.getMessage(), code, e.getCode());
+        }
+    }
+
+    private interface Call {
+        void run() throws Exception;
+    }
+
+    @Test
+    public void aPushedEventIsDecryptedWithoutASyncAfterItAndRefusalsAreTyped() throws Exception {
+        TestEnv.User kate = TestEnv.users().get(10);
+        TestEnv.User leo = TestEnv.users().get(11);
+        SecureClient closed;
+        try (SecureClient a = login(kate, "notif-kate");
+                SecureClient b = login(leo, "notif-leo")) {
+            closed = b;
+            String kateId = a.session().userId();
+            String roomId = a.createRoom("Notifications JVM", b.session().userId());
+            b.join(roomId);
+            // Kate's store knows leo joined: her room key goes to his device with the message.
+            TestEnv.await("kate sees leo joined", TIMEOUT_SECONDS, () -> {
+                a.syncOnce(0);
+                for (Room r : a.rooms()) {
+                    if (r.roomId().equals(roomId) && r.joinedMembers() == 2) {
+                        return true;
+                    }
+                }
+                return false;
+            });
+            // Leo's phone synced once before going to the background (its first sync uploads
+            // its one-time keys, without which no room key can reach it).
+            b.syncOnce(0);
+
+            String text = "Réunion restreinte à 15 h, salle 204 " + System.nanoTime();
+            String eventId = a.send(roomId, text);
+
+            // No wait: the room key is still in leo's to-device inbox, not in his store.
+            assertCode(Notification.CANNOT_DECRYPT_YET,
+                    () -> b.notification(roomId, eventId, Duration.ZERO));
+            // The default wait: the key is fetched (to-device only), the event decrypted.
+            Notification n = b.notification(roomId, eventId);
+            assertEquals(Notification.Kind.MESSAGE, n.kind());
+            assertEquals(text, n.body());
+            assertEquals(kateId, n.sender());
+            assertEquals(roomId, n.roomId());
+            assertEquals(eventId, n.eventId());
+            assertEquals("m.room.message", n.eventType());
+            assertEquals("Notifications JVM", n.roomName());
+            assertNotNull("trust in the sending device", n.trust());
+            assertEquals(a.session().deviceId(), n.senderDevice());
+            assertTrue("origin_server_ts " + n.originServerTs(), n.originServerTs() > 0);
+            assertFalse("the body stays out of toString", n.toString().contains(text));
+            // Not stored by the notification path: the sync stores it in its place.
+            for (Message m : b.messages(roomId, 50)) {
+                assertFalse("stored by the notification path: " + m,
+                        eventId.equals(m.eventId()));
+            }
+
+            File file = Files.createTempFile(new File(TestEnv.prop("tchap.dataRoot")).toPath(),
+                    "notif-", ".pdf").toFile();
+            Files.write(file.toPath(), "%PDF-1.4 confidentiel".getBytes(StandardCharsets.UTF_8));
+            String fileEvent = a.sendFile(roomId, file, "note confidentielle.pdf",
+                    "application/pdf");
+            Notification f = b.notification(roomId, fileEvent, Duration.ofSeconds(10));
+            assertEquals(Notification.Kind.FILE, f.kind());
+            assertNull("a file is shown without its name", f.body());
+            assertEquals(kateId, f.sender());
+
+            String server = TestEnv.prop("tchap.serverName");
+            assertCode("matrix_error",
+                    () -> b.notification(roomId, "$unknown" + System.nanoTime() + ":" + server));
+            assertCode("invalid_argument", () -> b.notification(roomId, "nope"));
+            assertCode("invalid_argument",
+                    () -> b.notification(roomId, eventId, Notification.MAX_WAIT.plusSeconds(1)));
+            assertCode("invalid_argument",
+                    () -> b.notification(roomId, eventId, Duration.ofMillis(-1)));
+        }
+        try {
+            closed.notification("!r:x", "$e");
+            fail("notification on a closed client");
+        } catch (IllegalStateException expected) {
+            // the handle guard
+        }
+    }
+}
