@@ -29,6 +29,7 @@ pub mod media;
 pub mod net;
 #[cfg(test)]
 mod proptests;
+pub mod push_rules;
 pub mod secret;
 pub mod store;
 
