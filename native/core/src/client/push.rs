@@ -8,7 +8,6 @@
 //! may not exist; removing one that does not exist is harmless).
 
 use reqwest::Method;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -93,13 +92,8 @@ impl Client {
                 what: "no push_gateway_url in the managed configuration: push is not set up".into(),
             })?
             .to_string();
-        self.store.transaction(|tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO pushers (app_id, pushkey) VALUES (?1, ?2)",
-                params![app_id, pushkey],
-            )?;
-            Ok(())
-        })?;
+        self.store
+            .transaction(|tx| crate::store::push::record_pusher(tx, app_id, pushkey))?;
         let body = json!({
             "kind": "http",
             "app_id": app_id,
@@ -123,13 +117,8 @@ impl Client {
         for (app_id, pushkey) in &registered {
             let body = json!({ "kind": null, "app_id": app_id, "pushkey": pushkey });
             self.set_pusher(&body).await?;
-            self.store.transaction(|tx| {
-                tx.execute(
-                    "DELETE FROM pushers WHERE app_id = ?1 AND pushkey = ?2",
-                    params![app_id, pushkey],
-                )?;
-                Ok(())
-            })?;
+            self.store
+                .transaction(|tx| crate::store::push::forget_pusher(tx, app_id, pushkey))?;
             tracing::info!(app_id, "pusher removed");
         }
         Ok(registered.len())
@@ -185,16 +174,7 @@ impl Client {
 
     /// The `(app id, push key)` of every pusher this device registered and has not removed.
     pub fn registered_pushers(&self) -> Result<Vec<(String, String)>, Error> {
-        let mut stmt = self
-            .store
-            .conn()
-            .prepare("SELECT app_id, pushkey FROM pushers ORDER BY app_id, pushkey")
-            .map_err(|e| Error::Store(e.into()))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| Error::Store(e.into()))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| Error::Store(e.into()))
+        Ok(crate::store::push::registered_pushers(self.store.conn())?)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod identity;
 mod migrations;
 pub(crate) mod notify;
+pub(crate) mod push;
 pub(crate) mod rooms;
 pub(crate) mod session;
 pub(crate) mod timeline;
@@ -102,6 +103,29 @@ pub(crate) fn exec(
     params: impl rusqlite::Params,
 ) -> Result<usize, StoreError> {
     Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// Sets `key` of the `kv` table to `value`.
+pub(crate) fn kv_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        rusqlite::params![key, value],
+    )?;
+    Ok(())
+}
+
+/// The value of `key` in the `kv` table.
+pub(crate) fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(query_row(
+        conn,
+        "SELECT value FROM kv WHERE key = ?1",
+        rusqlite::params![key],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 /// `query_row` through the prepared-statement cache.

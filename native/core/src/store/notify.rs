@@ -9,7 +9,7 @@
 //!   (the flows live in the process that syncs) and the ids of stored events a late room key
 //!   decrypted.
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::StoreError;
@@ -182,14 +182,7 @@ pub(crate) fn take_deferred(conn: &Connection) -> Result<Vec<Deferred>, StoreErr
 
 /// The notification path's to-device position (`None` before its first fetch).
 pub(crate) fn notify_since(conn: &Connection) -> Result<Option<String>, StoreError> {
-    let value: Option<Vec<u8>> = super::query_row(
-        conn,
-        "SELECT value FROM kv WHERE key = ?1",
-        params![NOTIFY_SINCE_KEY],
-        |r| r.get(0),
-    )
-    .optional()?;
-    value
+    super::kv_get(conn, NOTIFY_SINCE_KEY)?
         .map(|v| {
             String::from_utf8(v).map_err(|_| StoreError::Corrupt {
                 detail: "notification sync position".into(),
@@ -199,13 +192,7 @@ pub(crate) fn notify_since(conn: &Connection) -> Result<Option<String>, StoreErr
 }
 
 pub(crate) fn set_notify_since(conn: &Connection, token: &str) -> Result<(), StoreError> {
-    super::exec(
-        conn,
-        "INSERT INTO kv (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![NOTIFY_SINCE_KEY, token.as_bytes()],
-    )?;
-    Ok(())
+    super::kv_set(conn, NOTIFY_SINCE_KEY, token.as_bytes())
 }
 
 /// Forgets the notification path's position (a new session starts from nothing).

@@ -1,0 +1,201 @@
+//! Push in the store (issue 17): the pushers this device registered (so that logout and wipe
+//! remove them), and what the device needs to evaluate the account's push rules itself — the
+//! rules (`m.push_rules` global account data, in `kv`) and each room's power levels as far as
+//! notifications need them (`rooms.power_levels`).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde_json::{Value, json};
+
+use super::StoreError;
+
+const PUSH_RULES_KEY: &str = "account.push_rules";
+
+/// Records a pusher before it is registered on the server.
+pub(crate) fn record_pusher(
+    conn: &Connection,
+    app_id: &str,
+    pushkey: &str,
+) -> Result<(), StoreError> {
+    super::exec(
+        conn,
+        "INSERT OR IGNORE INTO pushers (app_id, pushkey) VALUES (?1, ?2)",
+        params![app_id, pushkey],
+    )?;
+    Ok(())
+}
+
+/// Forgets a pusher the server confirmed removed.
+pub(crate) fn forget_pusher(
+    conn: &Connection,
+    app_id: &str,
+    pushkey: &str,
+) -> Result<(), StoreError> {
+    super::exec(
+        conn,
+        "DELETE FROM pushers WHERE app_id = ?1 AND pushkey = ?2",
+        params![app_id, pushkey],
+    )?;
+    Ok(())
+}
+
+/// The `(app id, push key)` of every recorded pusher.
+pub(crate) fn registered_pushers(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT app_id, pushkey FROM pushers ORDER BY app_id, pushkey")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores the content of the account's `m.push_rules` (already checked by the caller).
+pub(crate) fn set_push_rules(conn: &Connection, content: &Value) -> Result<(), StoreError> {
+    super::kv_set(conn, PUSH_RULES_KEY, content.to_string().as_bytes())
+}
+
+/// The stored `m.push_rules` content, if the server ever sent one.
+pub(crate) fn push_rules(conn: &Connection) -> Result<Option<Value>, StoreError> {
+    super::kv_get(conn, PUSH_RULES_KEY)?
+        .map(|b| {
+            serde_json::from_slice(&b).map_err(|_| StoreError::Corrupt {
+                detail: "stored push rules".into(),
+            })
+        })
+        .transpose()
+}
+
+/// What notifications need of a room's power levels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NotificationPowers {
+    /// `users`: explicit levels.
+    pub(crate) users: BTreeMap<String, i64>,
+    /// `users_default` (0 when absent).
+    pub(crate) users_default: i64,
+    /// `notifications` (e.g. `room`: 50).
+    pub(crate) notifications: BTreeMap<String, i64>,
+}
+
+impl NotificationPowers {
+    /// The part of an `m.room.power_levels` content notifications use; entries that are not
+    /// integers are left out (as if absent).
+    pub(crate) fn from_content(content: &Value) -> Self {
+        let levels = |key: &str| -> BTreeMap<String, i64> {
+            content
+                .get(key)
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_i64().map(|v| (k.clone(), v)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self {
+            users: levels("users"),
+            users_default: content
+                .get("users_default")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            notifications: levels("notifications"),
+        }
+    }
+
+    /// The level of `user`.
+    pub(crate) fn level_of(&self, user: &str) -> i64 {
+        self.users.get(user).copied().unwrap_or(self.users_default)
+    }
+}
+
+pub(crate) fn set_power_levels(
+    conn: &Connection,
+    room_id: &str,
+    powers: &NotificationPowers,
+) -> Result<(), StoreError> {
+    let stored = json!({
+        "users": powers.users,
+        "users_default": powers.users_default,
+        "notifications": powers.notifications,
+    });
+    super::exec(
+        conn,
+        "UPDATE rooms SET power_levels = ?2 WHERE room_id = ?1",
+        params![room_id, stored.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The stored power levels of `room_id` (the specification's defaults if none were seen).
+pub(crate) fn power_levels(
+    conn: &Connection,
+    room_id: &str,
+) -> Result<NotificationPowers, StoreError> {
+    let stored: Option<Option<String>> = super::query_row(
+        conn,
+        "SELECT power_levels FROM rooms WHERE room_id = ?1",
+        params![room_id],
+        |r| r.get(0),
+    )
+    .optional()?;
+    Ok(match stored.flatten() {
+        Some(json) => {
+            let v: Value = serde_json::from_str(&json).map_err(|_| StoreError::Corrupt {
+                detail: "stored power levels".into(),
+            })?;
+            NotificationPowers::from_content(&v)
+        }
+        None => NotificationPowers::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_levels_keep_what_notifications_need_and_drop_the_rest() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut conn).unwrap();
+        crate::store::rooms::upsert_room(&conn, "!r:x", "join").unwrap();
+        assert_eq!(power_levels(&conn, "!r:x").unwrap().level_of("@a:x"), 0);
+        let p = NotificationPowers::from_content(&json!({
+            "users": {"@a:x": 100, "@b:x": "high"},
+            "users_default": 10,
+            "notifications": {"room": 75},
+            "events": {"m.room.name": 50},
+        }));
+        set_power_levels(&conn, "!r:x", &p).unwrap();
+        let back = power_levels(&conn, "!r:x").unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.level_of("@a:x"), 100);
+        assert_eq!(
+            back.level_of("@b:x"),
+            10,
+            "a level that is not an integer is absent"
+        );
+        assert_eq!(back.notifications.get("room"), Some(&75));
+        assert_eq!(push_rules(&conn).unwrap(), None);
+        set_push_rules(&conn, &json!({"global": {}})).unwrap();
+        assert_eq!(push_rules(&conn).unwrap(), Some(json!({"global": {}})));
+    }
+
+    #[test]
+    fn pushers_are_recorded_once_and_forgotten() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut conn).unwrap();
+        record_pusher(&conn, "app", "k2").unwrap();
+        record_pusher(&conn, "app", "k1").unwrap();
+        record_pusher(&conn, "app", "k1").unwrap();
+        assert_eq!(
+            registered_pushers(&conn).unwrap(),
+            [
+                ("app".to_owned(), "k1".to_owned()),
+                ("app".to_owned(), "k2".to_owned())
+            ]
+        );
+        forget_pusher(&conn, "app", "k1").unwrap();
+        assert_eq!(
+            registered_pushers(&conn).unwrap(),
+            [("app".to_owned(), "k2".to_owned())]
+        );
+    }
+}
