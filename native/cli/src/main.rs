@@ -219,6 +219,10 @@ enum Command {
         /// Exit after this many messages.
         #[arg(long)]
         max_messages: Option<usize>,
+        /// Also print what the account's push rules say notifies (evaluated here on the
+        /// decrypted messages: the persistent-connection mode's notifications).
+        #[arg(long)]
+        notify: bool,
     },
     /// Print the last messages of a room from the local store.
     Messages {
@@ -549,6 +553,7 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             Command::Listen {
                 timeout_ms,
                 max_messages,
+                notify,
             } => {
                 let mut seen = 0usize;
                 let max = max_messages.unwrap_or(usize::MAX);
@@ -561,6 +566,11 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                             }
                             for u in &s.outgoing {
                                 out.outgoing(u);
+                            }
+                            if *notify {
+                                for n in &s.notifications {
+                                    out.pushed(n);
+                                }
                             }
                             if seen >= max {
                                 std::ops::ControlFlow::Break(())
@@ -584,10 +594,13 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 out.history_end(room, history.events.len(), history.reached_start);
             }
             Command::Devices { user, acknowledge } => {
-                if let Some(master) = acknowledge {
+                let devices = if let Some(master) = acknowledge {
+                    // The acknowledgement asks the server for the devices again at once.
                     client.acknowledge_identity_change(user, master).await?;
-                }
-                let devices = client.devices(user).await?;
+                    client.known_devices(user)?
+                } else {
+                    client.devices(user).await?
+                };
                 let trust = devices
                     .iter()
                     .map(|d| client.device_trust(d))

@@ -505,6 +505,15 @@ impl Output {
         }
     }
 
+    /// A notification of `listen --notify` (one per line, JSON under `notification`).
+    pub(crate) fn pushed(&self, n: &Notification) {
+        if self.json {
+            print_json(&json!({ "notification": n }));
+        } else {
+            self.notification(n);
+        }
+    }
+
     pub(crate) fn notification(&self, n: &Notification) {
         if self.json {
             print_json(&json!(n));
@@ -520,7 +529,12 @@ impl Output {
             NotificationKind::Other => format!("<{}>", n.event_type),
         };
         human!(
-            "[{room}] {who} <{}> ({}): {what}    {}",
+            "{}[{room}] {who} <{}> ({}): {what}    {}",
+            match (n.notify, n.highlight) {
+                (true, true) => "(!) ",
+                (true, false) => "(*) ",
+                (false, _) => "(silent) ",
+            },
             n.sender,
             n.trust.as_deref().unwrap_or("in clear"),
             n.event_id

@@ -794,10 +794,11 @@ fn notification_kind(kind: NotificationKind) -> &'static str {
     }
 }
 
-/// A notification row (11 columns, see `Native.notification`): `{roomId, eventId, sender,
+/// A notification row (14 columns, see `Native.notification`): `{roomId, eventId, sender,
 /// senderName|null, roomName|null, kind, eventType, body|null, trust|null, senderDevice|null,
-/// originServerTs}`.
-fn notification_row(n: Notification) -> Vec<Option<String>> {
+/// originServerTs, notify, highlight, sound|null}`. Also the row of the sync thread's
+/// `onNotificationRow`.
+pub(crate) fn notification_row(n: &Notification) -> Vec<Option<String>> {
     let Notification {
         room_id,
         event_id,
@@ -810,25 +811,31 @@ fn notification_row(n: Notification) -> Vec<Option<String>> {
         trust,
         sender_device,
         origin_server_ts,
+        notify,
+        highlight,
+        sound,
     } = n;
     vec![
-        Some(room_id),
-        Some(event_id),
-        Some(sender),
-        sender_name,
-        room_name,
-        Some(notification_kind(kind).to_owned()),
-        Some(event_type),
-        body,
-        trust,
-        sender_device,
+        Some(room_id.clone()),
+        Some(event_id.clone()),
+        Some(sender.clone()),
+        sender_name.clone(),
+        room_name.clone(),
+        Some(notification_kind(*kind).to_owned()),
+        Some(event_type.clone()),
+        body.clone(),
+        trust.clone(),
+        sender_device.clone(),
         // The server's claim: one beyond a Java long is shown as unknown (0), as the core
         // shows a missing one, rather than passed on to break the Java row parser.
         Some(
-            jlong::try_from(origin_server_ts)
+            jlong::try_from(*origin_server_ts)
                 .unwrap_or_default()
                 .to_string(),
         ),
+        Some(bool_cell(*notify).to_owned()),
+        Some(bool_cell(*highlight).to_owned()),
+        sound.clone(),
     ]
 }
 
@@ -853,7 +860,7 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_notification<'local>(
         let notification = with_client(client, |c, rt| {
             Ok(rt.block_on(c.notification(&room_id, &event_id, wait))?)
         })?;
-        convert::row(env, &notification_row(notification))
+        convert::row(env, &notification_row(&notification))
     })
 }
 
@@ -1438,6 +1445,9 @@ mod row_tests {
             trust: Some("tofu".into()),
             sender_device: Some("DEV".into()),
             origin_server_ts: 1_700_000_000_000,
+            notify: true,
+            highlight: false,
+            sound: Some("default".into()),
         }
     }
 
@@ -1460,7 +1470,7 @@ mod row_tests {
             NotificationKind::Verification,
             NotificationKind::Other,
         ] {
-            let row = notification_row(notification(kind));
+            let row = notification_row(&notification(kind));
             assert_eq!(row.len(), java_columns("Notification", "notification"));
             // The same names as the CLI's JSON (serde snake_case), and a `Notification.Kind`
             // constant for each.
@@ -1474,7 +1484,7 @@ mod row_tests {
         }
         let s = |v: &str| Some(v.to_owned());
         assert_eq!(
-            notification_row(notification(NotificationKind::Message)),
+            notification_row(&notification(NotificationKind::Message)),
             [
                 s("!r:x"),
                 s("$e"),
@@ -1487,6 +1497,9 @@ mod row_tests {
                 s("tofu"),
                 s("DEV"),
                 s("1700000000000"),
+                s("true"),
+                s("false"),
+                s("default"),
             ]
         );
         // A timestamp beyond a Java long is shown as unknown, never passed on.
@@ -1494,7 +1507,27 @@ mod row_tests {
             origin_server_ts: u64::MAX,
             ..notification(NotificationKind::Other)
         };
-        assert_eq!(notification_row(absurd)[10], s("0"));
+        assert_eq!(notification_row(&absurd)[10], s("0"));
+        // The push rules' decision: booleans as `true|false`, no sound as null.
+        let highlighted = Notification {
+            notify: false,
+            highlight: true,
+            sound: None,
+            ..notification(NotificationKind::Message)
+        };
+        assert_eq!(
+            notification_row(&highlighted)[11..],
+            [s("false"), s("true"), None]
+        );
+        // `Notification.java` reads them as such: the booleans strictly, the sound nullable.
+        for (column, name) in [(11, "notify"), (12, "highlight")] {
+            let read = format!("Rows.bool(row, {column}, \"notification\", \"{name}\")");
+            assert!(java.contains(&read), "Notification.java: no {read}");
+        }
+        assert!(
+            java.contains("row[13]"),
+            "Notification.java: no nullable sound"
+        );
     }
 
     /// `Notification.DEFAULT_WAIT` and `MAX_WAIT` are the core's waits.

@@ -8,17 +8,23 @@
 //!    `apply_gap_pages` under it); read the security journal, unlock — the lock is never held
 //!    while Java code runs, nor during a network wait;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
-//! 3. `onVerificationRow` for every verification flow the round changed
+//! 3. `onNotificationRow` for every message or invitation of the round that the account's push
+//!    rules, evaluated here on the decrypted event, say notifies (`SyncSummary::notifications`,
+//!    in order), with the row of `Native.notification`; `SecureClient`'s listener turns it into
+//!    a `Notification` for `Listener.onNotification` — what the app shows as a local
+//!    notification when it runs without a push distributor (persistent mode). After the
+//!    round's `onMessage`s: a notification's message is already in the store;
+//! 4. `onVerificationRow` for every verification flow the round changed
 //!    (`SyncSummary::verifications`: a request received, emoji to compare, done, cancelled),
 //!    with the row of `Native.verification`; `SecureClient`'s listener turns it into a
 //!    `Verification` for `Listener.onVerification`;
-//! 4. `onSendState` for every state change of our outgoing messages the round reported
+//! 5. `onSendState` for every state change of our outgoing messages the round reported
 //!    (`SyncSummary::outgoing`: `sent` with the event id, or `failed` with the reason);
-//! 5. `onSecurityEvent` for every journal entry newer than the last one delivered;
-//! 6. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
+//! 6. `onSecurityEvent` for every journal entry newer than the last one delivered;
+//! 7. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
 //!    1 s, 2 s, … 30 s (plus up to 250 ms of jitter), interrupted at once by `stopSync`; the next
 //!    successful round reports `"running"` again;
-//! 7. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
+//! 8. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
 //!    `startSync` may start a new one).
 //!
 //! `onSyncState("running", null)` is sent once at start, `"stopped"` when the loop ends on the
@@ -49,9 +55,9 @@ use std::time::{Duration, Instant};
 use jni::objects::{Global, JObject, JValue};
 use jni::strings::JNIStr;
 use jni::{AttachConfig, Env, JavaVM, jni_sig, jni_str};
-use tchap_secure_core::OutgoingUpdate;
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::{SecurityEvent, TimelineEvent};
+use tchap_secure_core::{Notification, OutgoingUpdate};
 
 use crate::client::Core;
 use crate::convert;
@@ -145,6 +151,7 @@ struct SyncLoop {
 /// What one round brings back for the listener.
 struct Round {
     messages: Vec<TimelineEvent>,
+    notifications: Vec<Notification>,
     verifications: Vec<VerificationInfo>,
     outgoing: Vec<OutgoingUpdate>,
     security_events: Vec<SecurityEvent>,
@@ -216,6 +223,7 @@ impl SyncLoop {
                     .map_err(tchap_secure_core::Error::from)?;
                 Ok(Round {
                     messages: summary.messages,
+                    notifications: summary.notifications,
                     verifications: summary.verifications,
                     outgoing: summary.outgoing,
                     security_events,
@@ -230,6 +238,9 @@ impl SyncLoop {
     fn deliver(&self, env: &mut Env<'_>, listener: &JObject<'_>, round: &Round) {
         for m in round.messages.iter().filter(|m| m.state == "decrypted") {
             callback(env, listener, OnMessage(m));
+        }
+        for n in &round.notifications {
+            callback(env, listener, OnNotificationRow(n));
         }
         for v in &round.verifications {
             callback(env, listener, OnVerificationRow(v));
@@ -273,6 +284,7 @@ trait Callback {
 }
 
 struct OnMessage<'a>(&'a TimelineEvent);
+struct OnNotificationRow<'a>(&'a Notification);
 struct OnVerificationRow<'a>(&'a VerificationInfo);
 struct OnSendState<'a>(&'a OutgoingUpdate);
 struct OnSecurityEvent<'a>(&'a SecurityEvent);
@@ -302,6 +314,22 @@ impl Callback for OnMessage<'_> {
                 JValue::Object(&body),
                 JValue::Object(&trust),
             ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Callback for OnNotificationRow<'_> {
+    const NAME: &'static JNIStr = jni_str!("onNotificationRow");
+    const LOG_NAME: &'static str = "onNotificationRow";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let row = convert::row(env, &crate::native::notification_row(self.0))?;
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("([Ljava/lang/String;)V"),
+            &[JValue::Object(&row)],
         )?;
         Ok(())
     }

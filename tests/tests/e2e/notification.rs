@@ -387,3 +387,216 @@ fn notification_and_main_sync_in_two_processes_killed_at_random_lose_and_repeat_
     let journal = bob.run(&["security-events"]).ok().json();
     assert_eq!(journal["security_events"], json!([]), "{journal:#}");
 }
+
+/// Syncs `client` until the message `body` is decrypted in `room`; returns every notification
+/// the rounds reported (the push rules evaluated on the device).
+fn notifications_until(
+    rt: &tokio::runtime::Runtime,
+    client: &mut Client,
+    room: &str,
+    body: &str,
+) -> Vec<tchap_secure_core::Notification> {
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let s = rt
+            .block_on(client.sync_once(Duration::from_millis(500)))
+            .unwrap();
+        all.extend(s.notifications);
+        if s.messages
+            .iter()
+            .any(|m| m.room_id == room && m.body.as_deref() == Some(body))
+        {
+            return all;
+        }
+    }
+    panic!("{body:?} never arrived");
+}
+
+fn path_segment(id: &str) -> String {
+    id.replace('!', "%21")
+        .replace(':', "%3A")
+        .replace('@', "%40")
+}
+
+/// The push-rule cases, evaluated on the device on the decrypted messages (as the
+/// persistent-connection mode does with every sync, and `notification` with a pushed event):
+/// a direct chat notifies; a room the member muted does not; in that muted room a mention of
+/// the member's name does, highlighted (override rules come before room rules), and so does a
+/// keyword of theirs (content rules too) — a word that only contains it does not. The rules
+/// are set on the real Synapse and reach the device as account data.
+#[test]
+fn push_rules_on_the_device_a_dm_notifies_a_muted_room_does_not_but_a_mention_or_keyword_does() {
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let mut s = scene(&rt, "nt-rules");
+    let alice_id = s.alice.session().unwrap().user_id;
+    let bob_id = s.bob.session().unwrap().user_id;
+    let group = s.room.clone();
+    // A direct chat: Alice and Bob only.
+    let dm = rt
+        .block_on(
+            s.bob
+                .create_room(None, std::slice::from_ref(&alice_id), false),
+        )
+        .unwrap();
+    rt.block_on(s.alice.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(s.alice.join(&dm)).unwrap();
+    rt.block_on(s.alice.sync_once(Duration::ZERO)).unwrap();
+    rt.block_on(s.bob.sync_once(Duration::ZERO)).unwrap();
+
+    let got = {
+        rt.block_on(s.bob.send_text(&dm, "Tu as deux minutes ?"))
+            .unwrap();
+        notifications_until(&rt, &mut s.alice, &dm, "Tu as deux minutes ?")
+    };
+    let n = got
+        .iter()
+        .find(|n| n.room_id == dm)
+        .unwrap_or_else(|| panic!("the direct message did not notify: {got:#?}"));
+    assert_eq!(n.body.as_deref(), Some("Tu as deux minutes ?"));
+    assert_eq!(n.sender, bob_id);
+    assert!(n.notify && !n.highlight, "{n:?}");
+
+    // Alice mutes the group room and adds a keyword, on the server.
+    let token = access_token(&s.alice);
+    let (status, answer) = synapse.request(
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/pushrules/global/room/{}",
+            path_segment(&group)
+        ),
+        Some(&token),
+        Some(&json!({ "actions": [] })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = synapse.request(
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/content/budget",
+        Some(&token),
+        Some(&json!({ "pattern": "budget", "actions": ["notify", {"set_tweak": "highlight"}] })),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    let alice_name = s
+        .alice
+        .store()
+        .members(&group)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user_id == alice_id)
+        .and_then(|m| m.display_name)
+        .expect("Alice's display name in the room");
+    let sent = [
+        ("Rien de neuf ce matin.".to_owned(), false),
+        (format!("{alice_name}, tu peux relire la note ?"), true),
+        ("Le budget 2027 est arrivé.".to_owned(), true),
+        ("Un arbitrage budgetaire sans urgence.".to_owned(), false),
+    ];
+    for (body, _) in &sent {
+        rt.block_on(s.bob.send_text(&group, body)).unwrap();
+    }
+    let got = notifications_until(&rt, &mut s.alice, &group, &sent[3].0);
+    let in_group: Vec<&str> = got
+        .iter()
+        .filter(|n| n.room_id == group)
+        .filter_map(|n| n.body.as_deref())
+        .collect();
+    let expected: Vec<&str> = sent
+        .iter()
+        .filter(|(_, notifies)| *notifies)
+        .map(|(b, _)| b.as_str())
+        .collect();
+    assert_eq!(in_group, expected, "{got:#?}");
+    assert!(
+        got.iter()
+            .filter(|n| n.room_id == group)
+            .all(|n| n.highlight),
+        "a mention and a keyword are highlighted: {got:#?}"
+    );
+
+    // The push path decides the same on a pushed event: the muted room's plain message is
+    // shown silently (notify false), the keyword notifies.
+    let events: Vec<(String, String)> = s
+        .alice
+        .messages(&group, 10)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| Some((m.body?, m.event_id)))
+        .collect();
+    let id_of = |body: &str| {
+        events
+            .iter()
+            .find(|(b, _)| b == body)
+            .map(|(_, id)| id.clone())
+            .unwrap()
+    };
+    let quiet = rt
+        .block_on(
+            s.alice
+                .notification(&group, &id_of(&sent[0].0), Duration::ZERO),
+        )
+        .unwrap();
+    assert!(!quiet.notify, "{quiet:?}");
+    let keyword = rt
+        .block_on(
+            s.alice
+                .notification(&group, &id_of(&sent[2].0), Duration::ZERO),
+        )
+        .unwrap();
+    assert!(keyword.notify && keyword.highlight, "{keyword:?}");
+}
+
+/// The CLI: `listen --notify` prints the notifications the push rules give (a direct chat
+/// notifies) next to the messages; `notification ROOM EVENT` shows the same message with the
+/// rules' decision.
+#[test]
+fn the_cli_listens_with_notifications_and_shows_a_pushed_event() {
+    let rt = rt();
+    let synapse = Synapse::shared();
+    let bob = crate::support::Member::new("nt-cli-bob");
+    bob.login().ok();
+    let alice_localpart = synapse.unique_user("nt-cli-alice");
+    synapse.register(&alice_localpart, PASSWORD, false);
+    let (_a, mut alice) = logged_in(&rt, "nt-cli", &alice_localpart, "alice-phone");
+    let dm = rt
+        .block_on(alice.create_room(None, std::slice::from_ref(&bob.user_id), false))
+        .unwrap();
+    bob.run(&["sync"]).ok();
+    bob.run(&["join", &dm]).ok();
+    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
+    let event = rt
+        .block_on(alice.send_text(&dm, "Réunion avancée à 14 h"))
+        .unwrap();
+    let shown = bob
+        .run(&["notification", &dm, &event, "--wait", "10"])
+        .ok()
+        .json();
+    assert_eq!(shown["body"], "Réunion avancée à 14 h", "{shown}");
+    assert_eq!(shown["notify"], true, "{shown}");
+    assert_eq!(shown["kind"], "message", "{shown}");
+    let listened = bob
+        .run(&[
+            "listen",
+            "--notify",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "5000",
+        ])
+        .ok();
+    let lines: Vec<Value> = listened
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pushed: Vec<&Value> = lines.iter().filter_map(|l| l.get("notification")).collect();
+    assert_eq!(pushed.len(), 1, "{lines:#?}");
+    assert_eq!(pushed[0]["event_id"], event.as_str());
+    assert_eq!(pushed[0]["body"], "Réunion avancée à 14 h");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event_id"] == event.as_str() && l["state"] == "decrypted"),
+        "{lines:#?}"
+    );
+}

@@ -56,6 +56,9 @@ pub struct SyncResponse {
     /// To-device messages (Olm-encrypted room keys, …), decoded one by one.
     #[serde(default)]
     pub to_device: EventList,
+    /// The account's global account data that changed (`m.push_rules`, …).
+    #[serde(default)]
+    pub account_data: EventList,
     /// Users whose device lists changed or who no longer share a room with us.
     #[serde(default)]
     pub device_lists: DeviceLists,

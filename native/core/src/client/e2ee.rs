@@ -544,6 +544,11 @@ impl Client {
         Ok(cdb::devices_of(self.store.conn(), user_id)?)
     }
 
+    /// The devices of `user_id` as this device knows them (no request).
+    pub fn known_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>, Error> {
+        Ok(cdb::devices_of(self.store.conn(), user_id)?)
+    }
+
     /// The last `limit` events of a room (decrypted, waiting for a key, or refused).
     pub fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<TimelineEvent>, Error> {
         Ok(tl::timeline(self.store.conn(), room_id, limit)?)

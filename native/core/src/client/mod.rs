@@ -461,6 +461,10 @@ impl Client {
             messages = summary.messages.len(),
             "sync committed"
         );
+        // The account's push rules, evaluated here on what the sync decrypted (persistent
+        // mode: the notifications the phone shows without a push).
+        let candidates = std::mem::take(&mut summary.push_candidates);
+        summary.notifications = self.push_notifications(candidates)?;
         if pending {
             crate::fault::point("after-otk-generated");
             self.upload_keys().await?;

@@ -32,17 +32,18 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Client;
 use super::rooms::check_room_id;
-use super::sync;
+use super::sync::{self, PushCandidate};
 use crate::api::types::{RoomEvent, SyncResponse};
 use crate::api::{ApiError, call};
 use crate::crypto::CryptoError;
 use crate::crypto::megolm::{DecryptedEvent, InboundCache};
 use crate::error::Error;
 use crate::net::Request;
+use crate::push_rules::{PushContext, PushRules};
 use crate::store::notify;
 
 /// The wait for a missing room key when the caller has no preference.
@@ -101,6 +102,14 @@ pub struct Notification {
     pub sender_device: Option<String>,
     /// Server timestamp (ms).
     pub origin_server_ts: u64,
+    /// Whether the account's push rules, evaluated here on the decrypted event, say it
+    /// notifies (a muted room: `false`; a mention or keyword in it: `true`). A pushed event
+    /// that does not notify is shown silently or not at all, as the app decides.
+    pub notify: bool,
+    /// Whether the rules ask for it to be highlighted (a mention, a keyword).
+    pub highlight: bool,
+    /// The sound the rules ask for (`default`), if any.
+    pub sound: Option<String>,
 }
 
 fn check_event_id(event_id: &str) -> Result<(), Error> {
@@ -358,66 +367,149 @@ impl Client {
         Ok((sender_name, room_name))
     }
 
+    /// The push rules in force: the account's (from the sync), else the specification's
+    /// defaults.
+    fn push_rules(&self) -> Result<PushRules, Error> {
+        let (own_user, _) = self.own_ids()?;
+        let stored = crate::store::push::push_rules(self.store.conn())?;
+        let rules = match stored.as_ref().map(PushRules::from_account_data) {
+            Some(Ok(rules)) => Ok(rules),
+            // Stored only once checked: unreadable now means a corrupt store.
+            Some(Err(_)) => {
+                return Err(Error::Store(crate::store::StoreError::Corrupt {
+                    detail: "stored push rules".into(),
+                }));
+            }
+            None => PushRules::server_default(&own_user),
+        };
+        rules.map_err(|e| Error::InvalidArgument {
+            what: format!("push rules: {e}"),
+        })
+    }
+
+    /// What the rules need to know of `room_id` for an event from `sender`.
+    fn push_context(&self, room_id: &str, sender: &str) -> Result<PushContext, Error> {
+        let (own_user, _) = self.own_ids()?;
+        let members = self.store.members(room_id)?;
+        let joined = members.iter().filter(|m| m.membership == "join").count();
+        let display_name = members
+            .iter()
+            .find(|m| m.user_id == own_user)
+            .and_then(|m| m.display_name.clone());
+        let powers = crate::store::push::power_levels(self.store.conn(), room_id)?;
+        let mut context = PushContext::new(own_user, room_id, joined as u64);
+        context.display_name = display_name;
+        context.sender_power_level = powers.level_of(sender);
+        context.notification_power_levels = powers.notifications;
+        Ok(context)
+    }
+
+    /// The notification for `candidate`, with the push rules' decision.
+    fn compose(&self, rules: &PushRules, c: PushCandidate) -> Result<Notification, Error> {
+        let text = |key: &str| {
+            c.event
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (sender, event_type) = (text("sender"), text("type"));
+        let content = c.event.get("content").cloned().unwrap_or(Value::Null);
+        let decision = rules.evaluate(&c.event, &self.push_context(&c.room_id, &sender)?);
+        let (sender_name, room_name) = self.names(&c.room_id, &sender)?;
+        let invite = event_type == "m.room.member"
+            && content.get("membership").and_then(Value::as_str) == Some("invite");
+        let kind = if invite {
+            NotificationKind::Invite
+        } else {
+            kind_of(&event_type, &content)
+        };
+        let body = (kind == NotificationKind::Message)
+            .then(|| content.get("body").and_then(Value::as_str))
+            .flatten()
+            .map(str::to_owned);
+        Ok(Notification {
+            room_id: c.room_id,
+            event_id: c.event_id,
+            sender,
+            sender_name,
+            room_name,
+            kind,
+            event_type,
+            body,
+            trust: c.trust.map(str::to_owned),
+            sender_device: c.sender_device,
+            origin_server_ts: c.origin_server_ts,
+            notify: decision.notify,
+            highlight: decision.highlight,
+            sound: decision.sound,
+        })
+    }
+
+    /// The notifications among a sync's candidates: each evaluated against the push rules,
+    /// those that notify kept, in order.
+    pub(crate) fn push_notifications(
+        &self,
+        candidates: Vec<PushCandidate>,
+    ) -> Result<Vec<Notification>, Error> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rules = self.push_rules()?;
+        let mut out = Vec::new();
+        for c in candidates {
+            let n = self.compose(&rules, c)?;
+            if n.notify {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
     fn decrypted_notification(
         &self,
         room_id: &str,
         event: RoomEvent,
         d: DecryptedEvent,
     ) -> Result<Notification, Error> {
-        let (sender_name, room_name) = self.names(room_id, &event.sender)?;
-        let kind = kind_of(&d.event_type, &d.content);
-        let body = (kind == NotificationKind::Message)
-            .then(|| d.content.get("body").and_then(Value::as_str))
-            .flatten()
-            .map(str::to_owned);
-        Ok(Notification {
+        let candidate = PushCandidate {
             room_id: room_id.to_owned(),
             event_id: event.event_id.unwrap_or_default(),
-            sender: event.sender,
-            sender_name,
-            room_name,
-            kind,
-            event_type: d.event_type,
-            body,
-            trust: Some(d.trust.to_owned()),
-            sender_device: Some(d.sender_device),
+            event: json!({ "type": d.event_type, "sender": event.sender, "content": d.content }),
             origin_server_ts: event.origin_server_ts.unwrap_or_default(),
-        })
+            sender_device: Some(d.sender_device),
+            trust: Some(d.trust),
+        };
+        self.compose(&self.push_rules()?, candidate)
     }
 
+    /// From what the main sync stored: the body (or the file) is all that is kept of the
+    /// content, so the rules see an `m.text` (or `m.file`) message with that body.
     fn stored_notification(
         &self,
         stored: crate::store::timeline::TimelineEvent,
     ) -> Result<Notification, Error> {
-        let (_, room_name) = self.names(&stored.room_id, &stored.sender)?;
-        let kind = if stored.attachment.is_some() {
-            NotificationKind::File
-        } else if stored.body.is_some() {
-            NotificationKind::Message
-        } else {
-            NotificationKind::Other
+        let content = match (&stored.attachment, &stored.body) {
+            (Some(a), _) => json!({ "msgtype": a.msgtype, "body": "" }),
+            (None, Some(body)) => json!({ "msgtype": "m.text", "body": body }),
+            (None, None) => json!({}),
         };
-        Ok(Notification {
+        let event_type = if stored.attachment.is_some() || stored.body.is_some() {
+            "m.room.message"
+        } else {
+            "m.room.encrypted"
+        };
+        let candidate = PushCandidate {
             room_id: stored.room_id,
             event_id: stored.event_id,
-            sender: stored.sender,
-            sender_name: stored.sender_display_name,
-            room_name,
-            kind,
-            event_type: if kind == NotificationKind::Other {
-                "m.room.encrypted".into()
-            } else {
-                "m.room.message".into()
-            },
-            body: if kind == NotificationKind::Message {
-                stored.body
-            } else {
-                None
-            },
-            trust: stored.trust,
-            sender_device: stored.sender_device,
+            event: json!({ "type": event_type, "sender": stored.sender, "content": content }),
             origin_server_ts: u64::try_from(stored.origin_ts).unwrap_or_default(),
-        })
+            sender_device: stored.sender_device,
+            trust: None,
+        };
+        let mut n = self.compose(&self.push_rules()?, candidate)?;
+        n.trust = stored.trust;
+        Ok(n)
     }
 
     /// An event in clear: an invitation of ours is shown as one; a message in clear is
@@ -444,34 +536,22 @@ impl Client {
                 "a message in clear is never shown",
             ));
         }
-        let invite = event.event_type == "m.room.member"
-            && event.state_key.as_deref() == Some(own_user)
-            && event.content.get("membership").and_then(Value::as_str) == Some("invite");
-        let (sender_name, room_name) = self.names(room_id, &event.sender)?;
-        Ok(Notification {
-            room_id: room_id.to_owned(),
-            event_id: event.event_id.unwrap_or_default(),
-            sender: event.sender,
-            sender_name,
-            room_name,
-            kind: if invite {
-                NotificationKind::Invite
-            } else {
-                NotificationKind::Other
-            },
-            event_type: event.event_type,
-            body: None,
-            trust: None,
-            sender_device: None,
-            origin_server_ts: event.origin_server_ts.unwrap_or_default(),
-        })
+        let ours = event.state_key.as_deref() == Some(own_user);
+        let candidate = PushCandidate::in_clear(room_id, &event);
+        let mut n = self.compose(&self.push_rules()?, candidate)?;
+        if n.kind == NotificationKind::Invite && !ours {
+            // Someone else's invitation: not ours to announce as one.
+            n.kind = NotificationKind::Other;
+        }
+        // Nothing in clear is shown as text.
+        n.body = None;
+        Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn ids_are_checked_before_anything_is_asked() {

@@ -127,6 +127,14 @@ pub struct SyncSummary {
     /// Verification flows this sync changed: a request arrived, emoji to compare, done,
     /// cancelled (see [`super::verification::VerificationInfo`]).
     pub verifications: Vec<super::verification::VerificationInfo>,
+    /// What this sync brought that notifies the member, per the account's push rules
+    /// evaluated on the device (issue 17 item 3): the decrypted messages and invitations the
+    /// rules say notify, in order (at most [`MAX_PUSH_CANDIDATES`] per sync: the latest).
+    pub notifications: Vec<super::notification::Notification>,
+    /// Events this sync appended or decrypted late, for the push rules once the sync is
+    /// committed. Not reported as such.
+    #[serde(skip)]
+    pub(crate) push_candidates: Vec<PushCandidate>,
     /// Verification events received (to-device, or decrypted from a room), for the client to
     /// drive its flows once the sync is committed. Not reported as such.
     #[serde(skip)]
@@ -183,12 +191,40 @@ impl Place<'_> {
     }
 }
 
-/// Events decrypted by this response (ids, in order) and the inbound sessions unpickled for
-/// them.
+/// How many of a sync's events are evaluated against the push rules: the latest ones (a
+/// catch-up after hours offline announces its last messages, not thousands).
+pub(crate) const MAX_PUSH_CANDIDATES: usize = 100;
+
+/// An event a sync appended (decrypted, or an invitation), to be evaluated against the push
+/// rules once the sync is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PushCandidate {
+    pub(crate) room_id: String,
+    pub(crate) event_id: String,
+    /// `{type, sender, content, state_key?}`: the decrypted event as the rules see it.
+    pub(crate) event: Value,
+    pub(crate) origin_server_ts: u64,
+    /// For a decrypted event: the sending device and its trust.
+    pub(crate) sender_device: Option<String>,
+    pub(crate) trust: Option<&'static str>,
+}
+
+/// Events decrypted by this response (ids, in order), the inbound sessions unpickled for
+/// them, and the latest events for the push rules.
 #[derive(Default)]
 struct Decrypted {
     ids: Vec<String>,
     cache: InboundCache,
+    push: std::collections::VecDeque<PushCandidate>,
+}
+
+impl Decrypted {
+    fn push_candidate(&mut self, candidate: PushCandidate) {
+        if self.push.len() == MAX_PUSH_CANDIDATES {
+            self.push.pop_front();
+        }
+        self.push.push_back(candidate);
+    }
 }
 
 /// Crypto failures caused by a peer are recorded and skipped; a store failure aborts the
@@ -229,6 +265,9 @@ pub(crate) fn apply(
         }
     }
     notify::prune_seen(tx, crate::store::crypto::now_ms())?;
+    for raw in &response.account_data.events {
+        apply_account_data(tx, raw, &mut summary)?;
+    }
     for user in &response.device_lists.changed {
         cdb::mark_dirty(tx, user)?;
     }
@@ -315,6 +354,12 @@ pub(crate) fn apply(
     }
     for (room_id, room) in &response.rooms.invite {
         store::rooms::upsert_room(tx, room_id, "invite")?;
+        // The invitation itself (our member event in the stripped state) is announced.
+        for raw in &room.invite_state.events {
+            if let Some(candidate) = invitation(room_id, raw) {
+                decrypted.push_candidate(candidate);
+            }
+        }
         let events = room.invite_state.events.iter();
         apply_events(
             tx,
@@ -328,6 +373,7 @@ pub(crate) fn apply(
         summary.rooms += 1;
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
+    summary.push_candidates = decrypted.push.into();
     for event_id in decrypted.ids {
         if let Some(e) = tl::timeline_event(tx, &event_id)?
             && !summary.messages.iter().any(|m| m.event_id == e.event_id)
@@ -336,6 +382,58 @@ pub(crate) fn apply(
         }
     }
     Ok(summary)
+}
+
+/// Global account data: the account's push rules are kept (checked first: a malformed
+/// content is skipped and the rules stored before stay); anything else is not used.
+fn apply_account_data(
+    tx: &Connection,
+    raw: &Value,
+    summary: &mut SyncSummary,
+) -> Result<(), StoreError> {
+    if raw.get("type").and_then(Value::as_str) != Some("m.push_rules") {
+        return Ok(());
+    }
+    let content = raw.get("content").cloned().unwrap_or(Value::Null);
+    match crate::push_rules::PushRules::from_account_data(&content) {
+        Ok(_) => store::push::set_push_rules(tx, &content),
+        Err(e) => {
+            tracing::warn!(error = %e, "malformed push rules skipped");
+            summary.malformed_events += 1;
+            Ok(())
+        }
+    }
+}
+
+impl PushCandidate {
+    /// An event in clear (an invitation, a state event) as the rules see it.
+    pub(crate) fn in_clear(room_id: &str, event: &RoomEvent) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            // Stripped state carries no event id.
+            event_id: event.event_id.clone().unwrap_or_default(),
+            event: serde_json::json!({
+                "type": event.event_type,
+                "sender": event.sender,
+                "state_key": event.state_key,
+                "content": event.content,
+            }),
+            origin_server_ts: event.origin_server_ts.unwrap_or_default(),
+            sender_device: None,
+            trust: None,
+        }
+    }
+}
+
+/// The member event of an invitation's stripped state, as a push candidate.
+fn invitation(room_id: &str, raw: &Value) -> Option<PushCandidate> {
+    let event = RoomEvent::parse(raw)?;
+    if event.event_type != "m.room.member"
+        || event.content.get("membership").and_then(Value::as_str) != Some("invite")
+    {
+        return None;
+    }
+    Some(PushCandidate::in_clear(room_id, &event))
 }
 
 /// The notification path's share of a sync (see [`super::notification`]): to-device messages
@@ -933,6 +1031,21 @@ fn decrypt_room_event(
                     ..base
                 },
             )?;
+            // New to the member (appended, or unlocked by a late key), not history.
+            if !matches!(place, Place::At(_)) {
+                decrypted.push_candidate(PushCandidate {
+                    room_id: room_id.to_owned(),
+                    event_id: event_id.to_owned(),
+                    event: serde_json::json!({
+                        "type": d.event_type,
+                        "sender": event.sender,
+                        "content": d.content,
+                    }),
+                    origin_server_ts: event.origin_server_ts.unwrap_or_default(),
+                    sender_device: Some(d.sender_device.clone()),
+                    trust: Some(d.trust),
+                });
+            }
             if is_verification(&d.event_type, &d.content) {
                 summary.verification_events.push(VerificationEvent {
                     sender: event.sender.clone(),
@@ -1028,6 +1141,13 @@ fn apply_state_event(
         }
         "m.room.encryption" if state_key.is_empty() => {
             apply_encryption(tx, room_id, event, summary)?;
+        }
+        "m.room.power_levels" if state_key.is_empty() => {
+            store::push::set_power_levels(
+                tx,
+                room_id,
+                &store::push::NotificationPowers::from_content(&event.content),
+            )?;
         }
         _ => return Ok(()),
     }

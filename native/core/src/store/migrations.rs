@@ -263,6 +263,9 @@ const MIGRATIONS: &[&str] = &[
          kind    TEXT NOT NULL,
          payload TEXT NOT NULL
      ) STRICT;",
+    // 9: push rules evaluated on the device (issue 17 item 3). A room's power levels, as far
+    // as notifications need them (`users`, `users_default`, `notifications`), as JSON.
+    "ALTER TABLE rooms ADD COLUMN power_levels TEXT;",
 ];
 
 /// The schema version this library writes.

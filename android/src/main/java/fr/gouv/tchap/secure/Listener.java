@@ -13,6 +13,21 @@ public interface Listener {
             String body, String trust);
 
     /**
+     * A message or an invitation the sync brought notifies, per the account's push rules
+     * evaluated on the device on the decrypted event: a direct message, a mention of the
+     * member's user id or display name (even in a muted room), a keyword — not a message in a
+     * muted room. Called for every such event, already decrypted
+     * ({@link Notification#notifies()} is always true here; {@link Notification#highlight()}
+     * for a mention or a keyword), after {@link #onMessage} for the same sync round: the
+     * message is in the store when this runs. When the app runs without a push distributor
+     * (persistent mode: the sync thread kept running in a foreground service), it shows a local
+     * notification from it; with one, pushes and {@link SecureClient#notification} do that job
+     * and this may be left alone. Runs on the sync thread like every callback: it must return
+     * quickly. Does nothing unless overridden.
+     */
+    default void onNotification(Notification notification) {}
+
+    /**
      * One of our outgoing messages changed state: {@code "sent"} (the server accepted it;
      * {@code eventId} set) or {@code "failed"} (refused for good or cancelled; {@code error}
      * is {@code forbidden}, {@code not_found}, {@code too_large}, {@code refused} or

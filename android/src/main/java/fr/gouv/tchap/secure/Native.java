@@ -212,11 +212,13 @@ final class Native {
     /**
      * The notification for the event a push announced: fetched over the pinned transport and
      * decrypted, waiting up to {@code waitMs} (at most 30 000) for its room key; a negative or
-     * longer wait throws {@code invalid_argument}. Row of 11 columns: {@code {roomId, eventId,
+     * longer wait throws {@code invalid_argument}. Row of 14 columns: {@code {roomId, eventId,
      * sender, senderName|null, roomName|null, kind, eventType, body|null, trust|null,
-     * senderDevice|null, originServerTs}}; kind is {@code message}, {@code file},
-     * {@code invite}, {@code verification} or {@code other}, originServerTs milliseconds (0 if
-     * unknown). Throws {@code cannot_decrypt_yet} or {@code notification_refused} among others.
+     * senderDevice|null, originServerTs, notify, highlight, sound|null}}; kind is
+     * {@code message}, {@code file}, {@code invite}, {@code verification} or {@code other},
+     * originServerTs milliseconds (0 if unknown), notify and highlight {@code true|false} (the
+     * push rules' decision). Throws {@code cannot_decrypt_yet} or {@code notification_refused}
+     * among others.
      */
     static native String[] notification(long client, String roomId, String eventId, int waitMs)
             throws TchapSecureException;
@@ -282,9 +284,10 @@ final class Native {
 
     /**
      * Starts syncing on a dedicated native thread attached to the JVM; {@code listener} is
-     * called on that thread (a changed verification flow through
-     * {@link NativeListener#onVerificationRow}, with the row of {@link #verification}). At most
-     * one sync thread per client.
+     * called on that thread (an event that notifies through
+     * {@link NativeListener#onNotificationRow}, with the row of {@link #notification}; a changed
+     * verification flow through {@link NativeListener#onVerificationRow}, with the row of
+     * {@link #verification}). At most one sync thread per client.
      */
     static native void startSync(long client, NativeListener listener)
             throws TchapSecureException;

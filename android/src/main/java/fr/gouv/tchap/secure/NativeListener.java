@@ -8,6 +8,12 @@ package fr.gouv.tchap.secure;
  */
 interface NativeListener extends Listener {
     /**
+     * A message or invitation of the last sync round notifies per the push rules; {@code row}
+     * as {@link Native#notification}.
+     */
+    void onNotificationRow(String[] row);
+
+    /**
      * A verification flow changed in the last sync round; {@code row} as
      * {@link Native#verification}.
      */

@@ -4,9 +4,12 @@ import java.time.Duration;
 import java.util.Objects;
 
 /**
- * What to show for an event a push announced ({@link SecureClient#notification}): the event
- * fetched over the pinned transport and decrypted inside the library. A file is shown as a
- * file only (no name, no body); an event in clear is never shown as a message. Immutable.
+ * What to show for an event a push announced ({@link SecureClient#notification}), or for one
+ * the sync brought that notifies ({@link Listener#onNotification}): the event decrypted inside
+ * the library, with the account's push rules' decision on it ({@link #notifies()},
+ * {@link #highlight()}, {@link #sound()}), evaluated on the device on the decrypted event. A
+ * file is shown as a file only (no name, no body); an event in clear is never shown as a
+ * message. Immutable.
  */
 public final class Notification {
     /**
@@ -78,10 +81,14 @@ public final class Notification {
     private final String trust;
     private final String senderDevice;
     private final long originServerTs;
+    private final boolean notifies;
+    private final boolean highlight;
+    private final String sound;
 
     Notification(String roomId, String eventId, String sender, String senderName,
             String roomName, Kind kind, String eventType, String body, String trust,
-            String senderDevice, long originServerTs) {
+            String senderDevice, long originServerTs, boolean notifies, boolean highlight,
+            String sound) {
         this.roomId = Objects.requireNonNull(roomId, "roomId");
         this.eventId = Objects.requireNonNull(eventId, "eventId");
         this.sender = Objects.requireNonNull(sender, "sender");
@@ -93,14 +100,18 @@ public final class Notification {
         this.trust = trust;
         this.senderDevice = senderDevice;
         this.originServerTs = originServerTs;
+        this.notifies = notifies;
+        this.highlight = highlight;
+        this.sound = sound;
     }
 
     /**
      * From a native row {@code {roomId, eventId, sender, senderName|null, roomName|null, kind,
-     * eventType, body|null, trust|null, senderDevice|null, originServerTs}}.
+     * eventType, body|null, trust|null, senderDevice|null, originServerTs, notify, highlight,
+     * sound|null}}.
      */
     static Notification fromRow(String[] row) {
-        Rows.requireColumns(row, 11, "notification");
+        Rows.requireColumns(row, 14, "notification");
         return new Notification(
                 Rows.required(row, 0, "notification", "roomId"),
                 Rows.required(row, 1, "notification", "eventId"),
@@ -112,7 +123,10 @@ public final class Notification {
                 row[7],
                 row[8],
                 row[9],
-                Rows.size(row, 10, "notification", "originServerTs"));
+                Rows.size(row, 10, "notification", "originServerTs"),
+                Rows.bool(row, 11, "notification", "notify"),
+                Rows.bool(row, 12, "notification", "highlight"),
+                row[13]);
     }
 
     public String roomId() {
@@ -170,6 +184,28 @@ public final class Notification {
         return originServerTs;
     }
 
+    /**
+     * Whether the account's push rules, evaluated on the device on the decrypted event, say it
+     * notifies: a direct message, a mention of the member's user id or display name (also in a
+     * muted room), a keyword; not a message in a muted room. A pushed event that does not
+     * notify is shown silently or not at all, as the app decides. Every notification
+     * {@link Listener#onNotification} receives notifies. (Not named {@code notify()}:
+     * {@link Object#notify()} is final.)
+     */
+    public boolean notifies() {
+        return notifies;
+    }
+
+    /** Whether the rules ask for it to be highlighted (a mention, a keyword). */
+    public boolean highlight() {
+        return highlight;
+    }
+
+    /** The sound the rules ask for ({@code "default"}), or null for none. */
+    public String sound() {
+        return sound;
+    }
+
     @Override
     public boolean equals(Object o) {
         if (!(o instanceof Notification)) {
@@ -181,13 +217,14 @@ public final class Notification {
                 && Objects.equals(roomName, n.roomName) && kind == n.kind
                 && eventType.equals(n.eventType) && Objects.equals(body, n.body)
                 && Objects.equals(trust, n.trust) && Objects.equals(senderDevice, n.senderDevice)
-                && originServerTs == n.originServerTs;
+                && originServerTs == n.originServerTs && notifies == n.notifies
+                && highlight == n.highlight && Objects.equals(sound, n.sound);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(roomId, eventId, sender, senderName, roomName, kind, eventType, body,
-                trust, senderDevice, originServerTs);
+                trust, senderDevice, originServerTs, notifies, highlight, sound);
     }
 
     /** Never contains the body, nor the names (plaintext must not reach logs). */
@@ -195,6 +232,8 @@ public final class Notification {
     public String toString() {
         return "Notification{" + kind + " " + eventType + " " + eventId + " in " + roomId
                 + " from " + sender + "/" + senderDevice + ", trust " + trust + ", body "
-                + (body == null ? "null" : body.length() + " chars") + "}";
+                + (body == null ? "null" : body.length() + " chars")
+                + (notifies ? ", notifies" : ", silent") + (highlight ? ", highlight" : "")
+                + ", sound " + sound + "}";
     }
 }

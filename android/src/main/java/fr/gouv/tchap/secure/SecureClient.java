@@ -917,6 +917,30 @@ public final class SecureClient implements AutoCloseable {
         }
 
         @Override
+        public void onNotificationRow(String[] row) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onNotification(Notification.fromRow(row));
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onNotification(Notification notification) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onNotification(notification);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
         public void onVerificationRow(String[] row) {
             IN_CALLBACK.set(owner);
             try {

@@ -11,6 +11,11 @@ import java.io.File;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.time.Duration;
+import java.util.Map;
+import java.util.Queue;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import org.junit.BeforeClass;
 import org.junit.Test;
 
@@ -19,8 +24,9 @@ import org.junit.Test;
  * Synapse: kate sends in an encrypted room, leo — who does not sync after the send — asks for
  * the notification of each event by the ids a push would carry, and gets it decrypted (a text
  * with its body, a file without; the room key fetched by the notification path itself); the
- * typed refusals reach Java with their codes. Users: kate (index 10) and leo (index 11), used
- * by no other test class.
+ * typed refusals reach Java with their codes; with leo's sync thread running instead, the
+ * listener's {@link Listener#onNotification} gets kate's message (issue 17 item 3). Users: kate
+ * (index 10) and leo (index 11), used by no other test class.
  */
 public class NotificationTest {
     private static final long TIMEOUT_SECONDS = 60;
@@ -99,6 +105,8 @@ public class NotificationTest {
             assertNotNull("trust in the sending device", n.trust());
             assertEquals(a.session().deviceId(), n.senderDevice());
             assertTrue("origin_server_ts " + n.originServerTs(), n.originServerTs() > 0);
+            // The spec's default rules notify a message in a two-member room.
+            assertTrue("a direct message notifies: " + n, n.notifies());
             assertFalse("the body stays out of toString", n.toString().contains(text));
             // Not stored by the notification path: the sync stores it in its place.
             for (Message m : b.messages(roomId, 50)) {
@@ -130,6 +138,73 @@ public class NotificationTest {
             fail("notification on a closed client");
         } catch (IllegalStateException expected) {
             // the handle guard
+        }
+    }
+
+    /** Records {@link Listener#onNotification} by event id, and the event ids of onMessage. */
+    private static final class NotifiedListener implements Listener {
+        final Map<String, Notification> notified = new ConcurrentHashMap<>();
+        final Set<String> messaged = ConcurrentHashMap.newKeySet();
+        final Queue<String> problems = new ConcurrentLinkedQueue<>();
+
+        @Override
+        public void onMessage(String roomId, String eventId, String sender,
+                String senderDisplayName, String body, String trust) {
+            messaged.add(eventId);
+        }
+
+        @Override
+        public void onNotification(Notification n) {
+            if (!messaged.contains(n.eventId()) && n.kind() == Notification.Kind.MESSAGE) {
+                problems.add("onNotification before onMessage: " + n);
+            }
+            notified.put(n.eventId(), n);
+        }
+
+        @Override
+        public void onSecurityEvent(String kind, String roomId, String userId, String detail) {}
+
+        @Override
+        public void onSyncState(String state, String errorCode) {
+            if ("failed".equals(state)) {
+                problems.add("sync failed: " + errorCode);
+            }
+        }
+    }
+
+    @Test
+    public void theSyncThreadCallsOnNotificationForADirectMessage() throws Exception {
+        TestEnv.User kate = TestEnv.users().get(10);
+        TestEnv.User leo = TestEnv.users().get(11);
+        try (SecureClient a = login(kate, "notif-sync-kate");
+                SecureClient b = login(leo, "notif-sync-leo")) {
+            String roomId = a.createRoom(null, b.session().userId());
+            b.join(roomId);
+            TestEnv.await("kate sees leo joined", TIMEOUT_SECONDS, () -> {
+                a.syncOnce(0);
+                for (Room r : a.rooms()) {
+                    if (r.roomId().equals(roomId) && r.joinedMembers() == 2) {
+                        return true;
+                    }
+                }
+                return false;
+            });
+            b.syncOnce(0); // uploads leo's one-time keys before kate sends
+            NotifiedListener listener = new NotifiedListener();
+            b.startSync(listener);
+
+            String text = "Point de situation dans une heure " + System.nanoTime();
+            String eventId = a.send(roomId, text);
+            Notification n = TestEnv.await("onNotification for the message", TIMEOUT_SECONDS,
+                    () -> listener.notified.get(eventId));
+            b.stopSync();
+            assertEquals(Notification.Kind.MESSAGE, n.kind());
+            assertEquals(text, n.body());
+            assertEquals(roomId, n.roomId());
+            assertTrue("a direct message notifies: " + n, n.notifies());
+            assertFalse("no mention, no keyword: " + n, n.highlight());
+            assertEquals("default", n.sound());
+            assertTrue(listener.problems.toString(), listener.problems.isEmpty());
         }
     }
 }
