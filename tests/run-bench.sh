@@ -52,6 +52,9 @@ step "cold open, initial sync and catch-up after a flight, fresh processes"
 "$target/release/bench_fresh" --out bench/raw --runs "$runs" --sync-runs "$sync_runs" \
     --catchup-runs "$catchup_runs"
 
+step "push -> decrypted notification from a cold process (issue 17), 21 fresh processes"
+"$target/release/bench_notification" --out bench/raw --runs 21
+
 step "size of the shipped library"
 so_size="$(tests/size-report.sh --quiet)"
 echo "$so_size bytes"
