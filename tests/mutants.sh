@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the security-critical functions (issues 15 item 10 and 16), with cargo-mutants.
+# Mutation testing of the security-critical functions (issues 15 item 10, 16 and 17), with cargo-mutants.
 #
 # Every mutant of the functions below must be caught ("caught" or "unviable"); a "missed" one is
 # a missing test. Too slow for the CI path (each mutant is a rebuild and a test run: about an
@@ -90,6 +90,18 @@ group_trust() {
         -- --lib -- crypto::
 }
 
+group_notify() {
+    # Issue 17's notification path: a to-device message applied once (digest, the path that
+    # applied it, a replay on the same path), its own position and the deferred reports, the
+    # Olm account read again under the write lock when another process committed, the ids
+    # checked before any request, a file never shown by its name.
+    run notify -p tchap-secure-core \
+        --file native/core/src/store/notify.rs --file native/core/src/store/mod.rs \
+        --file native/core/src/crypto/engine.rs --file native/core/src/client/notification.rs \
+        --re 'to_device_digest|first_delivery|prune_seen|take_deferred|in defer$|transaction_seeing|Engine::refresh|check_event_id|kind_of' \
+        -- --lib
+}
+
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
@@ -119,7 +131,7 @@ group_pinning_unit() {
 }
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust pinning pinning_unit)
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust notify pinning pinning_unit)
 for g in "${groups[@]}"; do "group_$g"; done
 
 # The summary table (tests/mutants/RESULTS.md).

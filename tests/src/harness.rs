@@ -16,8 +16,8 @@ use crate::synapse::Synapse;
 /// The password of every test user.
 pub const PASSWORD: &str = "correct horse battery staple 42";
 
-/// How many tokens one test process may use.
-const TOKEN_POOL: usize = 96;
+/// How many tokens one test process may use (the e2e binary uses about 100).
+const TOKEN_POOL: usize = 128;
 
 /// A token label and its PIN on the process-wide SoftHSM2 configuration, unique to the caller.
 ///

@@ -1161,3 +1161,50 @@ fn encrypt_as(device: &mut Device, room: &str, body: &str, event_id: &str) -> Va
     json!({"type": "m.room.encrypted", "event_id": event_id, "sender": sender,
            "origin_server_ts": 2, "content": content})
 }
+
+/// Two processes on one data directory (the app's sync and a push handler): when one of them
+/// changes the Olm account (here: its pending keys acknowledged as published), the other's
+/// engine, stale in memory, reads the account again under the write lock before using it —
+/// else its next save would put back one-time keys already published (or drop new ones).
+#[test]
+fn a_stale_engine_reads_the_account_again_after_another_connection_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_backend, vault) = crate::store::tests::test_vault(dir.path());
+    let mut a = Store::open(dir.path(), &vault.database_key()).unwrap();
+    let mut b = Store::open(dir.path(), &vault.database_key()).unwrap();
+    let load = |store: &mut Store| {
+        store
+            .transaction_seeing(|tx, _| {
+                Engine::load_or_create(tx, "@u:srv", "DEV", vault.pickle_key())
+                    .map_err(super::CryptoError::into_store_error)
+            })
+            .unwrap()
+    };
+    let mut ea = load(&mut a);
+    let mut eb = load(&mut b);
+    let unpublished = |e: &Engine| e.account.inner().one_time_keys().len();
+    assert!(unpublished(&ea) > 0);
+    assert_eq!(unpublished(&ea), unpublished(&eb));
+    // A publishes its keys.
+    a.transaction_seeing(|tx, changed| {
+        ea.refresh(tx, changed)
+            .and_then(|()| ea.upload_acknowledged(tx))
+            .map_err(super::CryptoError::into_store_error)
+    })
+    .unwrap();
+    assert_eq!(unpublished(&ea), 0);
+    // B's next transaction sees A's commit and reads the account again.
+    b.transaction_seeing(|tx, changed| {
+        assert!(changed, "B must learn that A committed");
+        eb.refresh(tx, changed)
+            .map_err(super::CryptoError::into_store_error)
+    })
+    .unwrap();
+    assert_eq!(unpublished(&eb), 0, "B still holds the keys A published");
+    // Nothing changed since: B keeps what it has (its own commits do not count).
+    b.transaction_seeing(|_, changed| {
+        assert!(!changed);
+        Ok(())
+    })
+    .unwrap();
+}
