@@ -29,7 +29,7 @@ use tokio::runtime::Runtime;
 use crate::error::BridgeError;
 use crate::handle::HandleType;
 use crate::key_binder::JavaKeyBinder;
-use crate::sync_thread::SyncThread;
+use crate::sync_thread::{SyncMode, SyncThread};
 
 /// How long a wipe waits for the homeserver to remove this device's pushers.
 const PUSHER_REMOVAL_BEFORE_WIPE: Duration = Duration::from_secs(10);
@@ -143,12 +143,13 @@ impl ClientHandle {
         self.sync.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the sync thread with `listener` (at most one at a time; a thread that ended on
-    /// its own, after a fatal error, is reaped and replaced).
+    /// Starts the sync thread in `mode` with `listener` (at most one at a time; a thread that
+    /// ended on its own, after a fatal error, is reaped and replaced).
     pub(crate) fn start_sync(
         &self,
         env: &mut Env<'_>,
         listener: &JObject<'_>,
+        mode: SyncMode,
     ) -> Result<(), BridgeError> {
         if listener.is_null() {
             return Err(BridgeError::NullArgument("listener"));
@@ -171,8 +172,17 @@ impl ClientHandle {
             Arc::clone(&self.core),
             listener,
             Arc::clone(&self.delivered_security_event),
+            mode,
         )?);
         Ok(())
+    }
+
+    /// Tells the sync thread, if any, that the network is back (it ends a back-off at once;
+    /// a thread long-polling is left alone). Without a sync thread, nothing to do.
+    pub(crate) fn network_available(&self) {
+        if let Some(thread) = self.sync_slot().as_ref() {
+            thread.network_available();
+        }
     }
 
     /// Stops the sync thread, if any, and waits for it (unless called from one of its own

@@ -33,6 +33,7 @@ use crate::files::{self, Access};
 use crate::funnel::run_ffi_safe;
 use crate::handle;
 use crate::key_binder::JavaKeyBinder;
+use crate::sync_thread::SyncMode;
 
 /// `String[]`, as returned to Java.
 type StringArray<'local> = JObjectArray<'local, JString<'local>>;
@@ -1142,16 +1143,19 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_verifications<'local>(
 
 // --- background sync -----------------------------------------------------------------------
 
-/// `static native void startSync(long client, Listener listener)`.
+/// `static native void startSync(long client, NativeListener listener, String mode)`: `mode`
+/// is `SyncMode.wire` (`interactive` or `persistent`).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_startSync<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,
     client: jlong,
     listener: JObject<'local>,
+    mode: JString<'local>,
 ) {
     run_ffi_safe(&mut env, |env: &mut Env<'local>| {
-        handle::borrow::<ClientHandle>(client)?.start_sync(env, &listener)
+        let mode = SyncMode::from_wire(&convert::string_arg(env, &mode, "mode")?)?;
+        handle::borrow::<ClientHandle>(client)?.start_sync(env, &listener, mode)
     });
 }
 
@@ -1164,6 +1168,20 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_stopSync<'local>(
 ) {
     run_ffi_safe(&mut env, |_| {
         handle::borrow::<ClientHandle>(client)?.stop_sync();
+        Ok(())
+    });
+}
+
+/// `static native void networkAvailable(long client)`: ends the sync thread's back-off, if it
+/// is backing off (no-op otherwise, and without a sync thread).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_networkAvailable<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) {
+    run_ffi_safe(&mut env, |_| {
+        handle::borrow::<ClientHandle>(client)?.network_available();
         Ok(())
     });
 }
@@ -1289,7 +1307,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 48, "{java:?}");
+        assert_eq!(java.len(), 49, "{java:?}");
         assert_eq!(java, rust);
     }
 }

@@ -5,6 +5,9 @@
 //! - No proxy (environment proxies are ignored), no redirects (a 3xx is an error), HTTP/1.1.
 //! - Connect, read and total timeouts; response bodies capped while they are read, into a
 //!   zeroizing buffer (bodies can carry access tokens and, later, key material).
+//! - Connections kept alive for the long-poll sync ([`build_client`]): TCP keep-alive probes
+//!   under the carrier NATs' idle timeouts, and pooled connections kept longer than a long poll,
+//!   so a phone syncing once a minute neither loses its connection nor pays a new handshake.
 //! - Request bodies are handed to hyper as zeroizing buffers, so a login body with a password
 //!   is wiped when hyper drops it.
 //!
@@ -30,7 +33,9 @@ use crate::secret::AccessToken;
 pub struct Limits {
     /// TCP + TLS connection establishment.
     pub connect_timeout: Duration,
-    /// Longest silence while reading a response.
+    /// Longest silence while reading a response — the wait for the status line included:
+    /// reqwest 0.12 starts this timer with the request, so it must exceed the longest long
+    /// poll the client asks for (the sync thread's persistent mode waits 60 s for an answer).
     pub read_timeout: Duration,
     /// Default total time for one request (long-poll requests pass their own).
     pub request_timeout: Duration,
@@ -42,7 +47,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(45),
+            // 60 s of long poll, plus 15 s for the server's and the network's delays.
+            read_timeout: Duration::from_secs(75),
             request_timeout: Duration::from_secs(60),
             max_body_bytes: 4 * 1024 * 1024,
         }
@@ -319,6 +325,26 @@ fn tls_config(
     Ok(tls)
 }
 
+/// Idle time before the first TCP keep-alive probe. A connection waiting in a 60 s long poll
+/// is silent both ways; a carrier NAT or firewall that drops idle mappings sooner would lose
+/// it mid-poll (the answer would never arrive, and the poll would end on the read timeout, not
+/// on the data). With a probe after 25 s of silence, no middlebox whose idle timeout is 30 s or
+/// more sees the connection idle. Two probes per idle minute: a few bytes each, acknowledged by
+/// the server's kernel. (reqwest's own default is 15 s; fewer wake-ups of the radio here.)
+const TCP_KEEPALIVE: Duration = Duration::from_secs(25);
+/// Interval between unanswered probes, and how many before the connection is declared dead:
+/// a dead path is found 25 + 3 × 10 = 55 s after the last byte, before a 60 s long poll ends.
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long an idle pooled connection is kept: longer than a long poll. The sync's own
+/// connection is busy during its poll and reused right after it (the keep-alive probes above are
+/// what keep it alive meanwhile); the one left idle is the second connection — what a Java
+/// thread sends or fetches while the long poll holds the first (HTTP/1.1: one request at a time
+/// per connection). Kept 90 s, it is still there for a message sent a minute later, rather than
+/// closed and replaced by a new full TLS handshake (no session resumption here: every new
+/// connection is a full handshake). [`MAX_POOL_AGE`] still renews the whole pool every hour.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// A new HTTP client (and connection pool) over `tls`.
 fn build_client(
     tls: &rustls::ClientConfig,
@@ -334,7 +360,10 @@ fn build_client(
         .connect_timeout(limits.connect_timeout)
         .read_timeout(limits.read_timeout)
         .timeout(limits.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(50))
+        .tcp_keepalive(TCP_KEEPALIVE)
+        .tcp_keepalive_interval(TCP_KEEPALIVE_INTERVAL)
+        .tcp_keepalive_retries(TCP_KEEPALIVE_RETRIES)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .user_agent(concat!("tchap-secure/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| TransportError::Network {
@@ -525,6 +554,18 @@ mod tests {
             .map(|g| format!("{:?}", g.name()))
             .collect();
         assert_eq!(groups, ["X25519", "secp256r1", "secp384r1"]);
+    }
+
+    /// Issue 17 item 3: the connection survives the sync thread's persistent mode — a 60 s long
+    /// poll — without a read timeout, a dropped pool entry or an undetected dead path.
+    #[test]
+    fn connections_outlast_a_sixty_second_long_poll() {
+        let long_poll = Duration::from_secs(60);
+        assert!(Limits::default().read_timeout >= long_poll + Duration::from_secs(10));
+        assert!(POOL_IDLE_TIMEOUT > long_poll);
+        assert!(TCP_KEEPALIVE < Duration::from_secs(30));
+        // A dead path is found before the long poll would have ended.
+        assert!(TCP_KEEPALIVE + TCP_KEEPALIVE_INTERVAL * TCP_KEEPALIVE_RETRIES < long_poll);
     }
 
     #[test]

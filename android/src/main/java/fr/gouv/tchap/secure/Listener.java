@@ -20,10 +20,10 @@ public interface Listener {
      * ({@link Notification#notifies()} is always true here; {@link Notification#highlight()}
      * for a mention or a keyword), after {@link #onMessage} for the same sync round: the
      * message is in the store when this runs. When the app runs without a push distributor
-     * (persistent mode: the sync thread kept running in a foreground service), it shows a local
-     * notification from it; with one, pushes and {@link SecureClient#notification} do that job
-     * and this may be left alone. Runs on the sync thread like every callback: it must return
-     * quickly. Does nothing unless overridden.
+     * (persistent mode: the sync thread kept running in a foreground service, with
+     * {@link SyncMode#PERSISTENT}), it shows a local notification from it; with one, pushes and
+     * {@link SecureClient#notification} do that job and this may be left alone. Runs on the
+     * sync thread like every callback: it must return quickly. Does nothing unless overridden.
      */
     default void onNotification(Notification notification) {}
 

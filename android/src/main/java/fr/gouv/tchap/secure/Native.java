@@ -287,13 +287,23 @@ final class Native {
      * called on that thread (an event that notifies through
      * {@link NativeListener#onNotificationRow}, with the row of {@link #notification}; a changed
      * verification flow through {@link NativeListener#onVerificationRow}, with the row of
-     * {@link #verification}). At most one sync thread per client.
+     * {@link #verification}). At most one sync thread per client. {@code mode} is
+     * {@link SyncMode#wire} ({@code interactive} or {@code persistent}).
      */
-    static native void startSync(long client, NativeListener listener)
+    static native void startSync(long client, NativeListener listener, String mode)
             throws TchapSecureException;
 
-    /** Stops the sync thread and waits for it (callbacks stop before this returns). */
+    /**
+     * Stops the sync thread and waits for it (callbacks stop before this returns); a long poll
+     * or a back-off in progress is abandoned at once.
+     */
     static native void stopSync(long client) throws TchapSecureException;
+
+    /**
+     * The network is back: a sync thread backing off retries now, from the shortest back-off
+     * again. Nothing happens otherwise (no sync thread, or one long-polling).
+     */
+    static native void networkAvailable(long client) throws TchapSecureException;
 
     // --- wipe --------------------------------------------------------------------------------
 

@@ -809,22 +809,50 @@ public final class SecureClient implements AutoCloseable {
     // --- background sync -------------------------------------------------------------------
 
     /**
-     * Starts syncing on the library's dedicated thread; {@code listener} is called there. At
-     * most one sync thread per client.
+     * Starts syncing on the library's dedicated thread in {@link SyncMode#INTERACTIVE} mode;
+     * {@code listener} is called there. At most one sync thread per client.
      */
     public void startSync(Listener listener) throws TchapSecureException {
+        startSync(listener, SyncMode.INTERACTIVE);
+    }
+
+    /**
+     * Starts syncing on the library's dedicated thread in {@code mode}; {@code listener} is
+     * called there. At most one sync thread per client ({@code sync_running} otherwise): to
+     * change modes, {@link #stopSync()} first.
+     */
+    public void startSync(Listener listener, SyncMode mode) throws TchapSecureException {
         NativeListener guarded = new GuardedListener(this, Objects.requireNonNull(listener, "listener"));
+        String wire = Objects.requireNonNull(mode, "mode").wire;
         call(h -> {
-            Native.startSync(h, guarded);
+            Native.startSync(h, guarded, wire);
             return null;
         });
     }
 
-    /** Stops the sync thread and waits for it: no callback runs after this returns. */
+    /**
+     * Stops the sync thread and waits for it: no callback runs after this returns. Returns at
+     * once in the middle of a long poll or a back-off (the request in flight is abandoned;
+     * nothing of it was applied); a sync answer already received is applied first.
+     */
     public void stopSync() throws TchapSecureException {
         rejectFromCallback("stopSync()");
         call(h -> {
             Native.stopSync(h);
+            return null;
+        });
+    }
+
+    /**
+     * The network is back: call it from Android's {@code ConnectivityManager.NetworkCallback}
+     * ({@code onAvailable}). A sync thread backing off after network failures retries at once,
+     * and its back-off starts again from the shortest; one long-polling, or no sync thread,
+     * is left alone. Returns at once; may be called from any thread, a {@link Listener}
+     * callback included.
+     */
+    public void networkAvailable() throws TchapSecureException {
+        call(h -> {
+            Native.networkAvailable(h);
             return null;
         });
     }

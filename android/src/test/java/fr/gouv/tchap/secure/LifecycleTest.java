@@ -82,7 +82,9 @@ public class LifecycleTest {
         calls.add(x -> x.verification("flow"));
         calls.add(SecureClient::verifications);
         calls.add(x -> x.startSync(NO_OP));
+        calls.add(x -> x.startSync(NO_OP, SyncMode.PERSISTENT));
         calls.add(SecureClient::stopSync);
+        calls.add(SecureClient::networkAvailable);
         calls.add(SecureClient::wipe);
         for (int i = 0; i < calls.size(); i++) {
             try {
