@@ -55,6 +55,9 @@ step "cold open, initial sync and catch-up after a flight, fresh processes"
 step "push -> decrypted notification from a cold process (issue 17), 21 fresh processes"
 "$target/release/bench_notification" --out bench/raw --runs 21
 
+step "the persistent mode's idle cost, next to matrix-sdk's sync loop (issue 17)"
+"$target/release/bench_idle" --out bench/raw --seconds 60 --short-timeout-ms 3000
+
 step "size of the shipped library"
 so_size="$(tests/size-report.sh --quiet)"
 echo "$so_size bytes"
