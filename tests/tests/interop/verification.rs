@@ -185,6 +185,34 @@ async fn sas_to_device_we_request_and_start() {
     compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
 }
 
+/// matrix-sdk asked (`request`, in `room` or to-device): our side sees the request as
+/// received from the peer, accepts it, matrix-sdk starts SAS once we are ready, and both
+/// compare, confirm and end trusting each other.
+async fn we_accept_and_matrix_sdk_starts(
+    ours: &mut Ours,
+    peer: &Peer,
+    request: &VerificationRequest,
+    room: Option<&str>,
+) {
+    let flow_id = request.flow_id().to_owned();
+    until(ours, peer, "our side to see the request", async |o, _| {
+        o.client.verification(&flow_id).map(|_| ())
+    })
+    .await;
+    let info = flow_of(ours, &flow_id);
+    assert_eq!(info.state, "received");
+    assert_eq!(info.user_id, peer.user_id.as_str());
+    assert_eq!(info.room_id.as_deref(), room);
+    assert!(!info.we_requested);
+    ours.client.accept_verification(&flow_id).await.unwrap();
+    until(ours, peer, "matrix-sdk to see our ready", async |_, _| {
+        request.is_ready().then_some(())
+    })
+    .await;
+    request.start_sas().await.unwrap().expect("a SAS");
+    compare_confirm_and_check(ours, peer, &flow_id).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sas_to_device_matrix_sdk_requests_and_starts() {
     let mut ours = new_ours("vf-td2-ours").await;
@@ -207,28 +235,7 @@ async fn sas_to_device_matrix_sdk_requests_and_starts() {
         .request_verification()
         .await
         .unwrap();
-    let flow_id = request.flow_id().to_owned();
-    until(
-        &mut ours,
-        &peer,
-        "our side to see the request",
-        async |o, _| o.client.verification(&flow_id).map(|_| ()),
-    )
-    .await;
-    let info = flow_of(&ours, &flow_id);
-    assert_eq!(info.state, "received");
-    assert_eq!(info.user_id, peer.user_id.as_str());
-    assert!(!info.we_requested);
-    ours.client.accept_verification(&flow_id).await.unwrap();
-    until(
-        &mut ours,
-        &peer,
-        "matrix-sdk to see our ready",
-        async |_, _| request.is_ready().then_some(()),
-    )
-    .await;
-    request.start_sas().await.unwrap().expect("a SAS");
-    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+    we_accept_and_matrix_sdk_starts(&mut ours, &peer, &request, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -276,31 +283,12 @@ async fn sas_in_a_room_matrix_sdk_requests_and_starts() {
         .unwrap()
         .expect("matrix-sdk knows our identity");
     let request = identity.request_verification().await.unwrap();
-    let flow_id = request.flow_id().to_owned();
     assert_eq!(request.room_id().map(|r| r.as_str()), Some(room.as_str()));
-    assert!(flow_id.starts_with('$'), "the request event names the flow");
-    until(
-        &mut ours,
-        &peer,
-        "our side to see the in-room request",
-        async |o, _| o.client.verification(&flow_id).map(|_| ()),
-    )
-    .await;
-    let info = flow_of(&ours, &flow_id);
-    assert_eq!(info.state, "received");
-    assert_eq!(info.user_id, peer.user_id.as_str());
-    assert_eq!(info.room_id.as_deref(), Some(room.as_str()));
-    assert!(!info.we_requested);
-    ours.client.accept_verification(&flow_id).await.unwrap();
-    until(
-        &mut ours,
-        &peer,
-        "matrix-sdk to see our ready",
-        async |_, _| request.is_ready().then_some(()),
-    )
-    .await;
-    request.start_sas().await.unwrap().expect("a SAS");
-    compare_confirm_and_check(&mut ours, &peer, &flow_id).await;
+    assert!(
+        request.flow_id().starts_with('$'),
+        "the request event names the flow"
+    );
+    we_accept_and_matrix_sdk_starts(&mut ours, &peer, &request, Some(&room)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

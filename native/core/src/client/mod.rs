@@ -669,23 +669,42 @@ impl PendingSync {
             since,
             timeout,
         } = self;
-        let timeout_ms = timeout.as_millis().to_string();
         let response: SyncResponse = call(&transport, "/sync", || {
-            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
-            r.access_token = Some(&token);
-            r.query.push(("timeout", timeout_ms.clone()));
-            r.query.push(("filter", SYNC_FILTER.to_owned()));
-            r.query.push(("set_presence", "offline".to_owned()));
-            if let Some(since) = &since {
-                r.query.push(("since", since.clone()));
-            }
-            r.timeout = Some(timeout + Duration::from_secs(30));
-            r.max_body_bytes = Some(MAX_SYNC_BYTES);
-            r
+            sync_request(
+                &token,
+                since.as_deref(),
+                timeout,
+                SYNC_FILTER,
+                MAX_SYNC_BYTES,
+            )
         })
         .await?;
         Ok(FetchedSync { since, response })
     }
+}
+
+/// A long-poll `GET /sync` from `since` with `filter` (inline JSON), presence off, the
+/// request allowed 30 s more than the server's `timeout`, the answer capped at `max_body`.
+/// The main sync and the notification path's to-device fetch differ only in filter, position
+/// and cap.
+pub(crate) fn sync_request<'a>(
+    token: &'a AccessToken,
+    since: Option<&str>,
+    timeout: Duration,
+    filter: &str,
+    max_body: usize,
+) -> Request<'a> {
+    let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
+    r.access_token = Some(token);
+    r.query.push(("timeout", timeout.as_millis().to_string()));
+    r.query.push(("filter", filter.to_owned()));
+    r.query.push(("set_presence", "offline".to_owned()));
+    if let Some(since) = since {
+        r.query.push(("since", since.to_owned()));
+    }
+    r.timeout = Some(timeout + Duration::from_secs(30));
+    r.max_body_bytes = Some(max_body);
+    r
 }
 
 /// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.

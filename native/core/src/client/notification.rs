@@ -275,19 +275,14 @@ impl Client {
     async fn fetch_to_device(&mut self, timeout: Duration) -> Result<usize, Error> {
         let since = notify::notify_since(self.store.conn())?;
         let token = self.token()?.clone();
-        let timeout_ms = timeout.as_millis().to_string();
         let response: SyncResponse = call(&self.transport, "/sync", || {
-            let mut r = Request::new(Method::GET, vec!["_matrix", "client", "v3", "sync"]);
-            r.access_token = Some(&token);
-            r.query.push(("timeout", timeout_ms.clone()));
-            r.query.push(("filter", TO_DEVICE_FILTER.to_owned()));
-            r.query.push(("set_presence", "offline".to_owned()));
-            if let Some(since) = &since {
-                r.query.push(("since", since.clone()));
-            }
-            r.timeout = Some(timeout + Duration::from_secs(30));
-            r.max_body_bytes = Some(MAX_TO_DEVICE_BYTES);
-            r
+            super::sync_request(
+                &token,
+                since.as_deref(),
+                timeout,
+                TO_DEVICE_FILTER,
+                MAX_TO_DEVICE_BYTES,
+            )
         })
         .await?;
         if !sync::valid_token(&response.next_batch) {
