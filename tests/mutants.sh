@@ -77,7 +77,7 @@ group_hsm() {
     # patterns must match those names, else the functions are silently left out.)
     run hsm -p tchap-secure-hsm \
         --file hsm/src/vault.rs --file hsm/src/pkcs11.rs \
-        --re 'aad|VaultFile.*::parse|Vault::open|Vault::wipe|read_kek_id|remove_placed|kek_id_of_damaged|Pkcs11Vault>::unwrap|Pkcs11Vault>::wrap|encode_binding'
+        --re 'aad|VaultFile.*::parse|Vault::open|Vault::wipe|read_kek_id|remove_placed|kek_id_of_damaged|Pkcs11Vault>::unwrap|Pkcs11Vault>::wrap|encode_binding|settled'
 }
 
 group_trust() {

@@ -309,15 +309,26 @@ const TOKEN_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 /// reads as no token, or as an unreadable one, for an instant. A token that stays absent is
 /// reported as before.
 fn find_token_settled(pkcs11: &Pkcs11, label: &str) -> Result<Slot, VaultError> {
+    settled(TOKEN_LOOKUPS, TOKEN_SETTLE, || find_token(pkcs11, label))
+}
+
+/// Calls `lookup` until it answers anything but an absent or unreadable token, at most
+/// `lookups` times, `pause` apart; the last answer is returned. Any other error (a wrong PIN,
+/// an ambiguous label) is returned at once: looking again would not change it.
+fn settled<T>(
+    lookups: u32,
+    pause: std::time::Duration,
+    mut lookup: impl FnMut() -> Result<T, VaultError>,
+) -> Result<T, VaultError> {
     let mut attempt = 1;
     loop {
-        match find_token(pkcs11, label) {
+        match lookup() {
             Err(VaultError::TokenNotFound { .. } | VaultError::Pkcs11 { .. })
-                if attempt < TOKEN_LOOKUPS =>
+                if attempt < lookups =>
             {
                 tracing::debug!(attempt, "token not readable yet; looking again");
                 attempt += 1;
-                std::thread::sleep(TOKEN_SETTLE);
+                std::thread::sleep(pause);
             }
             other => return other,
         }
@@ -404,6 +415,56 @@ mod tests {
                 vault.destroy_kek(&id).unwrap();
             },
         );
+    }
+
+    /// The token looked for again: an absent or unreadable token is looked for up to
+    /// `TOKEN_LOOKUPS` times and found if it appears meanwhile; an absent one is reported
+    /// after the last lookup; any other error is reported at once.
+    #[test]
+    fn an_absent_or_unreadable_token_is_looked_for_again_a_bounded_number_of_times() {
+        use std::time::Duration;
+        let absent = || VaultError::TokenNotFound {
+            label: "t".to_owned(),
+        };
+        let unreadable = || VaultError::Pkcs11 {
+            op: "C_GetTokenInfo",
+            detail: "locked".to_owned(),
+        };
+        // Found on the last allowed lookup, after absent and unreadable answers.
+        let mut calls = 0;
+        let found = settled(TOKEN_LOOKUPS, Duration::ZERO, || {
+            calls += 1;
+            match calls {
+                n if n == TOKEN_LOOKUPS => Ok(n),
+                n if n % 2 == 0 => Err(unreadable()),
+                _ => Err(absent()),
+            }
+        });
+        assert_eq!(found.unwrap(), TOKEN_LOOKUPS);
+        // Absent throughout: exactly TOKEN_LOOKUPS lookups, then the absence is reported.
+        let mut calls = 0;
+        let missing: Result<(), _> = settled(TOKEN_LOOKUPS, Duration::ZERO, || {
+            calls += 1;
+            Err(absent())
+        });
+        assert!(matches!(missing, Err(VaultError::TokenNotFound { .. })));
+        assert_eq!(calls, TOKEN_LOOKUPS);
+        // Another error: one lookup only.
+        let mut calls = 0;
+        let ambiguous: Result<(), _> = settled(TOKEN_LOOKUPS, Duration::ZERO, || {
+            calls += 1;
+            Err(VaultError::AmbiguousToken {
+                label: "t".to_owned(),
+            })
+        });
+        assert!(matches!(ambiguous, Err(VaultError::AmbiguousToken { .. })));
+        assert_eq!(calls, 1);
+        // The pause is taken between lookups, not after the last one.
+        let start = std::time::Instant::now();
+        let _ = settled(3, Duration::from_millis(30), || -> Result<(), _> {
+            Err(absent())
+        });
+        assert!(start.elapsed() >= Duration::from_millis(60));
     }
 
     #[test]
