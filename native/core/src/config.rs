@@ -55,6 +55,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "require_cross_signing",
     "allow_identity_acknowledgement",
     "push_gateway_url",
+    "read_receipts",
+    "max_message_lifetime_days",
+    "redaction_reason_in_clear",
 ];
 
 /// The path of the Push Gateway API's notify endpoint: every `push_gateway_url` is this path on
@@ -81,6 +84,42 @@ impl KeySharing {
         }
     }
 }
+
+/// Which read receipts we send (`read_receipts`, issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadReceipts {
+    /// `m.read`: every member of the room (and the server) sees how far we read.
+    Public,
+    /// `m.read.private`: the server keeps it for our own devices only, which stay in step. The
+    /// default: the least disclosed that still syncs the member's devices.
+    #[default]
+    Private,
+    /// None: our other devices are not told either.
+    Off,
+}
+
+impl ReadReceipts {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Off => "off",
+        }
+    }
+
+    /// The Matrix receipt type to send (`m.read`, `m.read.private`), or `None` to send none.
+    pub fn receipt_type(self) -> Option<&'static str> {
+        match self {
+            Self::Public => Some("m.read"),
+            Self::Private => Some("m.read.private"),
+            Self::Off => None,
+        }
+    }
+}
+
+/// Largest `max_message_lifetime_days` accepted: ten years.
+pub const MAX_MESSAGE_LIFETIME_DAYS_LIMIT: u64 = 3650;
 
 /// Most content scanner keys pinned at once (the current one and those of coming rotations).
 pub const MAX_SCANNER_KEYS: usize = 8;
@@ -143,6 +182,9 @@ pub struct Config {
     require_cross_signing: bool,
     allow_identity_acknowledgement: bool,
     push_gateway_url: Option<reqwest::Url>,
+    read_receipts: ReadReceipts,
+    max_message_lifetime_days: Option<u64>,
+    redaction_reason_in_clear: bool,
     /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
     anchor_pins: Vec<SpkiPin>,
 }
@@ -362,6 +404,35 @@ impl Config {
                 });
             }
         };
+        let read_receipts = match optional_str(map, "read_receipts")? {
+            None | Some("private") => ReadReceipts::Private,
+            Some("public") => ReadReceipts::Public,
+            Some("off") => ReadReceipts::Off,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "read_receipts",
+                    reason: "\"public\", \"private\" or \"off\"".into(),
+                });
+            }
+        };
+        let max_message_lifetime_days = match map.get("max_message_lifetime_days") {
+            None => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (1..=MAX_MESSAGE_LIFETIME_DAYS_LIMIT).contains(&v) => Some(v),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "max_message_lifetime_days",
+                        reason: format!("an integer from 1 to {MAX_MESSAGE_LIFETIME_DAYS_LIMIT}"),
+                    });
+                }
+            },
+            Some(_) => {
+                return Err(ConfigError::WrongType {
+                    key: "max_message_lifetime_days",
+                    expected: "an integer",
+                });
+            }
+        };
         Ok(Self {
             homeserver_url,
             server_name,
@@ -381,6 +452,10 @@ impl Config {
             allow_identity_acknowledgement: optional_bool(map, "allow_identity_acknowledgement")?
                 .unwrap_or(false),
             push_gateway_url,
+            read_receipts,
+            max_message_lifetime_days,
+            redaction_reason_in_clear: optional_bool(map, "redaction_reason_in_clear")?
+                .unwrap_or(false),
             anchor_pins,
         })
     }
@@ -442,6 +517,26 @@ impl Config {
     /// it (`true`), instead of only by verifying the contact again (`false`, the default).
     pub fn allow_identity_acknowledgement(&self) -> bool {
         self.allow_identity_acknowledgement
+    }
+
+    /// Which read receipts we send (`read_receipts`; default: private ones).
+    pub fn read_receipts(&self) -> ReadReceipts {
+        self.read_receipts
+    }
+
+    /// The ceiling on every room's message lifetime (`max_message_lifetime_days`): a message
+    /// older than this is purged from the device whatever the room's own `m.room.retention`
+    /// says. `None`: no ceiling, only the room's own policy applies.
+    pub fn max_message_lifetime(&self) -> Option<std::time::Duration> {
+        self.max_message_lifetime_days
+            .map(|days| std::time::Duration::from_secs(days * 24 * 60 * 60))
+    }
+
+    /// Whether a redaction may carry a free-text reason (`redaction_reason_in_clear`; default
+    /// `false`). A redaction travels in clear, for the server must read it: its reason would be
+    /// the one text the member typed that the server reads, so it is refused unless this is on.
+    pub fn redaction_reason_in_clear(&self) -> bool {
+        self.redaction_reason_in_clear
     }
 
     /// What this valid configuration does that weakens it.
@@ -958,6 +1053,119 @@ mod tests {
             parse(&c).unwrap_err().key(),
             Some("allow_identity_acknowledgement")
         );
+    }
+
+    #[test]
+    fn read_receipts_are_strict_and_default_to_private() {
+        let default = parse(&good()).unwrap().read_receipts();
+        assert_eq!(default, ReadReceipts::Private);
+        assert_eq!(default.receipt_type(), Some("m.read.private"));
+        for (value, expected, receipt_type) in [
+            ("public", ReadReceipts::Public, Some("m.read")),
+            ("private", ReadReceipts::Private, Some("m.read.private")),
+            ("off", ReadReceipts::Off, None),
+        ] {
+            let mut c = good();
+            c["read_receipts"] = json!(value);
+            let parsed = parse(&c).unwrap().read_receipts();
+            assert_eq!(parsed, expected, "{value}");
+            assert_eq!(parsed.as_str(), value);
+            assert_eq!(parsed.receipt_type(), receipt_type);
+        }
+        for bad in ["Public", "m.read", "none", "on", ""] {
+            let mut c = good();
+            c["read_receipts"] = json!(bad);
+            assert_eq!(
+                parse(&c).unwrap_err(),
+                ConfigError::Invalid {
+                    key: "read_receipts",
+                    reason: "\"public\", \"private\" or \"off\"".into(),
+                },
+                "{bad}"
+            );
+        }
+        for wrong in [json!(true), json!(1), json!(["private"]), json!(null)] {
+            let mut c = good();
+            c["read_receipts"] = wrong.clone();
+            assert_eq!(
+                parse(&c).unwrap_err(),
+                ConfigError::WrongType {
+                    key: "read_receipts",
+                    expected: "a string"
+                },
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_message_lifetime_ceiling_is_optional_and_bounded() {
+        assert_eq!(parse(&good()).unwrap().max_message_lifetime(), None);
+        for (days, secs) in [
+            (1, 86_400),
+            (30, 30 * 86_400),
+            (MAX_MESSAGE_LIFETIME_DAYS_LIMIT, 3650 * 86_400),
+        ] {
+            let mut c = good();
+            c["max_message_lifetime_days"] = json!(days);
+            assert_eq!(
+                parse(&c).unwrap().max_message_lifetime(),
+                Some(std::time::Duration::from_secs(secs)),
+                "{days}"
+            );
+        }
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(MAX_MESSAGE_LIFETIME_DAYS_LIMIT + 1),
+            json!(1.5),
+            json!(u64::MAX),
+        ] {
+            let mut c = good();
+            c["max_message_lifetime_days"] = bad.clone();
+            assert_eq!(
+                parse(&c).unwrap_err(),
+                ConfigError::Invalid {
+                    key: "max_message_lifetime_days",
+                    reason: "an integer from 1 to 3650".into(),
+                },
+                "{bad}"
+            );
+        }
+        for wrong in [json!("30"), json!(true), json!(null), json!([30])] {
+            let mut c = good();
+            c["max_message_lifetime_days"] = wrong.clone();
+            assert_eq!(
+                parse(&c).unwrap_err(),
+                ConfigError::WrongType {
+                    key: "max_message_lifetime_days",
+                    expected: "an integer"
+                },
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_reasons_are_refused_unless_allowed() {
+        assert!(!parse(&good()).unwrap().redaction_reason_in_clear());
+        for allowed in [true, false] {
+            let mut c = good();
+            c["redaction_reason_in_clear"] = json!(allowed);
+            assert_eq!(parse(&c).unwrap().redaction_reason_in_clear(), allowed);
+        }
+        for wrong in [json!("true"), json!(1), json!(null)] {
+            let mut c = good();
+            c["redaction_reason_in_clear"] = wrong.clone();
+            assert_eq!(
+                parse(&c).unwrap_err(),
+                ConfigError::WrongType {
+                    key: "redaction_reason_in_clear",
+                    expected: "true or false"
+                },
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

@@ -31,10 +31,11 @@ import java.util.TreeMap;
  *       item trimmed).
  *   <li>{@link Boolean} → {@code true}/{@code false}.
  *   <li>{@code String[]} or a {@link Collection} of Strings → JSON array of strings.
- *   <li>{@link Integer}, {@link Long} → JSON number: {@code max_attachment_bytes} (an Android
- *       {@code integer} restriction, delivered as an Integer). Absent, the key is omitted and the
- *       validator's default applies (100 MiB); its range (1 to {@link Integer#MAX_VALUE}) is
- *       checked by the validator, not here.
+ *   <li>{@link Integer}, {@link Long} → JSON number: {@code max_attachment_bytes} and
+ *       {@code max_message_lifetime_days} (Android {@code integer} restrictions, delivered as
+ *       Integers). Absent, the key is omitted and the validator's default applies (100 MiB; no
+ *       lifetime ceiling); their ranges (1 to {@link Integer#MAX_VALUE}; 1 to 3650) are checked
+ *       by the validator, not here.
  *   <li>anything else → {@link IllegalArgumentException}.
  * </ul>
  *

@@ -4,6 +4,7 @@ import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
 
 import java.io.File;
 import java.util.HashMap;
@@ -94,7 +95,9 @@ public class RestrictionsTest {
         types.put("require_leaf_or_intermediate_pin", "bool");
         types.put("require_cross_signing", "bool");
         types.put("allow_identity_acknowledgement", "bool");
+        types.put("redaction_reason_in_clear", "bool");
         types.put("max_attachment_bytes", "integer");
+        types.put("max_message_lifetime_days", "integer");
         for (Map.Entry<String, Element> r : restrictions().entrySet()) {
             String key = r.getKey();
             Element e = r.getValue();
@@ -135,5 +138,62 @@ public class RestrictionsTest {
         Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
         values.put("max_attachment_bytes", Integer.valueOf(defaultValue));
         SecureClient.checkConfig(ConfigJson.fromMap(values));
+    }
+
+    /**
+     * {@code max_message_lifetime_days} is an Android {@code integer} restriction with no
+     * default: its absence means "no ceiling", which no integer says, so the console shows no
+     * value of its own. The validator takes its range as Integers (1 to 3650) and refuses 0 and
+     * 3651 naming the key.
+     */
+    @Test
+    public void messageLifetimeCeilingIsAnIntegerWithoutDefault() throws Exception {
+        Element e = restrictions().get("max_message_lifetime_days");
+        assertNotNull("max_message_lifetime_days is in app_restrictions.xml", e);
+        assertEquals("integer", e.getAttributeNS(ANDROID_NS, "restrictionType"));
+        assertFalse("max_message_lifetime_days has no default (absent: no ceiling)",
+                e.hasAttributeNS(ANDROID_NS, "defaultValue"));
+        for (int days : new int[] {1, 3650}) {
+            Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
+            values.put("max_message_lifetime_days", Integer.valueOf(days));
+            SecureClient.checkConfig(ConfigJson.fromMap(values));
+        }
+        for (int days : new int[] {0, 3651}) {
+            Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
+            values.put("max_message_lifetime_days", Integer.valueOf(days));
+            try {
+                SecureClient.checkConfig(ConfigJson.fromMap(values));
+                fail("the validator accepted max_message_lifetime_days = " + days);
+            } catch (TchapSecureException refused) {
+                assertEquals("config", refused.getCode());
+                assertTrue(refused.getMessage(),
+                        refused.getMessage().contains("max_message_lifetime_days"));
+            }
+        }
+    }
+
+    /**
+     * {@code read_receipts} is a string restriction whose default shown in the MDM console is
+     * the validator's own ({@code private}); each of its values is accepted, any other refused.
+     */
+    @Test
+    public void readReceiptsDefaultIsTheValidatorsDefault() throws Exception {
+        Element e = restrictions().get("read_receipts");
+        assertNotNull("read_receipts is in app_restrictions.xml", e);
+        assertEquals("private", e.getAttributeNS(ANDROID_NS, "defaultValue"));
+        for (String value : new String[] {"public", "private", "off"}) {
+            Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
+            values.put("read_receipts", value);
+            SecureClient.checkConfig(ConfigJson.fromMap(values));
+        }
+        Map<String, Object> values = ConfigJsonTest.mdmRestrictions();
+        values.put("read_receipts", "none");
+        try {
+            SecureClient.checkConfig(ConfigJson.fromMap(values));
+            fail("the validator accepted read_receipts = none");
+        } catch (TchapSecureException refused) {
+            assertEquals("config", refused.getCode());
+            assertTrue(refused.getMessage(), refused.getMessage().contains("read_receipts"));
+        }
     }
 }
