@@ -14,6 +14,7 @@
 //! long-lived thread with `PR_SET_PDEATHSIG`, so it dies with the test process even when the
 //! test binary is killed (see `child.rs`).
 
+pub mod at_rest;
 pub mod bench_setup;
 mod child;
 pub mod cli_member;

@@ -185,6 +185,41 @@ enum Command {
         /// The message (else read from standard input).
         #[arg(long)]
         text: Option<String>,
+        /// A user this message mentions (`m.mentions`: notified by id); repeatable.
+        #[arg(long = "mention")]
+        mentions: Vec<String>,
+    },
+    /// Reply to a message (the relation and the mention of its sender travel encrypted).
+    Reply {
+        /// Room id.
+        room: String,
+        /// The message answered.
+        event: String,
+        /// The reply (else read from standard input).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Replace the text of one's own message for everyone; the former text is erased here.
+    Edit {
+        /// Room id.
+        room: String,
+        /// One's own message.
+        event: String,
+        /// The new text (else read from standard input).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Delete a message for everyone: erased on this device at once (text, edits, file key),
+    /// the redaction queued for the server. One's own, or anyone's with the power level.
+    Redact {
+        /// Room id.
+        room: String,
+        /// The event.
+        event: String,
+        /// A reason: it travels in clear, refused unless the managed configuration allows it
+        /// (`redaction_reason_in_clear`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Send a file, encrypted (AES-256-CTR, key in the Megolm-encrypted event), as an
     /// `m.file` (`m.image` for images).
@@ -517,13 +552,45 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 client.leave(room).await?;
                 out.message("left", room);
             }
-            Command::Send { room, text } => {
+            Command::Send {
+                room,
+                text,
+                mentions,
+            } => {
                 let body = match text {
                     Some(t) => t.clone(),
                     None => secrets::read_text_stdin()?,
                 };
-                let event_id = client.send_text(room, &body).await?;
+                let event_id = if mentions.is_empty() {
+                    client.send_text(room, &body).await?
+                } else {
+                    client.send_text_mentioning(room, &body, mentions).await?
+                };
                 out.message("event_id", &event_id);
+            }
+            Command::Reply { room, event, text } => {
+                let body = match text {
+                    Some(t) => t.clone(),
+                    None => secrets::read_text_stdin()?,
+                };
+                let event_id = client.reply(room, event, &body).await?;
+                out.message("event_id", &event_id);
+            }
+            Command::Edit { room, event, text } => {
+                let body = match text {
+                    Some(t) => t.clone(),
+                    None => secrets::read_text_stdin()?,
+                };
+                let event_id = client.edit(room, event, &body).await?;
+                out.message("event_id", &event_id);
+            }
+            Command::Redact {
+                room,
+                event,
+                reason,
+            } => {
+                let deletion = client.redact(room, event, reason.as_deref()).await?;
+                out.deletion(room, event, &deletion);
             }
             Command::SendFile {
                 room,
@@ -563,6 +630,12 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                             for m in &s.messages {
                                 out.timeline_event(m);
                                 seen += 1;
+                            }
+                            for m in &s.edits {
+                                out.timeline_event(m);
+                            }
+                            for r in &s.redactions {
+                                out.redaction(r);
                             }
                             for u in &s.outgoing {
                                 out.outgoing(u);

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
 use tchap_secure_core::client::push::Pusher;
+use tchap_secure_core::client::relations::{Deletion, Redaction};
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
@@ -287,8 +288,17 @@ impl Output {
                 "error": e.error,
                 "attachment": e.attachment,
                 "local_id": e.local_id,
+                "reply_to": e.reply_to,
+                "edited": e.edited,
             }));
             return;
+        }
+        let mut marks = String::new();
+        if let Some(to) = &e.reply_to {
+            marks.push_str(&format!(" (reply to {to})"));
+        }
+        if e.edited {
+            marks.push_str(" (edited)");
         }
         if let (Some(a), "decrypted") = (&e.attachment, e.state.as_str()) {
             let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
@@ -315,10 +325,16 @@ impl Output {
         };
         match (e.state.as_str(), e.body.as_deref()) {
             ("decrypted", Some(body)) => human!(
-                "[{}] {who} <{}> ({trust}, {}): {body}    {}",
+                "[{}] {who} <{}> ({trust}, {}){marks}: {body}    {}",
                 e.room_id,
                 e.sender,
                 e.sender_device.as_deref().unwrap_or("?"),
+                e.event_id
+            ),
+            ("redacted", _) => human!(
+                "[{}] {who} <{}>: <message deleted>    {}",
+                e.room_id,
+                e.sender,
                 e.event_id
             ),
             ("queued" | "sent" | "failed", body) => human!(
@@ -340,6 +356,39 @@ impl Output {
                 e.error.as_deref().unwrap_or("no body"),
                 e.event_id
             ),
+        }
+    }
+
+    /// An event a redaction erased.
+    pub(crate) fn redaction(&self, r: &Redaction) {
+        if self.json {
+            print_json(&json!({ "redacted": r }));
+        } else {
+            human!(
+                "[{}] message {} deleted by {}",
+                r.room_id,
+                r.event_id,
+                r.redacted_by
+            );
+        }
+    }
+
+    /// What became of our redaction (the event is erased here in every case).
+    pub(crate) fn deletion(&self, room: &str, event: &str, d: &Deletion) {
+        if self.json {
+            print_json(&json!({ "room_id": room, "event_id": event, "deletion": d }));
+        } else {
+            let outcome = match d {
+                Deletion::Sent { redaction_id } => format!("deleted for everyone ({redaction_id})"),
+                Deletion::Queued { local_id } => {
+                    format!("deleted here; the redaction waits to be sent ({local_id})")
+                }
+                Deletion::Failed { reason, .. } => {
+                    format!("deleted here only: the server refused the redaction ({reason})")
+                }
+                Deletion::NeverSent => "deleted before it was ever sent".to_owned(),
+            };
+            human!("[{room}] {event}: {outcome}");
         }
     }
 

@@ -1030,6 +1030,18 @@ pub fn raw_rows(events: &[Value], first: usize) -> Vec<(String, String, i64, Str
         .collect()
 }
 
+/// A hostile member for the tests (feature `bench-internals` only): sends `content` as an
+/// `m.room.message` exactly as given, Megolm-encrypted with every check of a normal send — so
+/// a test can make the edits the API refuses (another member's message, a message of another
+/// room), with the relation inside the encryption where the server cannot judge it.
+pub async fn send_raw_message(
+    client: &mut crate::Client,
+    room_id: &str,
+    content: Value,
+) -> Result<String, Error> {
+    client.send_room_message(room_id, content).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,17 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A reply, an edit or a deletion the member asked for was refused here, before anything
+    /// was sent: `unknown_event`, `event_redacted`, `edit_not_allowed` (not one's own text
+    /// message), `redaction_not_allowed` (another member's event without the power level),
+    /// `redaction_other_room`, `reason_in_clear_refused`.
+    #[error("{detail}")]
+    Relation {
+        /// The stable code.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// The homeserver asks for the account password (user-interactive authentication) and
     /// none was given: call again with it.
     #[error("the homeserver asks for the account password to authorise this")]
@@ -143,7 +154,9 @@ impl Error {
             Self::SendQueued { .. } => "send_queued",
             Self::SendFailed { .. } => "send_failed",
             Self::PasswordRequired => "password_required",
-            Self::Verification { code, .. } | Self::Notification { code, .. } => code,
+            Self::Verification { code, .. }
+            | Self::Notification { code, .. }
+            | Self::Relation { code, .. } => code,
             Self::AuthUnsupported { .. } => "auth_unsupported",
         }
     }

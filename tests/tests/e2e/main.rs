@@ -12,6 +12,7 @@ mod log_redaction;
 mod messaging;
 mod notification;
 mod push;
+mod relations;
 mod rotation;
 mod scanner_testbed;
 mod session;

@@ -11,6 +11,7 @@ mod cross_signing;
 mod notification;
 mod ours;
 mod peer;
+mod relations;
 mod verification;
 
 use std::time::{Duration, Instant};

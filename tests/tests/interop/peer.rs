@@ -60,6 +60,17 @@ struct Text {
     sender: OwnedUserId,
     event_id: OwnedEventId,
     body: String,
+    /// The decrypted content as JSON, exactly as the sender wrote it (relations, mentions).
+    content: Value,
+}
+
+/// An `m.room.redaction` the peer's syncs delivered.
+#[derive(Clone, Debug)]
+pub struct SeenRedaction {
+    pub room: OwnedRoomId,
+    pub sender: OwnedUserId,
+    /// The event it redacts (`content.redacts`, or the top-level `redacts` of older rooms).
+    pub redacts: String,
 }
 
 /// A decrypted `m.room.message` with an `m.file` msgtype.
@@ -88,6 +99,7 @@ struct Pending {
 struct Log {
     texts: Vec<Text>,
     files: Vec<FileMessage>,
+    redactions: Vec<SeenRedaction>,
     /// Encrypted events that decrypted (any type), by id.
     decrypted: HashSet<OwnedEventId>,
     /// Encrypted events that have not decrypted so far.
@@ -488,6 +500,75 @@ impl Peer {
             .unwrap_or_else(|| panic!("{}: room {room} is unknown to the peer", self.user_id))
     }
 
+    /// Syncs until a decrypted text message of `room` whose content satisfies `matches` is
+    /// seen, or `timeout`; returns its sender, event id and content.
+    pub async fn wait_for_content(
+        &self,
+        room: &RoomId,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<(OwnedUserId, OwnedEventId, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = {
+                let log = self.log.lock().expect("peer log lock");
+                log.texts
+                    .iter()
+                    .find(|t| t.room == room && matches(&t.content))
+                    .map(|t| (t.sender.clone(), t.event_id.clone(), t.content.clone()))
+            };
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            self.sync_once().await;
+        }
+    }
+
+    /// Syncs until a redaction of `event` in `room` is seen, or `timeout`; returns it.
+    pub async fn wait_for_redaction(
+        &self,
+        room: &RoomId,
+        event: &str,
+        timeout: Duration,
+    ) -> Option<SeenRedaction> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = {
+                let log = self.log.lock().expect("peer log lock");
+                log.redactions
+                    .iter()
+                    .find(|r| r.room == room && r.redacts == event)
+                    .cloned()
+            };
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            self.sync_once().await;
+        }
+    }
+
+    /// Sends `content` as an `m.room.message` exactly as given (the SDK encrypts it, and
+    /// copies its `m.relates_to` into the clear part as it does for every event).
+    pub async fn send_raw_message(&self, room: &RoomId, content: Value) -> OwnedEventId {
+        let joined = self.encrypted_room(room).await;
+        let sent = joined
+            .send_raw("m.room.message", content)
+            .await
+            .unwrap_or_else(|e| panic!("{}: send_raw to {room}: {e}", self.user_id));
+        assert!(sent.encryption_info.is_some(), "sent unencrypted");
+        sent.response.event_id
+    }
+
+    /// Redacts `event` in `room` (`Room::redact`).
+    pub async fn redact(&self, room: &RoomId, event: &EventId) -> OwnedEventId {
+        let joined = self.encrypted_room(room).await;
+        joined
+            .redact(event, None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{}: redact in {room}: {e}", self.user_id))
+            .event_id
+    }
+
     fn text(&self, room: &RoomId, body: &str) -> Option<(OwnedUserId, OwnedEventId)> {
         let log = self.log.lock().expect("peer log lock");
         log.texts
@@ -552,6 +633,10 @@ impl Log {
                         sender: message.sender,
                         event_id,
                         body: text.body,
+                        content: serde_json::from_str::<Value>(event.raw().json().get())
+                            .ok()
+                            .and_then(|mut e| e.get_mut("content").map(Value::take))
+                            .unwrap_or_default(),
                     }),
                     MessageType::File(content) => {
                         let json = serde_json::from_str::<Value>(event.raw().json().get())
@@ -569,8 +654,31 @@ impl Log {
                     _ => {}
                 }
             }
-            // Plaintext events (state, or a cleartext message) never count as decrypted text.
-            TimelineEventKind::PlainText { .. } => {}
+            // Plaintext events (state, or a cleartext message) never count as decrypted text;
+            // a redaction travels in clear.
+            TimelineEventKind::PlainText { .. } => {
+                let Ok(json) = serde_json::from_str::<Value>(event.raw().json().get()) else {
+                    return;
+                };
+                if json.get("type").and_then(Value::as_str) != Some("m.room.redaction") {
+                    return;
+                }
+                let redacts = json
+                    .pointer("/content/redacts")
+                    .or_else(|| json.get("redacts"))
+                    .and_then(Value::as_str);
+                let sender = json
+                    .get("sender")
+                    .and_then(Value::as_str)
+                    .and_then(|s| UserId::parse(s).ok());
+                if let (Some(redacts), Some(sender)) = (redacts, sender) {
+                    self.redactions.push(SeenRedaction {
+                        room: room.to_owned(),
+                        sender,
+                        redacts: redacts.to_owned(),
+                    });
+                }
+            }
         }
     }
 }

@@ -473,6 +473,7 @@ impl Client {
                     body,
                     attachment.as_deref(),
                 )?;
+                super::relations::after_echo(tx, &event_txn, &content)?;
             }
             Ok(())
         })?;

@@ -10,6 +10,7 @@ pub mod media;
 pub mod notification;
 pub(crate) mod outbox;
 pub mod push;
+pub mod relations;
 mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;

@@ -34,7 +34,8 @@ use crate::store::timeline as tl;
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// A change of state of one of our outgoing messages, for the caller and the listener.
+/// A change of state of one of our outgoing messages (or of a redaction we sent: its local id
+/// is the one `Client::redact` returned when it was queued), for the caller and the listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutgoingUpdate {
     /// The room.
@@ -159,12 +160,15 @@ impl Client {
                 Ok(event_id) => {
                     let update = self.store.transaction(|tx| {
                         cdb::remove_outbox(tx, &row.txn_id)?;
+                        let redaction = row.kind.starts_with("redact:");
                         let Some(event_id) =
-                            event_id.filter(|_| row.kind.starts_with("room_event:"))
+                            event_id.filter(|_| redaction || row.kind.starts_with("room_event:"))
                         else {
                             return Ok(None);
                         };
-                        tl::echo_sent(tx, &row.txn_id, &event_id)?;
+                        if !redaction {
+                            tl::echo_sent(tx, &row.txn_id, &event_id)?;
+                        }
                         Ok(Some(OutgoingUpdate {
                             room_id: row.target.clone(),
                             local_id: row.txn_id.clone(),
@@ -202,6 +206,16 @@ impl Client {
                                 None,
                                 &format!("{} refused by the homeserver: {reason}", row.kind),
                             )?;
+                            if row.kind.starts_with("redact:") {
+                                // Erased here already; the others still see the event.
+                                return Ok(Some(OutgoingUpdate {
+                                    room_id: row.target.clone(),
+                                    local_id: row.txn_id.clone(),
+                                    state: "failed".into(),
+                                    event_id: None,
+                                    error: Some(reason.into()),
+                                }));
+                            }
                             if !row.kind.starts_with("room_event:") {
                                 // A room key that never went out: the next message starts a new
                                 // session, shared again.
@@ -268,6 +282,28 @@ impl Client {
                 )
                 .await?;
             crate::fault::point("after-message-sent");
+            Ok(answer
+                .get("event_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned))
+        } else if let Some(event_id) = row.kind.strip_prefix("redact:") {
+            let answer: Value = self
+                .authed(
+                    Method::PUT,
+                    "/rooms/redact",
+                    &[
+                        "_matrix",
+                        "client",
+                        "v3",
+                        "rooms",
+                        &row.target,
+                        "redact",
+                        event_id,
+                        &row.txn_id,
+                    ],
+                    Some(body),
+                )
+                .await?;
             Ok(answer
                 .get("event_id")
                 .and_then(Value::as_str)

@@ -135,6 +135,14 @@ pub struct SyncSummary {
     /// committed. Not reported as such.
     #[serde(skip)]
     pub(crate) push_candidates: Vec<PushCandidate>,
+    /// Messages whose shown text this sync changed (a valid edit arrived), as they now are;
+    /// not repeated here if in `messages`.
+    pub edits: Vec<TimelineEvent>,
+    /// Events this sync erased (a valid redaction arrived, or one that waited for its event).
+    pub redactions: Vec<super::relations::Redaction>,
+    /// The messages an edit changed, for `edits` once the sync is applied.
+    #[serde(skip)]
+    pub(crate) edited_ids: Vec<String>,
     /// Verification events received (to-device, or decrypted from a room), for the client to
     /// drive its flows once the sync is committed. Not reported as such.
     #[serde(skip)]
@@ -374,14 +382,37 @@ pub(crate) fn apply(
     }
     store::session::set_next_batch(tx, &response.next_batch)?;
     summary.push_candidates = decrypted.push.into();
-    for event_id in decrypted.ids {
+    report_decrypted(tx, decrypted.ids, &mut summary)?;
+    Ok(summary)
+}
+
+/// Adds the events `ids` decrypted, and the messages edits changed, to the summary as they are
+/// once everything was applied: an edit is not a message of its own (its message is reported
+/// as edited), an event erased meanwhile is only in `redactions`.
+pub(crate) fn report_decrypted(
+    tx: &Connection,
+    ids: Vec<String>,
+    summary: &mut SyncSummary,
+) -> Result<(), StoreError> {
+    for event_id in ids {
         if let Some(e) = tl::timeline_event(tx, &event_id)?
+            && e.replaces.is_none()
+            && e.state != "redacted"
             && !summary.messages.iter().any(|m| m.event_id == e.event_id)
         {
             summary.messages.push(e);
         }
     }
-    Ok(summary)
+    for event_id in std::mem::take(&mut summary.edited_ids) {
+        if let Some(e) = tl::timeline_event(tx, &event_id)?
+            && e.state != "redacted"
+            && !summary.messages.iter().any(|m| m.event_id == e.event_id)
+        {
+            summary.edits.retain(|m| m.event_id != e.event_id);
+            summary.edits.push(e);
+        }
+    }
+    Ok(())
 }
 
 /// Global account data: the account's push rules are kept (checked first: a malformed
@@ -474,7 +505,7 @@ pub(crate) fn apply_to_device_only(
     Ok(summary.room_keys)
 }
 
-fn security_event(
+pub(crate) fn security_event(
     tx: &Connection,
     summary: &mut SyncSummary,
     kind: &str,
@@ -872,11 +903,7 @@ pub(crate) fn apply_back_page(
             &mut place,
         )?;
     }
-    for event_id in decrypted.ids {
-        if let Some(e) = tl::timeline_event(tx, &event_id)? {
-            summary.messages.push(e);
-        }
-    }
+    report_decrypted(tx, decrypted.ids, summary)?;
     Ok(reached)
 }
 
@@ -895,9 +922,27 @@ fn apply_message_event(
     place: &mut Place<'_>,
 ) -> Result<(), StoreError> {
     match event.event_type.as_str() {
+        "m.room.encrypted" if super::relations::arrived_redacted(raw) => {
+            // Redacted on the server before it reached us: nothing to decrypt. (A stored
+            // event is erased only by a redaction event, checked.)
+            if let Some(event_id) = event.event_id.as_deref()
+                && tl::timeline_state(tx, event_id)?.is_none()
+            {
+                crate::store::relations::save_tombstone(
+                    tx,
+                    event_id,
+                    room_id,
+                    &event.sender,
+                    ts(event),
+                    place.take(),
+                )?;
+            }
+            Ok(())
+        }
         "m.room.encrypted" => {
             decrypt_room_event(tx, engine, room_id, event, raw, summary, decrypted, place)
         }
+        "m.room.redaction" => super::relations::apply_redaction(tx, room_id, event, raw, summary),
         "m.room.message" => {
             // Nothing is ever accepted in clear: the event is kept as refused, never shown.
             let Some(event_id) = event.event_id.as_deref() else {
@@ -967,8 +1012,9 @@ fn decrypt_room_event(
         return Ok(());
     };
     let known = tl::timeline_state(tx, event_id)?;
-    if known.as_deref() == Some("decrypted") {
-        return Ok(()); // seen before (a gappy sync can repeat events)
+    if matches!(known.as_deref(), Some("decrypted" | "redacted")) {
+        // Seen before (a gappy sync can repeat events), or erased: never decrypted again.
+        return Ok(());
     }
     // The timeline row of an event id keeps its first room and sender: a second event under
     // the same id from another sender or room must not fill in its body (a server could
@@ -1069,6 +1115,11 @@ fn decrypt_room_event(
                 )?;
             }
             decrypted.ids.push(event_id.to_owned());
+            if message {
+                super::relations::after_decrypt(tx, event_id, &d.content, summary)?;
+            } else {
+                super::relations::after_store(tx, event_id, summary)?;
+            }
         }
         Err(e) => {
             let e = fatal(e)?;
@@ -1094,6 +1145,7 @@ fn decrypt_room_event(
                     &message,
                 )?;
             }
+            super::relations::after_store(tx, event_id, summary)?;
         }
     }
     Ok(())

@@ -266,6 +266,21 @@ const MIGRATIONS: &[&str] = &[
     // 9: push rules evaluated on the device (issue 17 item 3). A room's power levels, as far
     // as notifications need them (`users`, `users_default`, `notifications`), as JSON.
     "ALTER TABLE rooms ADD COLUMN power_levels TEXT;",
+    // 10: replies, edits and redactions (issue 18). `reply_to`: the event a message answers
+    // (from its encrypted `m.relates_to`); `replaces`: set on an edit's own row (never listed)
+    // to the message it edits; `edited_by`: on a message, the edit whose text it now shows (the
+    // earlier text is gone). `redactions`: a redaction received before the event it redacts
+    // (back-fill order, a gap): applied, with the same checks, when the event arrives.
+    "ALTER TABLE timeline ADD COLUMN reply_to TEXT;
+     ALTER TABLE timeline ADD COLUMN replaces TEXT;
+     ALTER TABLE timeline ADD COLUMN edited_by TEXT;
+     CREATE INDEX timeline_edits ON timeline (replaces) WHERE replaces IS NOT NULL;
+     CREATE TABLE redactions (
+         event_id     TEXT PRIMARY KEY NOT NULL,
+         room_id      TEXT NOT NULL,
+         redaction_id TEXT NOT NULL,
+         sender       TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this library writes.

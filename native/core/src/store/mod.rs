@@ -16,6 +16,7 @@ pub mod identity;
 mod migrations;
 pub(crate) mod notify;
 pub(crate) mod push;
+pub(crate) mod relations;
 pub(crate) mod rooms;
 pub(crate) mod session;
 pub(crate) mod timeline;
@@ -182,6 +183,8 @@ impl Store {
             seen_version: None,
         };
         migrations::migrate(&mut store.conn)?;
+        // An erasure committed just before a crash: its truncation is made good now.
+        store.checkpoint_erasure()?;
         Ok(store)
     }
 
@@ -219,6 +222,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        self.checkpoint_erasure()?;
         Ok(out)
     }
 
@@ -238,7 +242,33 @@ impl Store {
         let out = f(&tx, self.seen_version != Some(version))?;
         tx.commit()?;
         self.seen_version = Some(version);
+        self.checkpoint_erasure()?;
         Ok(out)
+    }
+
+    /// After a committed erasure (a redaction, an edit, an expiry: see [`relations`]), the
+    /// write-ahead log still holds the pages as they were before it: they are copied into the
+    /// database (whose freed bytes `secure_delete` zeroed) and the log is truncated to nothing.
+    /// If another connection is reading an older snapshot the truncation cannot complete: the
+    /// flag stays and the next commit (or open) tries again.
+    pub(crate) fn checkpoint_erasure(&mut self) -> Result<(), StoreError> {
+        if !relations::erasure_pending(&self.conn)? {
+            return Ok(());
+        }
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::info!("erasure checkpoint deferred: another connection is reading");
+            return Ok(());
+        }
+        relations::erasure_done(&self.conn)?;
+        // Clearing the flag wrote a frame (the `kv` page only): truncate again.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        Ok(())
     }
 
     /// Runs `f` in a transaction that is always rolled back: nothing it writes is kept. It is
@@ -262,6 +292,12 @@ impl Store {
     }
 }
 
+/// The schema on a bare connection (unit tests of other modules).
+#[cfg(test)]
+pub(crate) fn migrations_for_tests(conn: &mut Connection) {
+    migrations::migrate(conn).expect("migrations");
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -275,6 +311,63 @@ pub(crate) mod tests {
         };
         let vault = Vault::create(dir, &backend, &binding).unwrap();
         (backend, vault)
+    }
+
+    /// An erasure's transaction leaves the write-ahead log empty once committed (the log
+    /// would otherwise keep the pages as they were, text included); a reader of an older
+    /// snapshot defers the truncation to the next commit, and an open makes good one a crash
+    /// left due.
+    #[test]
+    fn an_erasure_truncates_the_write_ahead_log_after_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, vault) = test_vault(dir.path());
+        let mut store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+        store
+            .transaction(|tx| {
+                rooms::upsert_room(tx, "!r:x", "join")?;
+                exec(
+                    tx,
+                    "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, body, ord)
+                     VALUES ('$m', '!r:x', '@a:x', 1, 'decrypted', 'text', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        // Another connection reading an older snapshot: the truncation waits.
+        let reader = Store::open(dir.path(), &vault.database_key()).unwrap();
+        reader
+            .conn()
+            .execute_batch("BEGIN; SELECT count(*) FROM timeline;")
+            .unwrap();
+        store
+            .transaction(|tx| relations::erase(tx, "$m").map(|_| ()))
+            .unwrap();
+        assert!(relations::erasure_pending(store.conn()).unwrap());
+        reader.conn().execute_batch("COMMIT;").unwrap();
+        drop(reader);
+        // The next commit makes it good.
+        store.transaction(|tx| kv_set(tx, "other", b"x")).unwrap();
+        assert!(!relations::erasure_pending(store.conn()).unwrap());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        // A crash after the commit, before the truncation: the open does it.
+        store
+            .transaction(|tx| {
+                relations::erase(tx, "$m")?;
+                Ok(())
+            })
+            .unwrap();
+        store
+            .conn()
+            .execute_batch("INSERT INTO kv VALUES ('erase.checkpoint_pending', x'31');")
+            .unwrap();
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        drop(store);
+        let store = Store::open(dir.path(), &vault.database_key()).unwrap();
+        assert!(!relations::erasure_pending(store.conn()).unwrap());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
     }
 
     #[test]

@@ -64,8 +64,9 @@ pub(crate) fn push_rules(conn: &Connection) -> Result<Option<Value>, StoreError>
         .transpose()
 }
 
-/// What notifications need of a room's power levels.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the device needs of a room's power levels: notifications (`@room`), redactions by
+/// another member, who may set a room's retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotificationPowers {
     /// `users`: explicit levels.
     pub(crate) users: BTreeMap<String, i64>,
@@ -73,6 +74,26 @@ pub(crate) struct NotificationPowers {
     pub(crate) users_default: i64,
     /// `notifications` (e.g. `room`: 50).
     pub(crate) notifications: BTreeMap<String, i64>,
+    /// `redact`: the level to redact another member's event (50 when absent).
+    pub(crate) redact: i64,
+    /// `events`: the level to send an event of a type (`m.room.retention`, …).
+    pub(crate) events: BTreeMap<String, i64>,
+    /// `state_default`: the level for a state event not in `events` (50 when absent).
+    pub(crate) state_default: i64,
+}
+
+impl Default for NotificationPowers {
+    /// The specification's defaults when a room has no power levels.
+    fn default() -> Self {
+        Self {
+            users: BTreeMap::new(),
+            users_default: 0,
+            notifications: BTreeMap::new(),
+            redact: 50,
+            events: BTreeMap::new(),
+            state_default: 50,
+        }
+    }
 }
 
 impl NotificationPowers {
@@ -97,6 +118,12 @@ impl NotificationPowers {
                 .and_then(Value::as_i64)
                 .unwrap_or(0),
             notifications: levels("notifications"),
+            redact: content.get("redact").and_then(Value::as_i64).unwrap_or(50),
+            events: levels("events"),
+            state_default: content
+                .get("state_default")
+                .and_then(Value::as_i64)
+                .unwrap_or(50),
         }
     }
 
@@ -115,6 +142,9 @@ pub(crate) fn set_power_levels(
         "users": powers.users,
         "users_default": powers.users_default,
         "notifications": powers.notifications,
+        "redact": powers.redact,
+        "events": powers.events,
+        "state_default": powers.state_default,
     });
     super::exec(
         conn,
@@ -173,6 +203,16 @@ mod tests {
             "a level that is not an integer is absent"
         );
         assert_eq!(back.notifications.get("room"), Some(&75));
+        assert_eq!(back.redact, 50, "absent: the default");
+        assert_eq!(back.state_default, 50);
+        let p = NotificationPowers::from_content(&json!({
+            "redact": 0, "state_default": 100, "events": {"m.room.retention": 75},
+        }));
+        set_power_levels(&conn, "!r:x", &p).unwrap();
+        let back = power_levels(&conn, "!r:x").unwrap();
+        assert_eq!(back.redact, 0);
+        assert_eq!(back.events.get("m.room.retention"), Some(&75));
+        assert_eq!(back.state_default, 100);
         assert_eq!(push_rules(&conn).unwrap(), None);
         set_push_rules(&conn, &json!({"global": {}})).unwrap();
         assert_eq!(push_rules(&conn).unwrap(), Some(json!({"global": {}})));

@@ -59,6 +59,16 @@ pub struct TimelineEvent {
     /// Our own message: the transaction id it was queued under (its local id, stable from
     /// the moment it is queued).
     pub local_id: Option<String>,
+    /// The event this message replies to (from its encrypted `m.relates_to`; the server
+    /// never sees it).
+    pub reply_to: Option<String>,
+    /// The message was edited by its sender: `body` is the latest valid edit's text (the
+    /// earlier text is erased).
+    pub edited: bool,
+    /// On an edit's own row (never listed: its text is shown on the message it edits): the
+    /// message it edits.
+    #[serde(skip)]
+    pub(crate) replaces: Option<String>,
 }
 
 /// What the timeline shows of a received or sent attachment: no key, IV or hash (those stay in
@@ -168,7 +178,8 @@ pub(crate) fn undecrypted_events(
 
 const TIMELINE_SELECT: &str =
     "SELECT t.event_id, t.room_id, t.sender, m.display_name, t.origin_ts, t.state,
-        t.session_id, t.sender_device, t.trust, t.body, t.error, t.ord, t.attachment, t.txn_id
+        t.session_id, t.sender_device, t.trust, t.body, t.error, t.ord, t.attachment, t.txn_id,
+        t.reply_to, t.edited_by, t.replaces
     FROM timeline t LEFT JOIN members m ON m.room_id = t.room_id AND m.user_id = t.sender";
 
 fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
@@ -188,6 +199,9 @@ fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
             .get::<_, Option<String>>(12)?
             .and_then(|json| AttachmentSummary::from_stored(&json)),
         local_id: r.get(13)?,
+        reply_to: r.get(14)?,
+        edited: r.get::<_, Option<String>>(15)?.is_some(),
+        replaces: r.get(16)?,
     })
 }
 
@@ -208,14 +222,14 @@ pub(crate) fn timeline_attachment(
 }
 
 /// The last `limit` events of a room, in the server's order (oldest first), with the sender's
-/// display name.
+/// display name. An edit is not an event of its own here: its text is its message's.
 pub(crate) fn timeline(
     conn: &Connection,
     room_id: &str,
     limit: u32,
 ) -> Result<Vec<TimelineEvent>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT * FROM ({TIMELINE_SELECT} WHERE t.room_id = ?1 ORDER BY t.ord DESC LIMIT ?2) ORDER BY ord"
+        "SELECT * FROM ({TIMELINE_SELECT} WHERE t.room_id = ?1 AND t.replaces IS NULL ORDER BY t.ord DESC LIMIT ?2) ORDER BY ord"
     ))?;
     let rows = stmt.query_map(params![room_id, limit], timeline_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
