@@ -18,6 +18,7 @@ use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned};
 use tchap_secure_core::client::media::OutgoingFile;
+use tchap_secure_core::client::relations::Deletion;
 use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
 use tchap_secure_core::config::KNOWN_KEYS;
 use tchap_secure_core::store::identity::IdentityRecord;
@@ -321,10 +322,125 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_send<'local>(
     })
 }
 
-/// A `messages` / `loadOlder` row (13 columns, see `Native.messages`).
-fn message_row(e: &TimelineEvent) -> Vec<Option<String>> {
+/// `static native String sendMentioning(long client, String roomId, String body, String[]
+/// userIds)`: as `send`, the message naming `userIds` in its encrypted `m.mentions` (their push
+/// rules notify them by id, whatever the text).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_sendMentioning<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    body: JString<'local>,
+    user_ids: StringArray<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let body = convert::string_arg(env, &body, "body")?;
+        let user_ids = convert::string_array_arg(env, &user_ids, "userIds")?;
+        let event_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.send_text_mentioning(&room_id, &body, &user_ids))?)
+        })?;
+        convert::java_string(env, &event_id)
+    })
+}
+
+/// `static native String reply(long client, String roomId, String eventId, String body)`: the
+/// reply's event id; sent as `send` (same exceptions), the relation encrypted. A message that
+/// is not there or not readable is refused before anything is sent (`unknown_event`,
+/// `event_redacted`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_reply<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    body: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let body = convert::string_arg(env, &body, "body")?;
+        let reply_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.reply(&room_id, &event_id, &body))?)
+        })?;
+        convert::java_string(env, &reply_id)
+    })
+}
+
+/// `static native String edit(long client, String roomId, String eventId, String body)`: the
+/// edit's event id; sent as `send`. Refused before anything is sent: `edit_not_allowed` (not
+/// our own text message), `unknown_event`, `event_redacted`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_edit<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    body: JString<'local>,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let body = convert::string_arg(env, &body, "body")?;
+        let edit_id = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.edit(&room_id, &event_id, &body))?)
+        })?;
+        convert::java_string(env, &edit_id)
+    })
+}
+
+/// Columns of a `redact` row (`Deletion.fromRow` checks the same count).
+pub(crate) const DELETION_COLUMNS: usize = 3;
+
+/// A `redact` row (see `Native.redact`): `{state, id|null, reason|null}`, state the core's
+/// serde name; id the redaction's event id (`sent`) or its local id (`queued`, `failed`).
+fn deletion_row(d: &Deletion) -> [Option<&str>; DELETION_COLUMNS] {
+    match d {
+        Deletion::Sent { redaction_id } => [Some("sent"), Some(redaction_id), None],
+        Deletion::Queued { local_id } => [Some("queued"), Some(local_id), None],
+        Deletion::Failed { local_id, reason } => [Some("failed"), Some(local_id), Some(reason)],
+        Deletion::NeverSent => [Some("never_sent"), None, None],
+    }
+}
+
+/// `static native String[] redact(long client, String roomId, String eventId, String reason)`:
+/// deletes the event for everyone — erased here before the call returns, whatever the row
+/// says — and returns what became of the redaction (`deletion_row`). `reason` may be null; a
+/// reason travels in clear and is refused (`reason_in_clear_refused`) unless the configuration
+/// allows it. Other refusals: `redaction_not_allowed`, `redaction_other_room`,
+/// `unknown_event`, `event_redacted`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_redact<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+    reason: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        let reason = convert::optional_string_arg(env, &reason)?;
+        let deletion = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.redact(&room_id, &event_id, reason.as_deref()))?)
+        })?;
+        convert::row(env, &deletion_row(&deletion))
+    })
+}
+
+/// Columns of a message row (`Message.fromRow` checks the same count).
+pub(crate) const MESSAGE_COLUMNS: usize = 15;
+
+/// A `messages` / `loadOlder` row (see `Native.messages`); also the row of the sync thread's
+/// `onEditedRow`. An array, so that a column added here without `MESSAGE_COLUMNS` (and the
+/// Java parser) does not compile.
+pub(crate) fn message_row(e: &TimelineEvent) -> Vec<Option<String>> {
     let attachment = e.attachment.as_ref();
-    vec![
+    let row: [Option<String>; MESSAGE_COLUMNS] = [
         Some(e.event_id.clone()),
         Some(e.sender.clone()),
         e.sender_display_name.clone(),
@@ -343,7 +459,10 @@ fn message_row(e: &TimelineEvent) -> Vec<Option<String>> {
             .and_then(|a| a.size)
             .filter(|n| jlong::try_from(*n).is_ok())
             .map(|n| n.to_string()),
-    ]
+        e.reply_to.clone(),
+        Some(bool_cell(e.edited).to_owned()),
+    ];
+    row.into()
 }
 
 /// `static native String[][] messages(long client, String roomId, int limit)`: message rows
@@ -1307,7 +1426,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 49, "{java:?}");
+        assert_eq!(java.len(), 53, "{java:?}");
         assert_eq!(java, rust);
     }
 }
@@ -1329,9 +1448,11 @@ mod row_tests {
     };
     use tchap_secure_core::{Notification, NotificationKind};
 
+    use tchap_secure_core::client::relations::Deletion;
+
     use super::{
-        VERIFICATION_FIXED_COLUMNS, device_row, identity_row, notification_row, status_row,
-        verification_row,
+        DELETION_COLUMNS, MESSAGE_COLUMNS, VERIFICATION_FIXED_COLUMNS, deletion_row, device_row,
+        identity_row, notification_row, status_row, verification_row,
     };
 
     /// The column count `class`.java requires of the `table` rows.
@@ -1450,6 +1571,67 @@ mod row_tests {
         }
     }
 
+    /// The source of `class`.java.
+    fn java_source(class: &str) -> String {
+        let path = format!(
+            "{}/../../android/src/main/java/fr/gouv/tchap/secure/{class}.java",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn message_rows_have_the_java_width_and_relation_columns() {
+        assert_eq!(MESSAGE_COLUMNS, java_columns("Message", "messages"));
+        // `Message.java` reads the relation columns: replyTo nullable, edited strictly.
+        let java = java_source("Message");
+        assert!(
+            java.contains("row[13]"),
+            "Message.java: no nullable replyTo"
+        );
+        let edited = "Rows.bool(row, 14, \"messages\", \"edited\")";
+        assert!(java.contains(edited), "Message.java: no {edited}");
+    }
+
+    #[test]
+    fn deletion_rows_use_the_core_state_names() {
+        assert_eq!(DELETION_COLUMNS, java_columns("Deletion", "redact"));
+        let java = java_source("Deletion");
+        let deletions = [
+            Deletion::Sent {
+                redaction_id: "$r".into(),
+            },
+            Deletion::Queued {
+                local_id: "txn-1".into(),
+            },
+            Deletion::Failed {
+                local_id: "txn-2".into(),
+                reason: "forbidden".into(),
+            },
+            Deletion::NeverSent,
+        ];
+        let rows: Vec<_> = deletions.iter().map(deletion_row).collect();
+        assert_eq!(
+            rows,
+            [
+                [Some("sent"), Some("$r"), None],
+                [Some("queued"), Some("txn-1"), None],
+                [Some("failed"), Some("txn-2"), Some("forbidden")],
+                [Some("never_sent"), None, None],
+            ]
+        );
+        for (deletion, row) in deletions.iter().zip(&rows) {
+            // The same names as the CLI's JSON (serde's tag), and a `Deletion.State` for each.
+            let json = serde_json::to_value(deletion).unwrap();
+            assert_eq!(row[0], json["state"].as_str());
+            let wire = row[0].unwrap();
+            assert!(
+                java.contains(&format!("(\"{wire}\")")),
+                "no Deletion.State for {wire}"
+            );
+        }
+    }
+
     fn notification(kind: NotificationKind) -> Notification {
         Notification {
             room_id: "!r:x".into(),
@@ -1471,11 +1653,7 @@ mod row_tests {
 
     /// The source of `Notification.java`.
     fn java_notification() -> String {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../android/src/main/java/fr/gouv/tchap/secure/Notification.java"
-        );
-        std::fs::read_to_string(path).unwrap()
+        java_source("Notification")
     }
 
     #[test]

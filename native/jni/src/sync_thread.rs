@@ -8,25 +8,31 @@
 //!    fetched without it, `apply_gap_pages` under it); read the security journal, unlock — the
 //!    lock is never held while Java code runs, nor during a network wait;
 //! 2. `onMessage` for every message the round decrypted (state `decrypted`);
-//! 3. `onNotificationRow` for every message or invitation of the round that the account's push
+//! 3. `onEditedRow` for every message whose shown text a valid edit changed
+//!    (`SyncSummary::edits`: the message as it now is, with the row of `Native.messages`; a
+//!    message new in this round is only in `onMessage`, already edited), then `onRedacted`
+//!    for every event the round erased (`SyncSummary::redactions`); `SecureClient`'s listener
+//!    turns the row into a `Message` for `Listener.onEdited`. After the round's `onMessage`s,
+//!    like the notifications: the store already shows the new text, or the tombstone;
+//! 4. `onNotificationRow` for every message or invitation of the round that the account's push
 //!    rules, evaluated here on the decrypted event, say notifies (`SyncSummary::notifications`,
 //!    in order), with the row of `Native.notification`; `SecureClient`'s listener turns it into
 //!    a `Notification` for `Listener.onNotification` — what the app shows as a local
 //!    notification when it runs without a push distributor (persistent mode). After the
 //!    round's `onMessage`s: a notification's message is already in the store;
-//! 4. `onVerificationRow` for every verification flow the round changed
+//! 5. `onVerificationRow` for every verification flow the round changed
 //!    (`SyncSummary::verifications`: a request received, emoji to compare, done, cancelled),
 //!    with the row of `Native.verification`; `SecureClient`'s listener turns it into a
 //!    `Verification` for `Listener.onVerification`;
-//! 5. `onSendState` for every state change of our outgoing messages the round reported
+//! 6. `onSendState` for every state change of our outgoing messages the round reported
 //!    (`SyncSummary::outgoing`: `sent` with the event id, or `failed` with the reason);
-//! 6. `onSecurityEvent` for every journal entry newer than the last one delivered;
-//! 7. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
+//! 7. `onSecurityEvent` for every journal entry newer than the last one delivered;
+//! 8. on a network failure (`Error::is_network`): `onSyncState("retrying", code)`, then back off
 //!    1 s, 2 s, 4 s, … up to the mode's maximum, plus up to a quarter of it of jitter (so that
 //!    the clients a server outage stopped together do not all come back in the same second);
 //!    the back-off ends at once on `stopSync`, and on `networkAvailable` (a retry now, and the
 //!    back-off starts again from 1 s). The next successful round reports `"running"` again;
-//! 8. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
+//! 9. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
 //!    `startSync` may start a new one).
 //!
 //! ## Modes
@@ -90,6 +96,7 @@ use std::time::Duration;
 use jni::objects::{Global, JObject, JValue};
 use jni::strings::JNIStr;
 use jni::{AttachConfig, Env, JavaVM, jni_sig, jni_str};
+use tchap_secure_core::client::relations::Redaction;
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::{SecurityEvent, TimelineEvent};
 use tchap_secure_core::{Notification, OutgoingUpdate};
@@ -310,6 +317,8 @@ struct SyncLoop {
 /// What one round brings back for the listener.
 struct Round {
     messages: Vec<TimelineEvent>,
+    edits: Vec<TimelineEvent>,
+    redactions: Vec<Redaction>,
     notifications: Vec<Notification>,
     verifications: Vec<VerificationInfo>,
     outgoing: Vec<OutgoingUpdate>,
@@ -407,6 +416,8 @@ impl SyncLoop {
                     .map_err(tchap_secure_core::Error::from)?;
                 Ok(Some(Round {
                     messages: summary.messages,
+                    edits: summary.edits,
+                    redactions: summary.redactions,
                     notifications: summary.notifications,
                     verifications: summary.verifications,
                     outgoing: summary.outgoing,
@@ -422,6 +433,12 @@ impl SyncLoop {
     fn deliver(&self, env: &mut Env<'_>, listener: &JObject<'_>, round: &Round) {
         for m in round.messages.iter().filter(|m| m.state == "decrypted") {
             callback(env, listener, OnMessage(m));
+        }
+        for m in &round.edits {
+            callback(env, listener, OnEditedRow(m));
+        }
+        for r in &round.redactions {
+            callback(env, listener, OnRedacted(r));
         }
         for n in &round.notifications {
             callback(env, listener, OnNotificationRow(n));
@@ -459,6 +476,8 @@ trait Callback {
 }
 
 struct OnMessage<'a>(&'a TimelineEvent);
+struct OnEditedRow<'a>(&'a TimelineEvent);
+struct OnRedacted<'a>(&'a Redaction);
 struct OnNotificationRow<'a>(&'a Notification);
 struct OnVerificationRow<'a>(&'a VerificationInfo);
 struct OnSendState<'a>(&'a OutgoingUpdate);
@@ -494,19 +513,61 @@ impl Callback for OnMessage<'_> {
     }
 }
 
+impl Callback for OnEditedRow<'_> {
+    const NAME: &'static JNIStr = jni_str!("onEditedRow");
+    const LOG_NAME: &'static str = "onEditedRow";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let room_id = convert::java_string(env, &self.0.room_id)?;
+        let row = convert::row(env, &crate::native::message_row(self.0))?;
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("(Ljava/lang/String;[Ljava/lang/String;)V"),
+            &[JValue::Object(&room_id), JValue::Object(&row)],
+        )?;
+        Ok(())
+    }
+}
+
+impl Callback for OnRedacted<'_> {
+    const NAME: &'static JNIStr = jni_str!("onRedacted");
+    const LOG_NAME: &'static str = "onRedacted";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let Redaction {
+            room_id,
+            event_id,
+            redacted_by,
+        } = self.0;
+        let room_id = convert::java_string(env, room_id)?;
+        let event_id = convert::java_string(env, event_id)?;
+        let redacted_by = convert::java_string(env, redacted_by)?;
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;)V"),
+            &[
+                JValue::Object(&room_id),
+                JValue::Object(&event_id),
+                JValue::Object(&redacted_by),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 impl Callback for OnNotificationRow<'_> {
     const NAME: &'static JNIStr = jni_str!("onNotificationRow");
     const LOG_NAME: &'static str = "onNotificationRow";
 
     fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
-        let row = convert::row(env, &crate::native::notification_row(self.0))?;
-        env.call_method(
+        call_with_row(
+            env,
             listener,
             Self::NAME,
-            jni_sig!("([Ljava/lang/String;)V"),
-            &[JValue::Object(&row)],
-        )?;
-        Ok(())
+            &crate::native::notification_row(self.0),
+        )
     }
 }
 
@@ -515,15 +576,31 @@ impl Callback for OnVerificationRow<'_> {
     const LOG_NAME: &'static str = "onVerificationRow";
 
     fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
-        let row = convert::row(env, &crate::native::verification_row(self.0))?;
-        env.call_method(
+        call_with_row(
+            env,
             listener,
             Self::NAME,
-            jni_sig!("([Ljava/lang/String;)V"),
-            &[JValue::Object(&row)],
-        )?;
-        Ok(())
+            &crate::native::verification_row(self.0),
+        )
     }
+}
+
+/// Calls the listener's `name(String[] row)`: the callbacks whose argument is one value class
+/// the Java side builds from a row.
+fn call_with_row(
+    env: &mut Env<'_>,
+    listener: &JObject<'_>,
+    name: &JNIStr,
+    row: &[Option<String>],
+) -> Result<(), BridgeError> {
+    let row = convert::row(env, row)?;
+    env.call_method(
+        listener,
+        name,
+        jni_sig!("([Ljava/lang/String;)V"),
+        &[JValue::Object(&row)],
+    )?;
+    Ok(())
 }
 
 impl Callback for OnSendState<'_> {

@@ -28,6 +28,32 @@ public interface Listener {
     default void onNotification(Notification notification) {}
 
     /**
+     * A message's shown text changed: its sender's valid edit arrived. {@code message} is the
+     * message as {@link SecureClient#messages} now lists it — same {@link Message#eventId()},
+     * the new {@link Message#body()}, {@link Message#edited()} true; the former text is erased
+     * from this device. The edit itself is never a message of its own. A message new in this
+     * sync round comes already edited through {@link #onMessage}, not here. Edits that are
+     * refused (another sender, another room, an edit of an edit or of a deleted message) are
+     * journaled ({@link #onSecurityEvent} {@code edit_refused}) and change nothing. Called
+     * after {@link #onMessage} for the same sync round. Does nothing unless overridden.
+     *
+     * @param roomId the message's room
+     */
+    default void onEdited(String roomId, Message message) {}
+
+    /**
+     * An event was deleted for everyone (by its sender, or a member with the room's power to
+     * redact): its text, its edits' text and its attachment are erased from this device, and
+     * {@link SecureClient#messages} shows it as {@link Message#REDACTED}, without a body. A
+     * redaction by a member without that power is refused and journaled
+     * ({@link #onSecurityEvent} {@code redaction_refused}) and changes nothing. Called after
+     * {@link #onMessage} for the same sync round. Does nothing unless overridden.
+     *
+     * @param redactedBy the user id of the member who deleted it
+     */
+    default void onRedacted(String roomId, String eventId, String redactedBy) {}
+
+    /**
      * One of our outgoing messages changed state: {@code "sent"} (the server accepted it;
      * {@code eventId} set) or {@code "failed"} (refused for good or cancelled; {@code error}
      * is {@code forbidden}, {@code not_found}, {@code too_large}, {@code refused} or

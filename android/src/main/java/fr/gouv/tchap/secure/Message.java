@@ -5,6 +5,11 @@ import java.util.Objects;
 /**
  * One timeline event of a room, from the local store. Immutable.
  *
+ * <p>A reply knows the message it answers ({@link #replyTo()}); an edited message shows its
+ * latest valid edit's text ({@link #edited()}), the edit itself being no message of its own; a
+ * message deleted for everyone stays as a tombstone ({@link #REDACTED}) without body or
+ * attachment.
+ *
  * <p>Our own messages appear at once as a local echo: {@link #QUEUED} (waiting to go out),
  * {@link #SENT} (the server accepted it) or {@link #FAILED} (refused for good or cancelled,
  * {@link #error()} says why), then {@link #DECRYPTED} once the sync returns it. A local echo
@@ -24,6 +29,11 @@ public final class Message {
     public static final String SENT = "sent";
     /** {@link #state()}: our message, refused for good or cancelled ({@link #error()}). */
     public static final String FAILED = "failed";
+    /**
+     * {@link #state()}: deleted for everyone (by its sender, or a member with the power to);
+     * its text, its edits' text and its attachment are erased from this device.
+     */
+    public static final String REDACTED = "redacted";
 
     private final String eventId;
     private final String sender;
@@ -35,10 +45,12 @@ public final class Message {
     private final String localId;
     private final String error;
     private final Attachment attachment;
+    private final String replyTo;
+    private final boolean edited;
 
     Message(String eventId, String sender, String senderDisplayName, String state, String body,
             String trust, String senderDevice, String localId, String error,
-            Attachment attachment) {
+            Attachment attachment, String replyTo, boolean edited) {
         this.eventId = Objects.requireNonNull(eventId, "eventId");
         this.sender = Objects.requireNonNull(sender, "sender");
         this.senderDisplayName = senderDisplayName;
@@ -49,15 +61,18 @@ public final class Message {
         this.localId = localId;
         this.error = error;
         this.attachment = attachment;
+        this.replyTo = replyTo;
+        this.edited = edited;
     }
 
     /**
      * From a native row {@code {eventId, sender, senderDisplayName|null, state, body|null,
      * trust|null, senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
-     * attachmentName|null, attachmentMimetype|null, attachmentSize|null}}.
+     * attachmentName|null, attachmentMimetype|null, attachmentSize|null, replyTo|null,
+     * edited}}.
      */
     static Message fromRow(String[] row) {
-        Rows.requireColumns(row, 13, "messages");
+        Rows.requireColumns(row, 15, "messages");
         Attachment attachment = null;
         if (row[9] != null) {
             attachment = new Attachment(row[9],
@@ -74,7 +89,9 @@ public final class Message {
                 row[6],
                 row[7],
                 row[8],
-                attachment);
+                attachment,
+                row[13],
+                Rows.bool(row, 14, "messages", "edited"));
     }
 
     public String eventId() {
@@ -92,8 +109,8 @@ public final class Message {
     }
 
     /**
-     * {@link #DECRYPTED}, {@link #UNDECRYPTABLE} or {@link #REFUSED}; for a local echo of our
-     * own message {@link #QUEUED}, {@link #SENT} or {@link #FAILED}.
+     * {@link #DECRYPTED}, {@link #UNDECRYPTABLE}, {@link #REFUSED} or {@link #REDACTED}; for a
+     * local echo of our own message {@link #QUEUED}, {@link #SENT} or {@link #FAILED}.
      */
     public String state() {
         return state;
@@ -103,12 +120,20 @@ public final class Message {
         return DECRYPTED.equals(state);
     }
 
+    /** Whether it was deleted for everyone ({@link #REDACTED}): no body, no attachment. */
+    public boolean isRedacted() {
+        return REDACTED.equals(state);
+    }
+
     /** Whether this is our own message not yet returned by the sync (queued, sent, failed). */
     public boolean isLocalEcho() {
         return QUEUED.equals(state) || SENT.equals(state) || FAILED.equals(state);
     }
 
-    /** The decrypted text (our own text for a local echo), or null. */
+    /**
+     * The decrypted text (our own text for a local echo; for an {@link #edited()} message the
+     * latest edit's), or null — always null once {@link #isRedacted()}.
+     */
     public String body() {
         return body;
     }
@@ -151,6 +176,23 @@ public final class Message {
         return attachment;
     }
 
+    /**
+     * The event id of the message this one replies to (from the encrypted relation: the server
+     * never sees it), or null. That message may not be in the local store (older than what was
+     * loaded), or may since have been deleted.
+     */
+    public String replyTo() {
+        return replyTo;
+    }
+
+    /**
+     * Whether its sender edited it: {@link #body()} is then the latest valid edit's text, the
+     * earlier text erased from this device.
+     */
+    public boolean edited() {
+        return edited;
+    }
+
     @Override
     public boolean equals(Object o) {
         if (!(o instanceof Message)) {
@@ -162,13 +204,14 @@ public final class Message {
                 && state.equals(m.state) && Objects.equals(body, m.body)
                 && Objects.equals(trust, m.trust) && Objects.equals(senderDevice, m.senderDevice)
                 && Objects.equals(localId, m.localId) && Objects.equals(error, m.error)
-                && Objects.equals(attachment, m.attachment);
+                && Objects.equals(attachment, m.attachment)
+                && Objects.equals(replyTo, m.replyTo) && edited == m.edited;
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(eventId, sender, senderDisplayName, state, body, trust, senderDevice,
-                localId, error, attachment);
+                localId, error, attachment, replyTo, edited);
     }
 
     /** Never contains the body (plaintext must not reach logs): only its length. */
@@ -178,6 +221,8 @@ public final class Message {
                 + (error == null ? "" : " (" + error + ")")
                 + (localId == null ? "" : ", local " + localId)
                 + ", trust " + trust + ", body " + (body == null ? "null" : body.length() + " chars")
-                + (attachment == null ? "" : ", " + attachment) + "}";
+                + (attachment == null ? "" : ", " + attachment)
+                + (replyTo == null ? "" : ", reply to " + replyTo)
+                + (edited ? ", edited" : "") + "}";
     }
 }

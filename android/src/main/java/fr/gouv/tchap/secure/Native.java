@@ -88,13 +88,54 @@ final class Native {
     static native String send(long client, String roomId, String body) throws TchapSecureException;
 
     /**
-     * The last {@code limit} events of a room from the local store, oldest first. Rows of 13
+     * {@link #send} naming {@code userIds} in the message's encrypted {@code m.mentions}: their
+     * push rules notify them by id, whatever the text says.
+     */
+    static native String sendMentioning(long client, String roomId, String body,
+            String[] userIds) throws TchapSecureException;
+
+    /**
+     * Sends {@code body} as a reply to {@code eventId} (a readable message of the room),
+     * mentioning its sender; returns the reply's event id. Sent as {@link #send} (same
+     * exceptions); the relation travels encrypted. Throws {@code unknown_event} or
+     * {@code event_redacted} before anything is sent.
+     */
+    static native String reply(long client, String roomId, String eventId, String body)
+            throws TchapSecureException;
+
+    /**
+     * Replaces the text of our own message {@code eventId} for everyone; returns the edit's
+     * event id. Sent as {@link #send}. Throws {@code edit_not_allowed} (not our own text
+     * message), {@code unknown_event} or {@code event_redacted} before anything is sent.
+     */
+    static native String edit(long client, String roomId, String eventId, String body)
+            throws TchapSecureException;
+
+    /**
+     * Deletes {@code eventId} for everyone: erased on this device before the call returns,
+     * whatever happens to the redaction. Row of 3 columns: {@code {state, id|null,
+     * reason|null}}; state is {@code sent} (id: the redaction's event id), {@code queued} (id:
+     * its local id, sent by a later sync), {@code failed} (id: its local id, reason: why the
+     * server refused it) or {@code never_sent} (our message was still queued: it never goes
+     * out). {@code reason} may be null; a reason travels in clear and is refused
+     * ({@code reason_in_clear_refused}) unless the configuration allows it. Other refusals:
+     * {@code redaction_not_allowed}, {@code redaction_other_room}, {@code unknown_event},
+     * {@code event_redacted}.
+     */
+    static native String[] redact(long client, String roomId, String eventId, String reason)
+            throws TchapSecureException;
+
+    /**
+     * The last {@code limit} events of a room from the local store, oldest first. Rows of 15
      * columns: {@code {eventId, sender, senderDisplayName|null, state, body|null, trust|null,
      * senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
-     * attachmentName|null, attachmentMimetype|null, attachmentSize|null}}; state is
-     * {@code decrypted}, {@code undecryptable} or {@code refused}, or for our own message
+     * attachmentName|null, attachmentMimetype|null, attachmentSize|null, replyTo|null,
+     * edited}}; state is {@code decrypted}, {@code undecryptable}, {@code refused} or
+     * {@code redacted} (deleted for everyone: no body, no attachment), or for our own message
      * before the sync returns it {@code queued}, {@code sent} or {@code failed} (its eventId is
-     * then a local one until sent; localId is set on our own messages).
+     * then a local one until sent; localId is set on our own messages); replyTo is the event
+     * the message answers, edited {@code true|false} (body is then the latest edit's text). An
+     * edit is not a row of its own.
      */
     static native String[][] messages(long client, String roomId, int limit)
             throws TchapSecureException;
@@ -287,7 +328,9 @@ final class Native {
      * called on that thread (an event that notifies through
      * {@link NativeListener#onNotificationRow}, with the row of {@link #notification}; a changed
      * verification flow through {@link NativeListener#onVerificationRow}, with the row of
-     * {@link #verification}). At most one sync thread per client. {@code mode} is
+     * {@link #verification}; an edited message through {@link NativeListener#onEditedRow},
+     * with its room id and the row of {@link #messages}). At most one sync thread per client.
+     * {@code mode} is
      * {@link SyncMode#wire} ({@code interactive} or {@code persistent}).
      */
     static native void startSync(long client, NativeListener listener, String mode)

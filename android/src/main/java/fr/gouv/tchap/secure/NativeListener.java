@@ -18,4 +18,10 @@ interface NativeListener extends Listener {
      * {@link Native#verification}.
      */
     void onVerificationRow(String[] row);
+
+    /**
+     * A valid edit in the last sync round changed the shown text of a message of
+     * {@code roomId}; {@code row} is the message as it now is, as in {@link Native#messages}.
+     */
+    void onEditedRow(String roomId, String[] row);
 }

@@ -316,6 +316,102 @@ public final class SecureClient implements AutoCloseable {
         return call(h -> Native.send(h, roomId, body));
     }
 
+    /**
+     * {@link #send(String, String)} mentioning {@code mentions}: the user ids go in the
+     * message's encrypted {@code m.mentions}, so their push rules notify them by id, whatever
+     * the text says (and a name that merely appears in the text does not).
+     *
+     * @param mentions full user ids (may be empty)
+     * @return its event id
+     * @throws TchapSecureException as {@link #send(String, String)}
+     */
+    public String send(String roomId, String body, List<String> mentions)
+            throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(body, "body");
+        String[] userIds = Objects.requireNonNull(mentions, "mentions").toArray(new String[0]);
+        for (String userId : userIds) {
+            Objects.requireNonNull(userId, "mention");
+        }
+        return call(h -> Native.sendMentioning(h, roomId, body, userIds));
+    }
+
+    /**
+     * Sends {@code body} as a reply to the message {@code eventId} of the room, mentioning its
+     * sender; the others see it with {@link Message#replyTo()}. The relation travels encrypted
+     * with the text: the server does not learn which message it answers.
+     *
+     * @return the reply's event id
+     * @throws TchapSecureException before anything is sent: {@code unknown_event} (no readable
+     *     message {@code eventId} in this room here), {@code event_redacted} (it was deleted);
+     *     then as {@link #send(String, String)}
+     */
+    public String reply(String roomId, String eventId, String body)
+            throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        Objects.requireNonNull(body, "body");
+        return call(h -> Native.reply(h, roomId, eventId, body));
+    }
+
+    /**
+     * Replaces the text of our own message {@code eventId} with {@code body}, for everyone:
+     * here at once, on the others' devices when the edit reaches them
+     * ({@link Listener#onEdited}). The former text is erased, not kept as a history; the
+     * message shows {@link Message#edited()}.
+     *
+     * @return the edit's event id (not a message of its own: {@link #messages} lists the
+     *     message {@code eventId}, with the new text)
+     * @throws TchapSecureException before anything is sent: {@code edit_not_allowed} (not our
+     *     own text message: another member's, or an edit), {@code unknown_event},
+     *     {@code event_redacted}; then as {@link #send(String, String)}
+     */
+    public String edit(String roomId, String eventId, String body) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        Objects.requireNonNull(body, "body");
+        return call(h -> Native.edit(h, roomId, eventId, body));
+    }
+
+    /**
+     * Deletes the event {@code eventId} for everyone ("delete for everyone"). It is erased on
+     * this device at once, in every case — its text, its edits' text, its attachment, before
+     * this returns, whatever {@link Deletion#state()} says — and {@link #messages} shows it
+     * {@link Message#REDACTED}. The redaction is
+     * then sent in order with the room's messages: {@link Deletion.State#SENT},
+     * {@link Deletion.State#QUEUED} (offline: sent by a later sync, retried),
+     * {@link Deletion.State#FAILED} (the server refused it: the others still see the event),
+     * or {@link Deletion.State#NEVER_SENT} (our own message was still queued: it simply never
+     * goes out). One's own events, or any member's with the room's power level to redact.
+     *
+     * @throws TchapSecureException before anything is erased: {@code redaction_not_allowed}
+     *     (another member's event without the power level), {@code redaction_other_room},
+     *     {@code unknown_event}, {@code event_redacted} (already deleted)
+     */
+    public Deletion redact(String roomId, String eventId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        return Deletion.fromRow(call(h -> Native.redact(h, roomId, eventId, null)));
+    }
+
+    /**
+     * {@link #redact(String, String)} with a reason. A redaction must be readable by the
+     * server, so the reason travels <b>in clear</b>, out of the end-to-end encryption: it is
+     * refused ({@code reason_in_clear_refused}, nothing erased, nothing sent) unless the
+     * managed configuration allows it ({@code redaction_reason_in_clear}).
+     *
+     * @param reason shown to the other members, and readable by the homeserver
+     * @throws TchapSecureException {@code reason_in_clear_refused}, or as
+     *     {@link #redact(String, String)}
+     */
+    public Deletion redact(String roomId, String eventId, String reason)
+            throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        Objects.requireNonNull(reason, "reason");
+        return Deletion.fromRow(call(h -> Native.redact(h, roomId, eventId, reason)));
+    }
+
     /** The last {@code limit} events of a room from the local store, oldest first. */
     public List<Message> messages(String roomId, int limit) throws TchapSecureException {
         Objects.requireNonNull(roomId, "roomId");
@@ -937,6 +1033,42 @@ public final class SecureClient implements AutoCloseable {
             IN_CALLBACK.set(owner);
             try {
                 delegate.onMessage(roomId, eventId, sender, senderDisplayName, body, trust);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onEditedRow(String roomId, String[] row) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onEdited(roomId, Message.fromRow(row));
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onEdited(String roomId, Message message) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onEdited(roomId, message);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onRedacted(String roomId, String eventId, String redactedBy) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onRedacted(roomId, eventId, redactedBy);
             } catch (RuntimeException e) {
                 uncaught(e);
             } finally {
