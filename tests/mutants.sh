@@ -102,6 +102,18 @@ group_notify() {
         -- --lib
 }
 
+group_relations() {
+    # Issue 18's rules: which edit is shown (sender, room, not an edit, not deleted, the
+    # latest), who may delete, what an erasure leaves, the log truncation after it, the
+    # message lifetime (the smaller, the floor) and its purge, the read position.
+    run relations -p tchap-secure-core \
+        --file native/core/src/client/relations.rs --file native/core/src/store/relations.rs \
+        --file native/core/src/store/retention.rs --file native/core/src/store/receipts.rs \
+        --file native/core/src/store/mod.rs \
+        --re 'Relation::of|edit_refusal|try_edit|redaction_refusal|judge|apply_redaction|apply_early_redaction|in erase$|show_edit|effective_ms|in purge$|in expired$|next_expiry|advance_read|unread_messages|checkpoint_erasure' \
+        -- --lib
+}
+
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
@@ -131,7 +143,7 @@ group_pinning_unit() {
 }
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust notify pinning pinning_unit)
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust notify relations pinning pinning_unit)
 for g in "${groups[@]}"; do "group_$g"; done
 
 # The summary table (tests/mutants/RESULTS.md).

@@ -209,6 +209,32 @@ enum Command {
         #[arg(long)]
         text: Option<String>,
     },
+    /// Mark a room read up to an event (default: its latest), with the receipt the managed
+    /// configuration allows (`read_receipts`: private by default); prints the unread state.
+    Read {
+        /// Room id.
+        room: String,
+        /// The event read up to.
+        event: Option<String>,
+    },
+    /// The unread state of a room, computed on the device (messages, notifying, highlighted).
+    Unread {
+        /// Room id.
+        room: String,
+    },
+    /// A room's message lifetime (disappearing messages): show it, or set it for every member
+    /// (power level permitting; at least 30 s). The managed configuration's ceiling
+    /// (`max_message_lifetime_days`) applies whatever the room says.
+    Retention {
+        /// Room id.
+        room: String,
+        /// Set the lifetime, in seconds.
+        #[arg(long)]
+        set_seconds: Option<u64>,
+        /// Remove the room's lifetime.
+        #[arg(long, conflicts_with = "set_seconds")]
+        clear: bool,
+    },
     /// Delete a message for everyone: erased on this device at once (text, edits, file key),
     /// the redaction queued for the server. One's own, or anyone's with the power level.
     Redact {
@@ -583,6 +609,35 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 };
                 let event_id = client.edit(room, event, &body).await?;
                 out.message("event_id", &event_id);
+            }
+            Command::Read { room, event } => {
+                let event = match event {
+                    Some(e) => e.clone(),
+                    None => client
+                        .messages(room, 1)?
+                        .pop()
+                        .map(|m| m.event_id)
+                        .ok_or_else(|| tchap_secure_core::Error::InvalidArgument {
+                            what: format!("no message in {room}"),
+                        })?,
+                };
+                client.mark_read(room, &event).await?;
+                out.unread(room, &client.unread(room)?);
+            }
+            Command::Unread { room } => out.unread(room, &client.unread(room)?),
+            Command::Retention {
+                room,
+                set_seconds,
+                clear,
+            } => {
+                if let Some(secs) = set_seconds {
+                    client
+                        .set_retention(room, Some(Duration::from_secs(*secs)))
+                        .await?;
+                } else if *clear {
+                    client.set_retention(room, None).await?;
+                }
+                out.retention(room, &client.retention(room)?);
             }
             Command::Redact {
                 room,

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
 use tchap_secure_core::client::push::Pusher;
+use tchap_secure_core::client::receipts::Unread;
 use tchap_secure_core::client::relations::{Deletion, Redaction};
+use tchap_secure_core::client::retention::Retention;
 use tchap_secure_core::client::verification::VerificationInfo;
 use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
@@ -356,6 +358,38 @@ impl Output {
                 e.error.as_deref().unwrap_or("no body"),
                 e.event_id
             ),
+        }
+    }
+
+    /// A room's unread state.
+    pub(crate) fn unread(&self, room: &str, u: &Unread) {
+        if self.json {
+            print_json(&json!({ "room_id": room, "unread": u }));
+        } else {
+            human!(
+                "[{room}] unread: {} message(s), {} notifying, {} highlighted",
+                u.messages,
+                u.notify,
+                u.highlight
+            );
+        }
+    }
+
+    /// A room's message lifetime.
+    pub(crate) fn retention(&self, room: &str, r: &Retention) {
+        if self.json {
+            print_json(&json!({ "room_id": room, "retention": r }));
+        } else {
+            let secs = |ms: Option<i64>| {
+                ms.map(|ms| format!("{} s", ms / 1000))
+                    .unwrap_or_else(|| "none".into())
+            };
+            human!(
+                "[{room}] messages disappear after: {} (room: {}, managed ceiling: {})",
+                secs(r.effective_ms),
+                secs(r.room_ms),
+                secs(r.ceiling_ms)
+            );
         }
     }
 

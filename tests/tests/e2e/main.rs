@@ -13,6 +13,7 @@ mod messaging;
 mod notification;
 mod push;
 mod relations;
+mod retention;
 mod rotation;
 mod scanner_testbed;
 mod session;

@@ -151,6 +151,15 @@ fn others_may_not_delete_or_edit_and_a_reply_keeps_what_it_answers() {
         (got.event_id.as_str(), got.reply_to.as_deref()),
         (reply.as_str(), Some(event_id.as_str()))
     );
+    // The server's copy: encrypted, and no relation in its clear part.
+    let stored = tchap_secure_tests::harness::raw_event(
+        &tchap_secure_tests::harness::access_token(&p.bob),
+        &p.room,
+        &reply,
+    );
+    assert_eq!(stored["type"], "m.room.encrypted", "{stored}");
+    assert!(stored["content"].get("m.relates_to").is_none(), "{stored}");
+    assert!(!stored.to_string().contains(&event_id), "{stored}");
     assert!(p.alice.store().security_events().unwrap().is_empty());
 }
 

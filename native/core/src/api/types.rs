@@ -156,6 +156,12 @@ pub struct JoinedRoom {
     /// New events.
     #[serde(default)]
     pub timeline: Timeline,
+    /// Receipts (`m.receipt`): ours move the read position.
+    #[serde(default)]
+    pub ephemeral: EventList,
+    /// The room's account data of ours (`m.fully_read`).
+    #[serde(default)]
+    pub account_data: EventList,
 }
 
 /// `GET /rooms/{roomId}/messages` (we only paginate backwards: `chunk` is newest first).

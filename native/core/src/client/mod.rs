@@ -10,7 +10,9 @@ pub mod media;
 pub mod notification;
 pub(crate) mod outbox;
 pub mod push;
+pub mod receipts;
 pub mod relations;
+pub mod retention;
 mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;
@@ -39,7 +41,7 @@ pub use timeline::{FetchedGapPages, History, PendingGapPages};
 
 /// The sync filter: a bounded timeline; members are not lazy-loaded, so the member list is
 /// complete.
-const SYNC_FILTER: &str = r#"{"room":{"timeline":{"limit":50}},"presence":{"not_types":["*"]}}"#;
+const SYNC_FILTER: &str = r#"{"room":{"timeline":{"limit":50},"ephemeral":{"types":["m.receipt"]}},"presence":{"not_types":["*"]}}"#;
 /// Cap on a sync response body.
 const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
 
@@ -169,6 +171,8 @@ impl Client {
             verifications: verification::Flows::default(),
         };
         client.reload_engine()?;
+        // What expired while the app was closed goes before anything is shown.
+        client.retention_at_open()?;
         Ok(client)
     }
 
@@ -357,7 +361,8 @@ impl Client {
             transport: self.transport.clone(),
             token: self.token()?.clone(),
             since: self.store.next_batch()?,
-            timeout,
+            // A disappearing message is purged on time: the long poll ends by its deadline.
+            timeout: self.timeout_before_expiry(timeout)?,
         })
     }
 
@@ -438,6 +443,7 @@ impl Client {
                 None => 0,
             };
             let mut summary = sync::apply(tx, &response, engine.as_mut())?;
+            receipts::apply(tx, &response, &own_user)?;
             summary.security_events += device_events;
             sync::remember_token(tx, since.as_deref(), &response.next_batch)?;
             crate::store::session::record_trusted_time(tx, clock.now_secs())?;
@@ -491,6 +497,7 @@ impl Client {
         summary.outgoing.extend(report.updates);
         summary.gaps_open =
             usize::try_from(crate::store::timeline::gap_count(self.store.conn())?).unwrap_or(0);
+        summary.expired = self.purge_expired()?;
         Ok(summary)
     }
 

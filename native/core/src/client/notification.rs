@@ -480,15 +480,20 @@ impl Client {
 
     /// From what the main sync stored: the body (or the file) is all that is kept of the
     /// content, so the rules see an `m.text` (or `m.file`) message with that body.
-    fn stored_notification(
+    pub(crate) fn stored_notification(
         &self,
         stored: crate::store::timeline::TimelineEvent,
     ) -> Result<Notification, Error> {
-        let content = match (&stored.attachment, &stored.body) {
+        let mut content = match (&stored.attachment, &stored.body) {
             (Some(a), _) => json!({ "msgtype": a.msgtype, "body": "" }),
             (None, Some(body)) => json!({ "msgtype": "m.text", "body": body }),
             (None, None) => json!({}),
         };
+        if let Some(mentions) =
+            crate::store::relations::mentions(self.store.conn(), &stored.event_id)?
+        {
+            content["m.mentions"] = mentions;
+        }
         let event_type = if stored.attachment.is_some() || stored.body.is_some() {
             "m.room.message"
         } else {

@@ -206,6 +206,9 @@ impl Client {
                                 None,
                                 &format!("{} refused by the homeserver: {reason}", row.kind),
                             )?;
+                            if row.kind == "read_markers" {
+                                return Ok(None);
+                            }
                             if row.kind.starts_with("redact:") {
                                 // Erased here already; the others still see the event.
                                 return Ok(Some(OutgoingUpdate {
@@ -286,6 +289,23 @@ impl Client {
                 .get("event_id")
                 .and_then(Value::as_str)
                 .map(str::to_owned))
+        } else if row.kind == "read_markers" {
+            let _: Value = self
+                .authed(
+                    Method::POST,
+                    "/rooms/read_markers",
+                    &[
+                        "_matrix",
+                        "client",
+                        "v3",
+                        "rooms",
+                        &row.target,
+                        "read_markers",
+                    ],
+                    Some(body),
+                )
+                .await?;
+            Ok(None)
         } else if let Some(event_id) = row.kind.strip_prefix("redact:") {
             let answer: Value = self
                 .authed(

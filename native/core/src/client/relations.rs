@@ -126,6 +126,9 @@ pub(crate) fn after_decrypt(
     content: &Value,
     summary: &mut SyncSummary,
 ) -> Result<(), StoreError> {
+    if let Some(mentions) = content.get("m.mentions").filter(|m| m.is_object()) {
+        rel::set_mentions(tx, event_id, mentions)?;
+    }
     match Relation::of(content) {
         Relation::None => {}
         Relation::Reply(to) => rel::set_reply_to(tx, event_id, &to)?,

@@ -140,6 +140,9 @@ pub struct SyncSummary {
     pub edits: Vec<TimelineEvent>,
     /// Events this sync erased (a valid redaction arrived, or one that waited for its event).
     pub redactions: Vec<super::relations::Redaction>,
+    /// How many messages outlived their room's lifetime and were purged after this sync
+    /// (their rows are tombstones now: reload the rooms shown).
+    pub expired: usize,
     /// The messages an edit changed, for `edits` once the sync is applied.
     #[serde(skip)]
     pub(crate) edited_ids: Vec<String>,
@@ -1012,9 +1015,22 @@ fn decrypt_room_event(
         return Ok(());
     };
     let known = tl::timeline_state(tx, event_id)?;
-    if matches!(known.as_deref(), Some("decrypted" | "redacted")) {
+    if matches!(known.as_deref(), Some("decrypted" | "redacted" | "expired")) {
         // Seen before (a gappy sync can repeat events), or erased: never decrypted again.
         return Ok(());
+    }
+    // Older than its room's lifetime already (scroll-back, a gap): never decrypted.
+    if known.is_none()
+        && store::retention::expired(tx, room_id, ts(event), crate::store::crypto::now_ms())?
+    {
+        return store::retention::save_expired(
+            tx,
+            event_id,
+            room_id,
+            &event.sender,
+            ts(event),
+            place.take(),
+        );
     }
     // The timeline row of an event id keeps its first room and sender: a second event under
     // the same id from another sender or room must not fill in its body (a server could
@@ -1193,6 +1209,18 @@ fn apply_state_event(
         }
         "m.room.encryption" if state_key.is_empty() => {
             apply_encryption(tx, room_id, event, summary)?;
+        }
+        "m.room.create" if state_key.is_empty() => {
+            store::push::set_creators(tx, room_id, &event.sender, &event.content)?;
+        }
+        "m.room.retention" if state_key.is_empty() => {
+            // `max_lifetime` in ms; absent, or not a positive integer: no lifetime.
+            let lifetime = event
+                .content
+                .get("max_lifetime")
+                .and_then(Value::as_i64)
+                .filter(|ms| *ms > 0);
+            store::retention::set_room_retention(tx, room_id, lifetime)?;
         }
         "m.room.power_levels" if state_key.is_empty() => {
             store::push::set_power_levels(

@@ -281,6 +281,20 @@ const MIGRATIONS: &[&str] = &[
          redaction_id TEXT NOT NULL,
          sender       TEXT NOT NULL
      ) STRICT;",
+    // 11: receipts and disappearing messages (issue 18 items 3-4). `rooms.retention_ms`: the
+    // room's `m.room.retention` `max_lifetime`; `rooms.read_event_id`: the event our own read
+    // receipt (public or private) points at; `rooms.fully_read`: the `m.fully_read` marker;
+    // `timeline.mentions`: a message's `m.mentions` (the unread highlight count needs it);
+    // `rooms.creators`: in room versions 12 and later the creators (the `m.room.create` sender
+    // and its `additional_creators`) outrank every power level without being listed in it.
+    // `timeline_by_age`: the purge of expired messages and its next deadline read a room's
+    // oldest events without a scan.
+    "ALTER TABLE timeline ADD COLUMN mentions TEXT;
+     ALTER TABLE rooms ADD COLUMN creators TEXT;
+     ALTER TABLE rooms ADD COLUMN retention_ms INTEGER;
+     ALTER TABLE rooms ADD COLUMN read_event_id TEXT;
+     ALTER TABLE rooms ADD COLUMN fully_read TEXT;
+     CREATE INDEX timeline_by_age ON timeline (room_id, origin_ts);",
 ];
 
 /// The schema version this library writes.

@@ -16,7 +16,9 @@ pub mod identity;
 mod migrations;
 pub(crate) mod notify;
 pub(crate) mod push;
+pub(crate) mod receipts;
 pub(crate) mod relations;
+pub(crate) mod retention;
 pub(crate) mod rooms;
 pub(crate) mod session;
 pub(crate) mod timeline;
@@ -255,6 +257,7 @@ impl Store {
         if !relations::erasure_pending(&self.conn)? {
             return Ok(());
         }
+        crate::fault::point("before-erasure-checkpoint");
         let busy: i64 = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;

@@ -80,6 +80,8 @@ pub(crate) struct NotificationPowers {
     pub(crate) events: BTreeMap<String, i64>,
     /// `state_default`: the level for a state event not in `events` (50 when absent).
     pub(crate) state_default: i64,
+    /// The creators of a room of version 12 or later (from `m.room.create`, stored apart).
+    pub(crate) creators: Vec<String>,
 }
 
 impl Default for NotificationPowers {
@@ -92,6 +94,7 @@ impl Default for NotificationPowers {
             redact: 50,
             events: BTreeMap::new(),
             state_default: 50,
+            creators: Vec::new(),
         }
     }
 }
@@ -124,11 +127,15 @@ impl NotificationPowers {
                 .get("state_default")
                 .and_then(Value::as_i64)
                 .unwrap_or(50),
+            creators: Vec::new(),
         }
     }
 
-    /// The level of `user`.
+    /// The level of `user` (a creator of a room of version 12 or later outranks every level).
     pub(crate) fn level_of(&self, user: &str) -> i64 {
+        if self.creators.iter().any(|c| c == user) {
+            return i64::MAX;
+        }
         self.users.get(user).copied().unwrap_or(self.users_default)
     }
 }
@@ -159,14 +166,15 @@ pub(crate) fn power_levels(
     conn: &Connection,
     room_id: &str,
 ) -> Result<NotificationPowers, StoreError> {
-    let stored: Option<Option<String>> = super::query_row(
+    let stored: Option<(Option<String>, Option<String>)> = super::query_row(
         conn,
-        "SELECT power_levels FROM rooms WHERE room_id = ?1",
+        "SELECT power_levels, creators FROM rooms WHERE room_id = ?1",
         params![room_id],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()?;
-    Ok(match stored.flatten() {
+    let (levels, creators) = stored.unwrap_or_default();
+    let mut powers = match levels {
         Some(json) => {
             let v: Value = serde_json::from_str(&json).map_err(|_| StoreError::Corrupt {
                 detail: "stored power levels".into(),
@@ -174,7 +182,52 @@ pub(crate) fn power_levels(
             NotificationPowers::from_content(&v)
         }
         None => NotificationPowers::default(),
-    })
+    };
+    if let Some(json) = creators {
+        powers.creators = serde_json::from_str(&json).map_err(|_| StoreError::Corrupt {
+            detail: "stored creators".into(),
+        })?;
+    }
+    Ok(powers)
+}
+
+/// From a room's `m.room.create` event: in room versions 12 and later its sender and
+/// `additional_creators` are the room's creators, above every power level; earlier versions
+/// have none (the creator's level is in the power levels like anyone's).
+pub(crate) fn set_creators(
+    conn: &Connection,
+    room_id: &str,
+    sender: &str,
+    content: &Value,
+) -> Result<(), StoreError> {
+    let version = content
+        .get("room_version")
+        .and_then(Value::as_str)
+        .unwrap_or("1");
+    // Versions 1-11 are the numbered ones before creators were privileged; any other
+    // (12, later numbers, an experimental name) is read as privileging them.
+    let privileged = !version.parse::<u32>().is_ok_and(|v| (1..12).contains(&v));
+    let creators: Vec<&str> = if privileged {
+        std::iter::once(sender)
+            .chain(
+                content
+                    .get("additional_creators")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .take(100),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    super::exec(
+        conn,
+        "UPDATE rooms SET creators = ?2 WHERE room_id = ?1",
+        params![room_id, json!(creators).to_string()],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -211,6 +264,22 @@ mod tests {
         set_power_levels(&conn, "!r:x", &p).unwrap();
         let back = power_levels(&conn, "!r:x").unwrap();
         assert_eq!(back.redact, 0);
+        // Room version 12: the creators outrank every level; earlier versions: not.
+        set_creators(
+            &conn,
+            "!r:x",
+            "@c:x",
+            &json!({"room_version": "12", "additional_creators": ["@d:x"]}),
+        )
+        .unwrap();
+        let back = power_levels(&conn, "!r:x").unwrap();
+        assert_eq!(
+            (back.level_of("@c:x"), back.level_of("@d:x")),
+            (i64::MAX, i64::MAX)
+        );
+        assert_eq!(back.level_of("@a:x"), 0);
+        set_creators(&conn, "!r:x", "@c:x", &json!({"room_version": "11"})).unwrap();
+        assert_eq!(power_levels(&conn, "!r:x").unwrap().level_of("@c:x"), 0);
         assert_eq!(back.events.get("m.room.retention"), Some(&75));
         assert_eq!(back.state_default, 100);
         assert_eq!(push_rules(&conn).unwrap(), None);

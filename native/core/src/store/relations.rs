@@ -75,6 +75,51 @@ pub(crate) fn set_reply_to(
     Ok(())
 }
 
+/// Records a message's `m.mentions` (user ids and `room`), kept small: at most 100 users.
+pub(crate) fn set_mentions(
+    conn: &Connection,
+    event_id: &str,
+    mentions: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let users: Vec<&str> = mentions
+        .get("user_ids")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_str)
+                .take(100)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept = serde_json::json!({ "user_ids": users });
+    if mentions.get("room").and_then(serde_json::Value::as_bool) == Some(true) {
+        kept["room"] = serde_json::json!(true);
+    }
+    super::exec(
+        conn,
+        "UPDATE timeline SET mentions = ?2 WHERE event_id = ?1",
+        params![event_id, kept.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The stored `m.mentions` of a message.
+pub(crate) fn mentions(
+    conn: &Connection,
+    event_id: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let stored: Option<Option<String>> = super::query_row(
+        conn,
+        "SELECT mentions FROM timeline WHERE event_id = ?1",
+        params![event_id],
+        |r| r.get(0),
+    )
+    .optional()?;
+    Ok(stored
+        .flatten()
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}
+
 /// Marks `edit_id` as an edit of `target` holding `new_body`, not shown yet.
 pub(crate) fn mark_edit(
     conn: &Connection,
@@ -233,7 +278,7 @@ pub(crate) fn take_early_redaction(
 }
 
 /// Says, in the erasing transaction, that the write-ahead log must be truncated after it.
-fn flag_erasure(conn: &Connection) -> Result<(), StoreError> {
+pub(crate) fn flag_erasure(conn: &Connection) -> Result<(), StoreError> {
     super::kv_set(conn, ERASURE_PENDING, b"1")
 }
 
