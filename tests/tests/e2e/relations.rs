@@ -5,35 +5,14 @@
 
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
 use tchap_secure_core::client::relations::Deletion;
 use tchap_secure_core::{Client, Config, SyncSummary};
-use tchap_secure_tests::at_rest::{AtRest, database_key_with};
 use tchap_secure_tests::hostile_proxy::{HostileProxy, Reply, Route, Rule};
 use tchap_secure_tests::synapse::Synapse;
 
-use crate::messaging::{pair, receive};
-use crate::support::{InProcess, PASSWORD, password, rt};
-
-fn canary(prefix: &str) -> String {
-    let mut bytes = [0u8; 10];
-    SystemRandom::new().fill(&mut bytes).unwrap();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix} {hex}")
-}
-
-/// Where `text` is left in `member`'s data directory (database pages and log frames decrypted).
-fn left_at_rest(member: &InProcess, text: &str) -> Vec<String> {
-    let key = database_key_with(
-        &member.data_dir(),
-        &member.vault,
-        &Synapse::shared().server_name,
-    );
-    let scan = AtRest::scan(&member.data_dir(), &key);
-    assert!(scan.pages() > 10, "the scan decrypted nothing");
-    scan.find(text.as_bytes())
-}
+use crate::messaging::{Pair, pair, pair_on, receive};
+use crate::support::{canary, left_at_rest, rt};
 
 fn sync_until(
     rt: &tokio::runtime::Runtime,
@@ -295,37 +274,6 @@ fn forged_edits_with_the_relation_hidden_from_the_server_are_refused() {
     );
 }
 
-/// Alice through a proxy that can make the server unreachable for her requests (`503`).
-fn alice_behind_a_proxy(
-    rt: &tokio::runtime::Runtime,
-    prefix: &str,
-) -> (HostileProxy, InProcess, Client, InProcess, Client, String) {
-    let synapse = Synapse::shared();
-    let proxy = HostileProxy::start(synapse);
-    let config = Config::from_json(proxy.client_config().to_string().as_bytes()).unwrap();
-    let (a, b) = (InProcess::new(prefix), InProcess::new(prefix));
-    let (ua, ub) = (
-        synapse.unique_user(&format!("{prefix}-a")),
-        synapse.unique_user(&format!("{prefix}-b")),
-    );
-    synapse.register(&ua, PASSWORD, false);
-    let reg_b = synapse.register(&ub, PASSWORD, false);
-    let mut alice = a.open_with(config).unwrap();
-    let mut bob = b.open().unwrap();
-    rt.block_on(alice.login(&ua, &password(), "alice-phone"))
-        .unwrap();
-    rt.block_on(bob.login(&ub, &password(), "bob-phone"))
-        .unwrap();
-    let room = rt
-        .block_on(alice.create_room(Some("E2EE"), std::slice::from_ref(&reg_b.user_id), false))
-        .unwrap();
-    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
-    rt.block_on(bob.join(&room)).unwrap();
-    rt.block_on(bob.sync_once(Duration::ZERO)).unwrap();
-    rt.block_on(alice.sync_once(Duration::ZERO)).unwrap();
-    (proxy, a, alice, b, bob, room)
-}
-
 fn unreachable_rule(fragment: &str) -> Rule {
     Rule::replace(Route::new("PUT", fragment), |_| Reply::Json {
         status: 503,
@@ -336,7 +284,17 @@ fn unreachable_rule(fragment: &str) -> Rule {
 #[test]
 fn a_deletion_while_the_server_is_unreachable_is_erased_at_once_and_sent_later() {
     let rt = rt();
-    let (proxy, a, mut alice, b, mut bob, room) = alice_behind_a_proxy(&rt, "rel-offline");
+    // Both through a proxy that can make the server unreachable for Alice's requests.
+    let synapse = Synapse::shared();
+    let proxy = HostileProxy::start(synapse);
+    let config = Config::from_json(proxy.client_config().to_string().as_bytes()).unwrap();
+    let Pair {
+        a,
+        b,
+        mut alice,
+        mut bob,
+        room,
+    } = pair_on(&rt, "rel-offline", synapse, config);
     let text = canary("Envoyé dans le mauvais salon");
     let event_id = rt.block_on(alice.send_text(&room, &text)).unwrap();
     receive(&rt, &mut bob, &room, &text);

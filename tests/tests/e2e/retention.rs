@@ -6,40 +6,19 @@
 
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
 use tchap_secure_core::{Client, Config};
-use tchap_secure_tests::at_rest::{AtRest, database_key_with};
 use tchap_secure_tests::harness::access_token;
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::messaging::{Pair, pair, receive};
-use crate::support::{InProcess, Member, PASSWORD, logged_in, password, rt};
-
-fn canary(prefix: &str) -> String {
-    let mut bytes = [0u8; 10];
-    SystemRandom::new().fill(&mut bytes).unwrap();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix} {hex}")
-}
+use crate::support::{InProcess, Member, PASSWORD, canary, left_at_rest, logged_in, password, rt};
 
 fn now_ms() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     i64::try_from(since.as_millis()).unwrap()
-}
-
-fn left_at_rest(member: &InProcess, text: &str) -> Vec<String> {
-    let key = database_key_with(
-        &member.data_dir(),
-        &member.vault,
-        &Synapse::shared().server_name,
-    );
-    let scan = AtRest::scan(&member.data_dir(), &key);
-    assert!(scan.pages() > 10, "the scan decrypted nothing");
-    assert_eq!(scan.hmac_failures(), 0);
-    scan.find(text.as_bytes())
 }
 
 fn state_of(client: &Client, room: &str, event_id: &str) -> (String, Option<String>) {

@@ -34,3 +34,27 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A text no other test writes: a recognisable prefix and 80 random bits.
+pub fn canary(prefix: &str) -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 10];
+    SystemRandom::new().fill(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix} {hex}")
+}
+
+/// Where `text` is left in `member`'s data directory: every database page and log frame
+/// decrypted with the key its vault gives (free space included), every other file raw
+/// (`tchap_secure_tests::at_rest`). Empty: nowhere.
+pub fn left_at_rest(member: &InProcess, text: &str) -> Vec<String> {
+    let key = tchap_secure_tests::at_rest::database_key_with(
+        &member.data_dir(),
+        &member.vault,
+        &tchap_secure_tests::synapse::Synapse::shared().server_name,
+    );
+    let scan = tchap_secure_tests::at_rest::AtRest::scan(&member.data_dir(), &key);
+    assert!(scan.pages() > 10, "the scan decrypted nothing");
+    assert_eq!(scan.hmac_failures(), 0, "a page not of this key");
+    scan.find(text.as_bytes())
+}

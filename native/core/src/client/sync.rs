@@ -24,6 +24,7 @@ use crate::crypto::engine::Engine;
 use crate::crypto::megolm::InboundCache;
 use crate::store::crypto as cdb;
 use crate::store::notify::{self, Deferred};
+use crate::store::relations::{ArrivingTombstone, Tombstone};
 use crate::store::timeline::{self as tl, NewTimelineEvent, RoomCursor, TimelineEvent};
 use crate::store::{self, StoreError};
 
@@ -931,14 +932,7 @@ fn apply_message_event(
             if let Some(event_id) = event.event_id.as_deref()
                 && tl::timeline_state(tx, event_id)?.is_none()
             {
-                crate::store::relations::save_tombstone(
-                    tx,
-                    event_id,
-                    room_id,
-                    &event.sender,
-                    ts(event),
-                    place.take(),
-                )?;
+                tombstone(tx, room_id, event_id, event, place, Tombstone::Redacted)?;
             }
             Ok(())
         }
@@ -992,6 +986,28 @@ pub(crate) fn waits_for_key(e: &CryptoError) -> bool {
         || matches!(e, CryptoError::MegolmDecrypt { detail } if detail.contains("unknown message index"))
 }
 
+/// Keeps an arriving event as a tombstone only (see [`Tombstone`]).
+fn tombstone(
+    tx: &Connection,
+    room_id: &str,
+    event_id: &str,
+    event: &RoomEvent,
+    place: &mut Place<'_>,
+    why: Tombstone,
+) -> Result<(), StoreError> {
+    store::relations::save_tombstone(
+        tx,
+        &ArrivingTombstone {
+            event_id,
+            room_id,
+            sender: &event.sender,
+            origin_ts: ts(event),
+            ord: place.take(),
+        },
+        why,
+    )
+}
+
 fn ts(event: &RoomEvent) -> i64 {
     event
         .origin_server_ts
@@ -1023,14 +1039,7 @@ fn decrypt_room_event(
     if known.is_none()
         && store::retention::expired(tx, room_id, ts(event), crate::store::crypto::now_ms())?
     {
-        return store::retention::save_expired(
-            tx,
-            event_id,
-            room_id,
-            &event.sender,
-            ts(event),
-            place.take(),
-        );
+        return tombstone(tx, room_id, event_id, event, place, Tombstone::Expired);
     }
     // The timeline row of an event id keeps its first room and sender: a second event under
     // the same id from another sender or room must not fill in its body (a server could

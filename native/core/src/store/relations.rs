@@ -207,21 +207,41 @@ pub(crate) fn erase(conn: &Connection, event_id: &str) -> Result<bool, StoreErro
     Ok(erased)
 }
 
-/// Stores a tombstone for an event that reached us already redacted by the server.
+/// Why an event that arrives is kept as a tombstone only, never decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tombstone {
+    /// The server hands it over already redacted.
+    Redacted,
+    /// Older than its room's lifetime (scroll-back, a gap).
+    Expired,
+}
+
+/// A tombstone row for an arriving event of `sender` in `room_id` (nothing if the event id is
+/// stored already).
+pub(crate) struct ArrivingTombstone<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) room_id: &'a str,
+    pub(crate) sender: &'a str,
+    pub(crate) origin_ts: i64,
+    pub(crate) ord: i64,
+}
+
+/// Stores a tombstone for an event that arrives redacted or expired.
 pub(crate) fn save_tombstone(
     conn: &Connection,
-    event_id: &str,
-    room_id: &str,
-    sender: &str,
-    origin_ts: i64,
-    ord: i64,
+    t: &ArrivingTombstone<'_>,
+    why: Tombstone,
 ) -> Result<(), StoreError> {
+    let state = match why {
+        Tombstone::Redacted => "redacted",
+        Tombstone::Expired => "expired",
+    };
     super::exec(
         conn,
         "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, ord)
-         VALUES (?1, ?2, ?3, ?4, 'redacted', ?5)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(event_id) DO NOTHING",
-        params![event_id, room_id, sender, origin_ts, ord],
+        params![t.event_id, t.room_id, t.sender, t.origin_ts, state, t.ord],
     )?;
     Ok(())
 }

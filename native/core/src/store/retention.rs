@@ -181,25 +181,6 @@ pub(crate) fn next_expiry(conn: &Connection) -> Result<Option<i64>, StoreError> 
     Ok(next)
 }
 
-/// Stores a tombstone for an event that arrives already expired.
-pub(crate) fn save_expired(
-    conn: &Connection,
-    event_id: &str,
-    room_id: &str,
-    sender: &str,
-    origin_ts: i64,
-    ord: i64,
-) -> Result<(), StoreError> {
-    super::exec(
-        conn,
-        "INSERT INTO timeline (event_id, room_id, sender, origin_ts, state, ord)
-         VALUES (?1, ?2, ?3, ?4, 'expired', ?5)
-         ON CONFLICT(event_id) DO NOTHING",
-        params![event_id, room_id, sender, origin_ts, ord],
-    )?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
