@@ -4,7 +4,7 @@
 //!
 //! The driver compiles `android/src/main/java` (without the `fr.gouv.tchap.secure.android`
 //! package, which needs the Android SDK) and `android/src/test/java` with `javac`, prepares
-//! what the tests need — sixteen registered users, the client configuration, a SoftHSM2 token
+//! what the tests need — eighteen registered users, the client configuration, a SoftHSM2 token
 //! directory with three tokens (main, other, spare), a scratch directory — and runs every
 //! `*Test` class in a child JVM with `JUnitMain` (JUnit 4's `JUnitCore` plus one PASS/FAIL line
 //! per test; an ignored test or a failed assumption counts as a failure). It prints the JVM's
@@ -253,6 +253,8 @@ fn java_api_on_the_host_jvm() {
             "jvm-nina",
             "jvm-olga",
             "jvm-paul",
+            "jvm-quinn",
+            "jvm-rose",
         ],
     );
     let config = synapse.client_config();

@@ -18,7 +18,9 @@ use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned};
 use tchap_secure_core::client::media::OutgoingFile;
+use tchap_secure_core::client::receipts::Unread;
 use tchap_secure_core::client::relations::Deletion;
+use tchap_secure_core::client::retention::Retention;
 use tchap_secure_core::client::verification::{SasEmoji, VerificationInfo};
 use tchap_secure_core::config::KNOWN_KEYS;
 use tchap_secure_core::store::identity::IdentityRecord;
@@ -505,6 +507,185 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_loadOlder<'local>(
         rows.push(vec![Some(bool_cell(history.reached_start).to_owned())]);
         rows.extend(history.events.iter().map(message_row));
         convert::table(env, &rows)
+    })
+}
+
+// --- read state and disappearing messages --------------------------------------------------
+
+/// `static native void markRead(long client, String roomId, String eventId)`: marks the room
+/// read up to `eventId` (a stored event of the room; else `unknown_event`): here at once, and
+/// on the server through the room's queue with the receipt the configuration allows.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_markRead<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    event_id: JString<'local>,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let event_id = convert::string_arg(env, &event_id, "eventId")?;
+        with_client(client, |c, rt| {
+            Ok(rt.block_on(c.mark_read(&room_id, &event_id))?)
+        })
+    });
+}
+
+/// Columns of an `unread` row (`Unread.fromRow` checks the same count).
+pub(crate) const UNREAD_COLUMNS: usize = 3;
+
+/// An `unread` row (see `Native.unread`): `{messages, notify, highlight}`.
+fn unread_row(u: &Unread) -> [Option<String>; UNREAD_COLUMNS] {
+    let Unread {
+        messages,
+        notify,
+        highlight,
+    } = *u;
+    [messages, notify, highlight].map(|n| Some(n.to_string()))
+}
+
+/// `static native String[] unread(long client, String roomId)`: the room's unread state, as
+/// computed on the device (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_unread<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let unread = with_client(client, |c, _| Ok(c.unread(&room_id)?))?;
+        convert::row(env, &unread_row(&unread))
+    })
+}
+
+/// Columns of a `readMarkers` row (`ReadMarkers.fromRow` checks the same count).
+pub(crate) const READ_MARKERS_COLUMNS: usize = 2;
+
+/// `static native String[] readMarkers(long client, String roomId)`: `{readEventId|null,
+/// fullyReadEventId|null}` (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_readMarkers<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let (read, fully_read) = with_client(client, |c, _| Ok(c.read_markers(&room_id)?))?;
+        let row: [Option<String>; READ_MARKERS_COLUMNS] = [read, fully_read];
+        convert::row(env, &row)
+    })
+}
+
+/// `static native String readReceipts(long client)`: the receipt this device sends, per the
+/// managed configuration (`ReadReceipts::as_str`: `public`, `private` or `off`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_readReceipts<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let receipts = with_client(client, |c, _| Ok(c.read_receipts()))?;
+        convert::java_string(env, receipts.as_str())
+    })
+}
+
+/// Columns of a `retention` row (`Retention.fromRow` checks the same count).
+pub(crate) const RETENTION_COLUMNS: usize = 3;
+
+/// A `retention` row (see `Native.retention`): `{roomMs|null, ceilingMs|null,
+/// effectiveMs|null}`.
+fn retention_row(r: &Retention) -> [Option<String>; RETENTION_COLUMNS] {
+    let Retention {
+        room_ms,
+        ceiling_ms,
+        effective_ms,
+    } = *r;
+    [room_ms, ceiling_ms, effective_ms].map(|ms| ms.map(|ms| ms.to_string()))
+}
+
+/// `static native String[] retention(long client, String roomId)`: the room's message lifetime
+/// as this device honours it (no network).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_retention<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let retention = with_client(client, |c, _| Ok(c.retention(&room_id)?))?;
+        convert::row(env, &retention_row(&retention))
+    })
+}
+
+/// `lifetimeMs` of `setRetention`: `-1` removes the lifetime; another negative value is a
+/// caller bug.
+fn lifetime_arg(lifetime_ms: jlong) -> Result<Option<Duration>, BridgeError> {
+    match lifetime_ms {
+        -1 => Ok(None),
+        ms => u64::try_from(ms)
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| BridgeError::InvalidArgument {
+                what: "lifetimeMs",
+                why: "negative (only -1, for none)",
+            }),
+    }
+}
+
+/// `static native void setRetention(long client, String roomId, long lifetimeMs)`: sets the
+/// room's message lifetime for every member (`-1`: removes it). Refused before anything is
+/// sent: `retention_not_allowed` (no power level for `m.room.retention`),
+/// `retention_too_short` (under 30 s).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_setRetention<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    room_id: JString<'local>,
+    lifetime_ms: jlong,
+) {
+    run_ffi_safe(&mut env, |env| {
+        let room_id = convert::string_arg(env, &room_id, "roomId")?;
+        let lifetime = lifetime_arg(lifetime_ms)?;
+        with_client(client, |c, rt| {
+            Ok(rt.block_on(c.set_retention(&room_id, lifetime))?)
+        })
+    });
+}
+
+/// `static native int purgeExpired(long client)`: purges every message whose lifetime is
+/// over; returns how many.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_purgeExpired<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> jint {
+    run_ffi_safe(&mut env, |_| {
+        let purged = with_client(client, |c, _| Ok(c.purge_expired()?))?;
+        Ok(jint::try_from(purged).unwrap_or(jint::MAX))
+    })
+}
+
+/// `static native String nextExpiry(long client)`: when the next message expires, in ms since
+/// the epoch as a decimal string, or null if none will (no network). A string, so that "none"
+/// needs no sentinel among the longs.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_nextExpiry<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+) -> JString<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let next = with_client(client, |c, _| Ok(c.next_expiry()?))?;
+        convert::optional_java_string(env, next.map(|ms| ms.to_string()).as_deref())
     })
 }
 
@@ -1426,7 +1607,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 53, "{java:?}");
+        assert_eq!(java.len(), 61, "{java:?}");
         assert_eq!(java, rust);
     }
 }
@@ -1450,9 +1631,14 @@ mod row_tests {
 
     use tchap_secure_core::client::relations::Deletion;
 
+    use tchap_secure_core::client::receipts::Unread;
+    use tchap_secure_core::client::retention::Retention;
+    use tchap_secure_core::config::ReadReceipts;
+
     use super::{
-        DELETION_COLUMNS, MESSAGE_COLUMNS, VERIFICATION_FIXED_COLUMNS, deletion_row, device_row,
-        identity_row, notification_row, status_row, verification_row,
+        DELETION_COLUMNS, MESSAGE_COLUMNS, READ_MARKERS_COLUMNS, RETENTION_COLUMNS, UNREAD_COLUMNS,
+        VERIFICATION_FIXED_COLUMNS, deletion_row, device_row, identity_row, lifetime_arg,
+        notification_row, retention_row, status_row, unread_row, verification_row,
     };
 
     /// The column count `class`.java requires of the `table` rows.
@@ -1629,6 +1815,105 @@ mod row_tests {
                 java.contains(&format!("(\"{wire}\")")),
                 "no Deletion.State for {wire}"
             );
+        }
+    }
+
+    #[test]
+    fn expired_messages_have_a_java_state() {
+        let java = java_source("Message");
+        assert!(
+            java.contains("EXPIRED = \"expired\";"),
+            "Message.java: no EXPIRED state"
+        );
+    }
+
+    #[test]
+    fn unread_rows_are_three_counts() {
+        assert_eq!(UNREAD_COLUMNS, java_columns("Unread", "unread"));
+        let row = unread_row(&Unread {
+            messages: 999,
+            notify: 2,
+            highlight: 1,
+        });
+        assert_eq!(
+            row,
+            [Some("999".into()), Some("2".into()), Some("1".into())]
+        );
+        // `Unread.java` reads each as a count, in this order.
+        let java = java_source("Unread");
+        for (column, name) in ["messages", "notify", "highlight"].into_iter().enumerate() {
+            let read = format!("Rows.count(row, {column}, \"unread\", \"{name}\")");
+            assert!(java.contains(&read), "Unread.java: no {read}");
+        }
+    }
+
+    #[test]
+    fn read_marker_rows_and_receipt_names() {
+        assert_eq!(
+            READ_MARKERS_COLUMNS,
+            java_columns("ReadMarkers", "readMarkers")
+        );
+        let java = java_source("ReadReceipts");
+        for receipts in [
+            ReadReceipts::Public,
+            ReadReceipts::Private,
+            ReadReceipts::Off,
+        ] {
+            let wire = receipts.as_str();
+            assert!(
+                java.contains(&format!("(\"{wire}\")")),
+                "no ReadReceipts constant for {wire}"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_rows_are_nullable_milliseconds() {
+        assert_eq!(RETENTION_COLUMNS, java_columns("Retention", "retention"));
+        let set = Retention {
+            room_ms: Some(30_000),
+            ceiling_ms: Some(86_400_000),
+            effective_ms: Some(30_000),
+        };
+        assert_eq!(
+            retention_row(&set),
+            [
+                Some("30000".into()),
+                Some("86400000".into()),
+                Some("30000".into())
+            ]
+        );
+        let none = Retention {
+            room_ms: None,
+            ceiling_ms: None,
+            effective_ms: None,
+        };
+        assert_eq!(retention_row(&none), [None, None, None]);
+        // `Retention.MIN_LIFETIME` is the floor the core applies.
+        let floor = Retention {
+            room_ms: Some(1),
+            ceiling_ms: None,
+            effective_ms: Some(30_000),
+        };
+        assert_eq!(retention_row(&floor)[2], Some("30000".into()));
+        let java = java_source("Retention");
+        assert!(java.contains("MIN_LIFETIME = Duration.ofSeconds(30);"));
+    }
+
+    #[test]
+    fn a_lifetime_of_minus_one_removes_it_and_other_negatives_are_refused() {
+        assert_eq!(lifetime_arg(-1).unwrap(), None);
+        assert_eq!(lifetime_arg(0).unwrap(), Some(std::time::Duration::ZERO));
+        assert_eq!(
+            lifetime_arg(30_000).unwrap(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            lifetime_arg(i64::MAX).unwrap(),
+            Some(std::time::Duration::from_millis(i64::MAX.cast_unsigned()))
+        );
+        for wrong in [-2, i64::MIN] {
+            assert_eq!(lifetime_arg(wrong).unwrap_err().code(), "invalid_argument");
         }
     }
 

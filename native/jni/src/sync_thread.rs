@@ -13,7 +13,11 @@
 //!    message new in this round is only in `onMessage`, already edited), then `onRedacted`
 //!    for every event the round erased (`SyncSummary::redactions`); `SecureClient`'s listener
 //!    turns the row into a `Message` for `Listener.onEdited`. After the round's `onMessage`s,
-//!    like the notifications: the store already shows the new text, or the tombstone;
+//!    like the notifications: the store already shows the new text, or the tombstone. Then
+//!    `onExpired(count)` if the purge after the round erased messages that outlived their
+//!    room's lifetime (`SyncSummary::expired` > 0: the app reloads the rooms it shows); the
+//!    core cuts a long poll short at the next message's deadline, so a running sync purges
+//!    within a second or so of it;
 //! 4. `onNotificationRow` for every message or invitation of the round that the account's push
 //!    rules, evaluated here on the decrypted event, say notifies (`SyncSummary::notifications`,
 //!    in order), with the row of `Native.notification`; `SecureClient`'s listener turns it into
@@ -95,6 +99,7 @@ use std::time::Duration;
 
 use jni::objects::{Global, JObject, JValue};
 use jni::strings::JNIStr;
+use jni::sys::jint;
 use jni::{AttachConfig, Env, JavaVM, jni_sig, jni_str};
 use tchap_secure_core::client::relations::Redaction;
 use tchap_secure_core::client::verification::VerificationInfo;
@@ -319,6 +324,8 @@ struct Round {
     messages: Vec<TimelineEvent>,
     edits: Vec<TimelineEvent>,
     redactions: Vec<Redaction>,
+    /// Messages the purge after the round erased (their lifetime was over).
+    expired: usize,
     notifications: Vec<Notification>,
     verifications: Vec<VerificationInfo>,
     outgoing: Vec<OutgoingUpdate>,
@@ -418,6 +425,7 @@ impl SyncLoop {
                     messages: summary.messages,
                     edits: summary.edits,
                     redactions: summary.redactions,
+                    expired: summary.expired,
                     notifications: summary.notifications,
                     verifications: summary.verifications,
                     outgoing: summary.outgoing,
@@ -439,6 +447,9 @@ impl SyncLoop {
         }
         for r in &round.redactions {
             callback(env, listener, OnRedacted(r));
+        }
+        if round.expired > 0 {
+            callback(env, listener, OnExpired(round.expired));
         }
         for n in &round.notifications {
             callback(env, listener, OnNotificationRow(n));
@@ -478,6 +489,7 @@ trait Callback {
 struct OnMessage<'a>(&'a TimelineEvent);
 struct OnEditedRow<'a>(&'a TimelineEvent);
 struct OnRedacted<'a>(&'a Redaction);
+struct OnExpired(usize);
 struct OnNotificationRow<'a>(&'a Notification);
 struct OnVerificationRow<'a>(&'a VerificationInfo);
 struct OnSendState<'a>(&'a OutgoingUpdate);
@@ -552,6 +564,22 @@ impl Callback for OnRedacted<'_> {
                 JValue::Object(&event_id),
                 JValue::Object(&redacted_by),
             ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Callback for OnExpired {
+    const NAME: &'static JNIStr = jni_str!("onExpired");
+    const LOG_NAME: &'static str = "onExpired";
+
+    fn call(&self, env: &mut Env<'_>, listener: &JObject<'_>) -> Result<(), BridgeError> {
+        let count = jint::try_from(self.0).unwrap_or(jint::MAX);
+        env.call_method(
+            listener,
+            Self::NAME,
+            jni_sig!("(I)V"),
+            &[JValue::Int(count)],
         )?;
         Ok(())
     }

@@ -54,6 +54,18 @@ public interface Listener {
     default void onRedacted(String roomId, String eventId, String redactedBy) {}
 
     /**
+     * {@code count} messages outlived their room's message lifetime ({@link Retention}) and
+     * were purged from this device after a sync round: their text, their edits' text and their
+     * attachment are erased, and {@link SecureClient#messages} shows them
+     * {@link Message#EXPIRED}, without a body. Reload the rooms on screen. A running sync
+     * purges within a second or so of a message's deadline (its long poll never waits past
+     * it); while it is stopped, see {@link SecureClient#nextExpiry()}. Called after
+     * {@link #onRedacted} for the same sync round, only when {@code count > 0}. Does nothing
+     * unless overridden.
+     */
+    default void onExpired(int count) {}
+
+    /**
      * One of our outgoing messages changed state: {@code "sent"} (the server accepted it;
      * {@code eventId} set) or {@code "failed"} (refused for good or cancelled; {@code error}
      * is {@code forbidden}, {@code not_found}, {@code too_large}, {@code refused} or

@@ -8,7 +8,8 @@ import java.util.Objects;
  * <p>A reply knows the message it answers ({@link #replyTo()}); an edited message shows its
  * latest valid edit's text ({@link #edited()}), the edit itself being no message of its own; a
  * message deleted for everyone stays as a tombstone ({@link #REDACTED}) without body or
- * attachment.
+ * attachment, and so does one that outlived its room's message lifetime ({@link #EXPIRED},
+ * see {@link Retention}).
  *
  * <p>Our own messages appear at once as a local echo: {@link #QUEUED} (waiting to go out),
  * {@link #SENT} (the server accepted it) or {@link #FAILED} (refused for good or cancelled,
@@ -34,6 +35,12 @@ public final class Message {
      * its text, its edits' text and its attachment are erased from this device.
      */
     public static final String REDACTED = "redacted";
+    /**
+     * {@link #state()}: outlived its room's message lifetime ({@link Retention#effective()}):
+     * its text, its edits' text and its attachment are erased from this device, the event is
+     * never fetched or decrypted again.
+     */
+    public static final String EXPIRED = "expired";
 
     private final String eventId;
     private final String sender;
@@ -109,8 +116,9 @@ public final class Message {
     }
 
     /**
-     * {@link #DECRYPTED}, {@link #UNDECRYPTABLE}, {@link #REFUSED} or {@link #REDACTED}; for a
-     * local echo of our own message {@link #QUEUED}, {@link #SENT} or {@link #FAILED}.
+     * {@link #DECRYPTED}, {@link #UNDECRYPTABLE}, {@link #REFUSED}, {@link #REDACTED} or
+     * {@link #EXPIRED}; for a local echo of our own message {@link #QUEUED}, {@link #SENT} or
+     * {@link #FAILED}.
      */
     public String state() {
         return state;
@@ -125,6 +133,14 @@ public final class Message {
         return REDACTED.equals(state);
     }
 
+    /**
+     * Whether it outlived its room's message lifetime ({@link #EXPIRED}): no body, no
+     * attachment.
+     */
+    public boolean isExpired() {
+        return EXPIRED.equals(state);
+    }
+
     /** Whether this is our own message not yet returned by the sync (queued, sent, failed). */
     public boolean isLocalEcho() {
         return QUEUED.equals(state) || SENT.equals(state) || FAILED.equals(state);
@@ -132,7 +148,8 @@ public final class Message {
 
     /**
      * The decrypted text (our own text for a local echo; for an {@link #edited()} message the
-     * latest edit's), or null — always null once {@link #isRedacted()}.
+     * latest edit's), or null — always null once {@link #isRedacted()} or
+     * {@link #isExpired()}.
      */
     public String body() {
         return body;

@@ -130,8 +130,9 @@ final class Native {
      * columns: {@code {eventId, sender, senderDisplayName|null, state, body|null, trust|null,
      * senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
      * attachmentName|null, attachmentMimetype|null, attachmentSize|null, replyTo|null,
-     * edited}}; state is {@code decrypted}, {@code undecryptable}, {@code refused} or
-     * {@code redacted} (deleted for everyone: no body, no attachment), or for our own message
+     * edited}}; state is {@code decrypted}, {@code undecryptable}, {@code refused},
+     * {@code redacted} (deleted for everyone: no body, no attachment) or {@code expired}
+     * (outlived its room's message lifetime: no body, no attachment), or for our own message
      * before the sync returns it {@code queued}, {@code sent} or {@code failed} (its eventId is
      * then a local one until sent; localId is set on our own messages); replyTo is the event
      * the message answers, edited {@code true|false} (body is then the latest edit's text). An
@@ -148,6 +149,63 @@ final class Native {
      */
     static native String[][] loadOlder(long client, String roomId, int limit)
             throws TchapSecureException;
+
+    // --- read state and disappearing messages ---------------------------------------------
+
+    /**
+     * Marks the room read up to {@code eventId} (a stored event of the room, else
+     * {@code unknown_event}): here at once — our read position never moves back — and on the
+     * server through the room's queue ({@code m.fully_read}, plus the receipt the managed
+     * configuration allows: {@code m.read}, {@code m.read.private} or none).
+     */
+    static native void markRead(long client, String roomId, String eventId)
+            throws TchapSecureException;
+
+    /**
+     * The room's unread state, computed on the device on the decrypted messages after our read
+     * position (no network). Row of 3 columns: {@code {messages, notify, highlight}}, counts
+     * (at most 999).
+     */
+    static native String[] unread(long client, String roomId) throws TchapSecureException;
+
+    /**
+     * The room's read markers (no network). Row of 2 columns: {@code {readEventId|null,
+     * fullyReadEventId|null}}: the event our read receipt points at (from any of our devices),
+     * and the {@code m.fully_read} marker.
+     */
+    static native String[] readMarkers(long client, String roomId) throws TchapSecureException;
+
+    /**
+     * The receipt this device sends, per the managed configuration: {@code public},
+     * {@code private} or {@code off} ({@link ReadReceipts#fromWire}).
+     */
+    static native String readReceipts(long client) throws TchapSecureException;
+
+    /**
+     * The room's message lifetime as this device honours it (no network). Row of 3 columns:
+     * {@code {roomMs|null, ceilingMs|null, effectiveMs|null}}, milliseconds: the room's own
+     * {@code max_lifetime}, the managed configuration's ceiling, and what is honoured (the
+     * smaller, never under 30 s; null: messages are kept).
+     */
+    static native String[] retention(long client, String roomId) throws TchapSecureException;
+
+    /**
+     * Sets the room's message lifetime for every member ({@code m.room.retention}), applied
+     * here at once; {@code lifetimeMs} -1 removes it (another negative value:
+     * {@code invalid_argument}). Throws {@code retention_not_allowed} (no power level for it)
+     * or {@code retention_too_short} (under 30 000 ms) before anything is sent.
+     */
+    static native void setRetention(long client, String roomId, long lifetimeMs)
+            throws TchapSecureException;
+
+    /** Purges every message whose lifetime is over; returns how many. */
+    static native int purgeExpired(long client) throws TchapSecureException;
+
+    /**
+     * When the next message expires, in milliseconds since the epoch as a decimal string, or
+     * null if none will (no network).
+     */
+    static native String nextExpiry(long client) throws TchapSecureException;
 
     // --- attachments -----------------------------------------------------------------------
 
@@ -329,7 +387,9 @@ final class Native {
      * {@link NativeListener#onNotificationRow}, with the row of {@link #notification}; a changed
      * verification flow through {@link NativeListener#onVerificationRow}, with the row of
      * {@link #verification}; an edited message through {@link NativeListener#onEditedRow},
-     * with its room id and the row of {@link #messages}). At most one sync thread per client.
+     * with its room id and the row of {@link #messages}; messages purged after a round, as
+     * they outlived their room's lifetime, through {@link Listener#onExpired} with their
+     * count). At most one sync thread per client.
      * {@code mode} is
      * {@link SyncMode#wire} ({@code interactive} or {@code persistent}).
      */

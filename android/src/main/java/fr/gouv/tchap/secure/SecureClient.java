@@ -442,6 +442,128 @@ public final class SecureClient implements AutoCloseable {
         return History.fromRows(call(h -> Native.loadOlder(h, roomId, limit)));
     }
 
+    // --- read state and disappearing messages ---------------------------------------------
+
+    /**
+     * Marks the room read up to {@code eventId} — typically the latest message shown when the
+     * member opens the room or scrolls to its end. Our read position moves here at once (never
+     * backwards: marking an older event leaves it where it is), so {@link #unread} counts from
+     * there; the server is told through the room's queue, in order after its messages and
+     * retried while offline: the {@code m.fully_read} marker, and the receipt the managed
+     * configuration allows ({@link #readReceipts()}: public, private — only our own devices
+     * see it, the default — or none). Our other devices follow through their sync.
+     *
+     * @throws TchapSecureException {@code unknown_event} ({@code eventId} is not a stored
+     *     event of the room, or is a local echo's id not sent yet)
+     */
+    public void markRead(String roomId, String eventId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(eventId, "eventId");
+        call(h -> {
+            Native.markRead(h, roomId, eventId);
+            return null;
+        });
+    }
+
+    /**
+     * The room's unread state, computed here on the decrypted messages after our read position
+     * (no network): how many messages of the other members, how many notify per the push
+     * rules, how many highlight. The homeserver cannot count mentions in encrypted messages:
+     * show these counts, not its own.
+     */
+    public Unread unread(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        return Unread.fromRow(call(h -> Native.unread(h, roomId)));
+    }
+
+    /** The room's read position and {@code m.fully_read} marker (no network). */
+    public ReadMarkers readMarkers(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        return ReadMarkers.fromRow(call(h -> Native.readMarkers(h, roomId)));
+    }
+
+    /** The read receipt {@link #markRead} sends, as the managed configuration sets it. */
+    public ReadReceipts readReceipts() throws TchapSecureException {
+        return ReadReceipts.fromWire(call(Native::readReceipts));
+    }
+
+    /**
+     * The room's message lifetime as this device honours it (no network): the room's own, the
+     * managed configuration's ceiling, and the effective one.
+     */
+    public Retention retention(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        return Retention.fromRow(call(h -> Native.retention(h, roomId)));
+    }
+
+    /**
+     * Sets the room's message lifetime for every member — disappearing messages
+     * ({@code m.room.retention}) — or removes it ({@code null}). Applied here at once (messages
+     * already older are purged before this returns), on the other members' devices when their
+     * sync brings it. The managed configuration's ceiling ({@link Retention#ceiling()}) still
+     * applies on every device. Needs the room's power level for {@code m.room.retention} (by
+     * default, a moderator's).
+     *
+     * @param lifetimeOrNull at least {@link Retention#MIN_LIFETIME} (counted in whole
+     *     milliseconds), or null to remove the room's lifetime
+     * @throws IllegalArgumentException for a negative lifetime
+     * @throws TchapSecureException before anything is sent: {@code retention_not_allowed} (no
+     *     power level for it), {@code retention_too_short} (under 30 s); then the homeserver's
+     *     or the network's
+     */
+    public void setRetention(String roomId, Duration lifetimeOrNull) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        long lifetimeMs;
+        if (lifetimeOrNull == null) {
+            lifetimeMs = -1;
+        } else if (lifetimeOrNull.isNegative()) {
+            throw new IllegalArgumentException("negative lifetime");
+        } else if (lifetimeOrNull.compareTo(Duration.ofMillis(Long.MAX_VALUE)) > 0) {
+            lifetimeMs = Long.MAX_VALUE;
+        } else {
+            lifetimeMs = lifetimeOrNull.toMillis();
+        }
+        call(h -> {
+            Native.setRetention(h, roomId, lifetimeMs);
+            return null;
+        });
+    }
+
+    /**
+     * Purges every message whose lifetime is over — text, edits' text and attachment erased,
+     * a tombstone left ({@link Message#EXPIRED}) — and returns how many. The library already
+     * does it when the client opens and after every sync round (then reported by
+     * {@link Listener#onExpired}); call it when the alarm set for {@link #nextExpiry()} goes
+     * off while the sync is stopped, then reload the rooms on screen if it returned more than
+     * 0. No network.
+     */
+    public int purgeExpired() throws TchapSecureException {
+        return call(Native::purgeExpired);
+    }
+
+    /**
+     * When the next message will outlive its room's lifetime, in milliseconds since the epoch
+     * (it may already be past: {@link #purgeExpired()} at once), or null if none will (no room
+     * with a lifetime has a message left). While the sync is stopped (the app in the
+     * background without the persistent mode), the app schedules an alarm at that time
+     * ({@code AlarmManager}, an inexact one is enough) and calls {@link #purgeExpired()} when it
+     * goes off — so that a message does not outstay its lifetime on the device just because
+     * nothing ran — then asks again for the next one. Ask again after each sync too: a new
+     * message or a new lifetime may bring it forward. No network.
+     */
+    public Long nextExpiry() throws TchapSecureException {
+        String ms = call(Native::nextExpiry);
+        if (ms == null) {
+            return null;
+        }
+        try {
+            return Long.valueOf(ms);
+        } catch (NumberFormatException e) {
+            throw new IllegalStateException("native nextExpiry is not a long: " + ms
+                    + " (Java classes and libtchap_secure.so out of step?)", e);
+        }
+    }
+
     // --- attachments -----------------------------------------------------------------------
 
     /**
@@ -1069,6 +1191,18 @@ public final class SecureClient implements AutoCloseable {
             IN_CALLBACK.set(owner);
             try {
                 delegate.onRedacted(roomId, eventId, redactedBy);
+            } catch (RuntimeException e) {
+                uncaught(e);
+            } finally {
+                IN_CALLBACK.remove();
+            }
+        }
+
+        @Override
+        public void onExpired(int count) {
+            IN_CALLBACK.set(owner);
+            try {
+                delegate.onExpired(count);
             } catch (RuntimeException e) {
                 uncaught(e);
             } finally {

@@ -171,15 +171,16 @@ final class TestEnv {
     }
 
     /**
-     * The pre-registered users (sixteen: alice, bob, carol for the older tests, dave and
+     * The pre-registered users (eighteen: alice, bob, carol for the older tests, dave and
      * erin for {@code TimelineTest}, frank and grace for {@code CrossSigningTest}, whose reset
      * of frank's identity must not change what the other tests see, henry and iris for
      * {@code VerificationTest}, each logged in on two devices, judy for {@code PushTest}, kate
      * and leo for {@code NotificationTest}, mike and nina for {@code PersistentSyncTest}, olga
-     * and paul for {@code RelationsTest}), in the driver's order.
+     * and paul for {@code RelationsTest}, quinn and rose for {@code ReceiptsRetentionTest}),
+     * in the driver's order.
      */
     static List<User> users() {
-        return usersOf("tchap.users", 16);
+        return usersOf("tchap.users", 18);
     }
 
     /** The two users registered on the content scanner's homeserver. */
