@@ -189,8 +189,9 @@ fn try_edit(tx: &Connection, edit_id: &str, summary: &mut SyncSummary) -> Result
     }
     if let Some(shown) = target.edited_by.as_deref() {
         let shown_ts = rel::stored(tx, shown)?.map_or(i64::MIN, |s| s.origin_ts);
-        if shown == edit_id || (shown_ts, shown) > (edit.origin_ts, edit_id) {
-            // Shown already, or older than the edit shown: its text goes.
+        if (shown_ts, shown) >= (edit.origin_ts, edit_id) {
+            // Shown already (the same edit delivered again: our own, by the sync after we
+            // showed it), or older than the edit shown: its text goes, nothing is reported.
             return rel::drop_text(tx, edit_id);
         }
     }
@@ -709,6 +710,19 @@ mod tests {
         );
         assert_eq!(s.edited_ids, ["$m"]);
         assert_eq!(body_of(&conn, "$m").as_deref(), Some("tie-higher"));
+        // The edit shown, delivered again (our own edit, by the sync after `edit` showed it):
+        // nothing changes, nothing is reported.
+        let s = receive(
+            &conn,
+            "$e3",
+            "!r:x",
+            "@a:x",
+            20,
+            &edit_of("$m", "tie-higher"),
+        );
+        assert!(s.edited_ids.is_empty(), "{:?}", s.edited_ids);
+        assert_eq!(body_of(&conn, "$m").as_deref(), Some("tie-higher"));
+        assert_eq!(body_of(&conn, "$e3"), None);
         let shown = crate::store::timeline::timeline(&conn, "!r:x", 10).unwrap();
         assert_eq!(shown.len(), 1, "edits are not listed: {shown:?}");
         assert!(shown[0].edited);
