@@ -919,6 +919,26 @@ mod tests {
         assert_eq!(journal(&conn, "redaction_refused"), 3);
     }
 
+    /// A redaction naming no event (or not an event id) is counted as malformed and erases
+    /// nothing.
+    #[test]
+    fn a_redaction_without_a_target_is_malformed_and_erases_nothing() {
+        let conn = db();
+        receive(&conn, "$m", "!r:x", "@a:x", 1, &text("kept"));
+        for redacts in [json!(null), json!("not-an-id"), json!(5)] {
+            let raw = json!({
+                "type": "m.room.redaction", "event_id": "$r", "sender": "@a:x",
+                "origin_server_ts": 1, "redacts": redacts, "content": {},
+            });
+            let event = RoomEvent::parse(&raw).unwrap();
+            let mut summary = SyncSummary::default();
+            apply_redaction(&conn, "!r:x", &event, &raw, &mut summary).unwrap();
+            assert_eq!(summary.malformed_events, 1, "{redacts}");
+            assert!(summary.redactions.is_empty());
+        }
+        assert_eq!(body_of(&conn, "$m").as_deref(), Some("kept"));
+    }
+
     #[test]
     fn a_redaction_before_its_event_is_applied_with_the_same_checks_when_it_arrives() {
         let conn = db();
