@@ -181,16 +181,15 @@ pub(crate) fn refuse(conn: &Connection, event_id: &str, why: &str) -> Result<(),
 }
 
 /// Erases `event_id` and its edits: tombstones in state `redacted`, with no text, attachment,
-/// ciphertext or error. A redaction that arrived early for it is consumed. Returns whether a
-/// row was there.
-pub(crate) fn erase(conn: &Connection, event_id: &str) -> Result<bool, StoreError> {
-    let erased = super::exec(
+/// ciphertext or error. A redaction that arrived early for it is consumed.
+pub(crate) fn erase(conn: &Connection, event_id: &str) -> Result<(), StoreError> {
+    super::exec(
         conn,
         "UPDATE timeline SET state = 'redacted', body = NULL, attachment = NULL, raw = NULL,
              error = NULL, edited_by = NULL
          WHERE event_id = ?1",
         params![event_id],
-    )? > 0;
+    )?;
     super::exec(
         conn,
         "UPDATE timeline SET state = 'redacted', body = NULL, attachment = NULL, raw = NULL,
@@ -203,8 +202,7 @@ pub(crate) fn erase(conn: &Connection, event_id: &str) -> Result<bool, StoreErro
         "DELETE FROM redactions WHERE event_id = ?1",
         params![event_id],
     )?;
-    flag_erasure(conn)?;
-    Ok(erased)
+    flag_erasure(conn)
 }
 
 /// Why an event that arrives is kept as a tombstone only, never decrypted.
