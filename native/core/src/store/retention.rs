@@ -250,6 +250,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(next_expiry(&conn).unwrap(), Some(61_000));
+        // Nothing due yet: nothing purged, no log truncation asked for.
+        assert_eq!(purge(&conn, 60_000).unwrap(), 0);
+        assert!(!super::super::relations::erasure_pending(&conn).unwrap());
         assert_eq!(purge(&conn, 100_000).unwrap(), 2);
         for id in ["$old", "$edge", "$edit"] {
             assert_eq!(state(&conn, id), ("expired".into(), None, None), "{id}");
