@@ -2,7 +2,9 @@
 # Installs what the demo and the tests need on a fresh Debian machine with Rust:
 #   - Debian packages: SoftHSM2 (the PKCS#11 token), OpenSSL's CLI (TLS 1.2 test peer), the
 #     Python venv module, a JDK and JUnit 4 (the host JVM tests of the Java API);
-#   - Synapse (pinned version, from PyPI) in a virtualenv outside the clone.
+#   - Synapse (pinned version, from PyPI) in a virtualenv outside the clone;
+#   - the content scanner's and the identity server's (Sydent) testbeds, each in its own
+#     virtualenv (tests/scanner/setup-scanner.sh, tests/sydent/setup-sydent.sh).
 # Idempotent: a second run only checks.
 set -euo pipefail
 
@@ -35,6 +37,8 @@ fi
 # The content scanner's testbed (issue 8): ClamAV, nginx, matrix-content-scanner 1.0.8 in its
 # own virtualenv, the local signature database and the EICAR file.
 "$(dirname "$0")/scanner/setup-scanner.sh" | grep -v "^[A-Z_]*="
+# The identity server's testbed: matrix-sydent 2.6.1 in its own virtualenv.
+"$(dirname "$0")/sydent/setup-sydent.sh" | grep -v "^[A-Z_]*="
 # cargo-deny and cargo-cyclonedx (pinned, from crates.io) for the supply-chain tests.
 "$(dirname "$0")/supply-chain.sh" --tools-only
 echo "setup: ok (SoftHSM2 $(softhsm2-util --version), Synapse $SYNAPSE_VERSION in $VENV)"

@@ -6,6 +6,8 @@
 //!   and a TCP black hole) for transport tests.
 //! - [`synapse`]: one real Synapse homeserver per test process, serving TLS itself.
 //! - [`content_scanner`]: matrix-content-scanner + ClamAV behind an nginx TLS front (issue 8).
+//! - [`sydent`]: a real Matrix identity server (Sydent 2.6.1) behind a rustls TLS front with the
+//!   shared Synapse's certificate: OpenID registration, hashed v2 lookups, e-mails bound by tests.
 //! - [`softhsm`]: per-run SoftHSM2 tokens.
 //! - [`ports`]: free loopback ports.
 //! - [`cli_member`]: a cabinet member driven through the real `tchap-secure` binary.
@@ -27,5 +29,6 @@ pub mod ports;
 pub mod push_gateway;
 mod scratch;
 pub mod softhsm;
+pub mod sydent;
 pub mod synapse;
 pub mod tls_server;

@@ -3,10 +3,11 @@
 //! Synapse runs from the virtualenv named by `TCHAP_SECURE_SYNAPSE_VENV` (default
 //! `$HOME/.cache/tchap-secure/synapse-venv`) and serves TLS itself on a free loopback port
 //! with a leaf from the run's [`Pki`]. SQLite database, registration only through the
-//! shared-secret admin API, federation off, rate limits raised far above anything a test does
-//! (tests that need a limit set one per user with [`Synapse::override_ratelimit`]), and
-//! account validity on so a test can expire an account. Tests share the server, so each uses
-//! its own users ([`Synapse::unique_user`]).
+//! shared-secret admin API, federation off (but for the OpenID userinfo endpoint, which the
+//! identity server of `sydent.rs` calls), the user directory searching all users, rate limits
+//! raised far above anything a test does (tests that need a limit set one per user with
+//! [`Synapse::override_ratelimit`]), and account validity on so a test can expire an account.
+//! Tests share the server, so each uses its own users ([`Synapse::unique_user`]).
 //!
 //! The child is spawned with `PR_SET_PDEATHSIG` (see `child.rs`) so it dies with the test
 //! process, in its own process group. Its files live in a per-process scratch directory
@@ -275,6 +276,25 @@ impl Synapse {
             ),
             None,
         );
+    }
+
+    /// Add the e-mail `address` to `user_id`'s third-party identifiers, as an admin does
+    /// (`PUT /_synapse/admin/v2/users/<id>` with the user's current `threepids` plus this
+    /// one; Synapse lowercases e-mail addresses). The user can then log in with
+    /// `{"type": "m.id.thirdparty", "medium": "email", "address": …}`, which Synapse resolves
+    /// through this table. Binding the address at the identity server is separate
+    /// (`Sydent::bind_email`).
+    pub fn add_email_threepid(&self, user_id: &str, address: &str) {
+        let path = format!("/_synapse/admin/v2/users/{}", encode_segment(user_id));
+        let user = self.admin_call("GET", path.clone(), None);
+        let mut threepids: Vec<Value> = user["threepids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|threepid| json!({"medium": threepid["medium"], "address": threepid["address"]}))
+            .collect();
+        threepids.push(json!({"medium": "email", "address": address}));
+        self.admin_call("PUT", path, Some(json!({ "threepids": threepids })));
     }
 
     /// The pushers Synapse holds for `user_id`, as its admin API lists them
@@ -576,7 +596,10 @@ fn homeserver_config(
             "type": "http",
             "tls": true,
             "x_forwarded": false,
-            "resources": [{"names": ["client"], "compress": false}],
+            // `openid`: `/_matrix/federation/v1/openid/userinfo` alone of the federation API,
+            // on this TLS listener: how the identity server (sydent.rs) checks the OpenID
+            // tokens clients get from `/_matrix/client/v3/user/{userId}/openid/request_token`.
+            "resources": [{"names": ["client", "openid"], "compress": false}],
         }],
         "tls_certificate_path": path("tls.crt"),
         "tls_private_key_path": path("tls.key"),
@@ -629,6 +652,9 @@ fn homeserver_config(
     // Outbound requests (pushers) may reach loopback, where the testbed's push gateway
     // listens; Synapse denies private ranges by default.
     config["ip_range_whitelist"] = json!(["127.0.0.1/32"]);
+    // Directory search finds every local user, not only those sharing a room with the searcher:
+    // users find each other before any room exists.
+    config["user_directory"] = json!({"enabled": true, "search_all_users": true});
     config
 }
 
