@@ -82,6 +82,8 @@ impl From<Error> for Failure {
             Error::Api(_) => SERVER_REFUSED,
             // The server asks for the password (or for stages we do not do).
             Error::PasswordRequired | Error::AuthUnsupported { .. } => SERVER_REFUSED,
+            // An expired or revoked account; an address or a lookup the identity server refused.
+            Error::AccountLocked { .. } | Error::Identity { .. } => SERVER_REFUSED,
             // Kept in the queue: it goes out at a later sync (`messages` shows it `queued`).
             Error::SendQueued { .. } => NETWORK,
             // Refused for good or cancelled (`messages` shows it `failed`, with the reason).

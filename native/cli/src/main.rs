@@ -63,6 +63,16 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum AccountAction {
+    /// Whether the account is locked, and why (the default).
+    Status,
+    /// Ask the homeserver to e-mail the renewal link of an expired account.
+    Renew,
+    /// Ask whether the expired account was renewed; unlock if so.
+    Resume,
+}
+
+#[derive(Debug, Subcommand)]
 enum NotificationsAction {
     /// Register (or update) this device's pusher: the homeserver will notify the push gateway
     /// of each event its push rules say notifies, with the event and room ids only.
@@ -121,8 +131,11 @@ enum Command {
     /// Log in with a password ($TCHAP_SECURE_PASSWORD, or stdin with --password-stdin).
     Login {
         /// Localpart or full user id.
+        #[arg(long, required_unless_present = "email", conflicts_with = "email")]
+        user: Option<String>,
+        /// The work e-mail address bound to the account (instead of --user).
         #[arg(long)]
-        user: String,
+        email: Option<String>,
         /// Device display name.
         #[arg(long, default_value = "Tchap Secure CLI")]
         device_name: String,
@@ -166,7 +179,43 @@ enum Command {
         /// Room id.
         room: String,
         /// User id.
-        user: String,
+        #[arg(required_unless_present = "email", conflicts_with = "email")]
+        user: Option<String>,
+        /// Invite the user this work e-mail address belongs to (resolved by the identity
+        /// server's hashed lookup; an unknown address sends nothing).
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Search the user directory by a name or e-mail fragment; each name is shown parsed
+    /// (name, organisation) and checked (lookalike organisations flagged).
+    Directory {
+        /// What to look for.
+        term: String,
+        /// At most this many users (1 to 50).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// The user a work e-mail address belongs to, by the identity server's hashed lookup (the
+    /// address never leaves the device, only its peppered hash).
+    Lookup {
+        /// The e-mail address.
+        email: String,
+    },
+    /// The account's state on this device: locked (expired, revoked) or not; ask for the
+    /// renewal e-mail; check whether it was renewed and unlock.
+    Account {
+        #[command(subcommand)]
+        action: Option<AccountAction>,
+    },
+    /// This account's devices (sessions), or log some of them out (with the password, read
+    /// like at login).
+    OwnDevices {
+        /// Log this device out (repeatable); never this one (use logout).
+        #[arg(long)]
+        log_out: Vec<String>,
+        /// Read the password from standard input (after the PIN, if --pin-stdin).
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Join a room.
     Join {
@@ -503,10 +552,11 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
     let rt = runtime()?;
     let transport = transport(&cli, &config)?;
     let mut client = Client::open_with_transport(config, &dir, &token, transport)?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         match &cli.command {
             Command::Login {
                 user,
+                email,
                 device_name,
                 password_stdin,
             } => {
@@ -516,7 +566,20 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     "TCHAP_SECURE_PASSWORD",
                     "password",
                 )?;
-                let session = client.login(user, &password, device_name).await?;
+                let session = match (user, email) {
+                    (_, Some(address)) => {
+                        client
+                            .login_with_email(address, &password, device_name)
+                            .await?
+                    }
+                    (Some(user), None) => client.login(user, &password, device_name).await?,
+                    (None, None) => {
+                        return Err(tchap_secure_core::Error::InvalidArgument {
+                            what: "login needs --user or --email".into(),
+                        }
+                        .into());
+                    }
+                };
                 out.session(&session);
             }
             Command::Whoami => out.whoami(&client.whoami().await?),
@@ -563,12 +626,65 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 invite,
                 direct,
             } => {
-                let room = client.create_room(name.as_deref(), invite, *direct).await?;
-                out.message("room_id", &room);
+                if *direct {
+                    // A direct chat with someone is the one that exists, if any (`m.direct`).
+                    let [user] = invite.as_slice() else {
+                        return Err(Failure::usage(
+                            "a direct chat is with one user: --direct --invite USER",
+                        ));
+                    };
+                    client.sync_once(Duration::ZERO).await?;
+                    let (room, created) = client.open_direct_room(user).await?;
+                    out.direct_room(&room, created);
+                } else {
+                    let room = client.create_room(name.as_deref(), invite, false).await?;
+                    out.message("room_id", &room);
+                }
             }
-            Command::Invite { room, user } => {
-                client.invite(room, user).await?;
-                out.message("invited", user);
+            Command::Invite { room, user, email } => {
+                let invited = match (user, email) {
+                    (_, Some(address)) => client.invite_by_email(room, address).await?,
+                    (Some(user), None) => {
+                        client.invite(room, user).await?;
+                        user.clone()
+                    }
+                    (None, None) => return Err(Failure::usage("invite needs a user or --email")),
+                };
+                out.message("invited", &invited);
+            }
+            Command::Directory { term, limit } => {
+                out.directory(&client.search_directory(term, *limit).await?);
+            }
+            Command::Lookup { email } => {
+                let found = client.lookup_email(email).await?;
+                out.lookup(email, found.as_deref());
+            }
+            Command::Account { action } => {
+                match action {
+                    None | Some(AccountAction::Status) => {}
+                    Some(AccountAction::Renew) => {
+                        client.request_renewal().await?;
+                    }
+                    Some(AccountAction::Resume) => {
+                        client.resume().await?;
+                    }
+                }
+                out.account(client.account_lock(), client.must_shred());
+            }
+            Command::OwnDevices {
+                log_out,
+                password_stdin,
+            } => {
+                if !log_out.is_empty() {
+                    let password = secrets::read_secret(
+                        &mut stdin,
+                        *password_stdin,
+                        "TCHAP_SECURE_PASSWORD",
+                        "password",
+                    )?;
+                    client.log_out_devices(log_out, Some(&password)).await?;
+                }
+                out.own_devices(&client.own_devices().await?);
             }
             Command::Join { room } => {
                 client.join(room).await?;
@@ -829,7 +945,17 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             | Command::Wipe { .. } => {}
         }
         Ok::<(), Failure>(())
-    })
+    });
+    // A revoked account (deactivated, token revoked) under `on_account_revoked: shred`: the
+    // data directory is crypto-shredded now, whatever the command was.
+    if result.is_err() && client.must_shred() {
+        client.wipe(&token)?;
+        out.message(
+            "shredded",
+            "the account was revoked: the KEK is destroyed and the data directory is erased",
+        );
+    }
+    result
 }
 
 /// Media types by extension, for the common office and image formats; anything else is sent

@@ -3,11 +3,14 @@
 
 use serde_json::{Value, json};
 use tchap_secure_core::api::types::WhoAmI;
+use tchap_secure_core::client::account::{AccountLock, OwnDevice};
+use tchap_secure_core::client::directory::DirectoryResults;
 use tchap_secure_core::client::push::Pusher;
 use tchap_secure_core::client::receipts::Unread;
 use tchap_secure_core::client::relations::{Deletion, Redaction};
 use tchap_secure_core::client::retention::Retention;
 use tchap_secure_core::client::verification::VerificationInfo;
+use tchap_secure_core::display_name::{NameIssue, ParsedName};
 use tchap_secure_core::store::identity::{IdentityRecord, IdentityState};
 use tchap_secure_core::store::{DeviceRecord, Member, RoomSummary, SecurityEvent, TimelineEvent};
 use tchap_secure_core::{
@@ -72,6 +75,27 @@ pub(crate) fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// A parsed display name for the terminal: `name [organisation]`, with `(!)` and what was
+/// found when the parser flagged it (a lookalike organisation, bidi controls, …).
+pub(crate) fn shown_name(name: &ParsedName) -> String {
+    let shown = neutralise(&name.shown()).into_owned();
+    if !name.is_suspicious() {
+        return shown;
+    }
+    let issues: Vec<String> = name
+        .issues
+        .iter()
+        .filter(|i| **i != NameIssue::NoOrganisation)
+        .map(|i| match i {
+            NameIssue::LookalikeOrganisation { of } => {
+                format!("looks like {}", neutralise(of))
+            }
+            other => json!(other)["kind"].as_str().unwrap_or("?").to_owned(),
+        })
+        .collect();
+    format!("{shown} (!: {})", issues.join(", "))
 }
 
 impl Output {
@@ -271,7 +295,76 @@ impl Output {
                 m.user_id,
                 m.membership,
                 identity(i),
-                m.display_name.as_deref().unwrap_or("")
+                shown_name(&m.name)
+            );
+        }
+    }
+
+    pub(crate) fn direct_room(&self, room: &str, created: bool) {
+        if self.json {
+            print_json(&json!({ "room_id": room, "created": created }));
+        } else if created {
+            human!("room_id: {room} (new direct chat)");
+        } else {
+            human!("room_id: {room} (existing direct chat)");
+        }
+    }
+
+    pub(crate) fn directory(&self, found: &DirectoryResults) {
+        if self.json {
+            print_json(&json!(found));
+            return;
+        }
+        for u in &found.users {
+            human!("{:<40}  {}", u.user_id, shown_name(&u.name));
+        }
+        if found.limited {
+            human!("(more users match: narrow the search)");
+        }
+    }
+
+    pub(crate) fn lookup(&self, address: &str, user: Option<&str>) {
+        if self.json {
+            print_json(&json!({ "address": address, "user_id": user }));
+        } else {
+            match user {
+                Some(user) => human!("{}: {user}", neutralise(address)),
+                None => human!("{}: no user", neutralise(address)),
+            }
+        }
+    }
+
+    pub(crate) fn account(&self, lock: Option<AccountLock>, shred: bool) {
+        if self.json {
+            print_json(&json!({ "locked": lock, "shred": shred }));
+            return;
+        }
+        match lock {
+            None => human!("account: active"),
+            Some(AccountLock::Expired) => human!(
+                "account: EXPIRED — locked (no sync, no send, nothing shown); `account renew` e-mails the renewal link, `account resume` unlocks once renewed"
+            ),
+            Some(AccountLock::Revoked) => human!(
+                "account: REVOKED — locked for good{}",
+                if shred { "; the data is shredded" } else { "" }
+            ),
+        }
+    }
+
+    pub(crate) fn own_devices(&self, devices: &[OwnDevice]) {
+        if self.json {
+            print_json(&json!({ "devices": devices }));
+            return;
+        }
+        for d in devices {
+            human!(
+                "{:<16}  {:<30}  last seen {}{}",
+                d.device_id,
+                neutralise(d.display_name.as_deref().unwrap_or("")),
+                d.last_seen_ts
+                    .map(|ts| ts.to_string())
+                    .unwrap_or_else(|| "never".into()),
+                if d.current { "  (this device)" } else { "" }
             );
         }
     }
@@ -283,6 +376,7 @@ impl Output {
                 "event_id": e.event_id,
                 "sender": e.sender,
                 "display_name": e.sender_display_name,
+                "sender_name": e.sender_name,
                 "sender_device": e.sender_device,
                 "trust": e.trust,
                 "state": e.state,
@@ -303,7 +397,7 @@ impl Output {
             marks.push_str(" (edited)");
         }
         if let (Some(a), "decrypted") = (&e.attachment, e.state.as_str()) {
-            let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
+            let who = shown_name(&e.sender_name);
             human!(
                 "[{}] {who} <{}> sent a file: {} ({}, {}) — tchap-secure download {} {} --out FILE",
                 e.room_id,
@@ -318,7 +412,7 @@ impl Output {
             );
             return;
         }
-        let who = e.sender_display_name.as_deref().unwrap_or(&e.sender);
+        let who = shown_name(&e.sender_name);
         let trust = match e.trust.as_deref() {
             Some("tofu") => "device pinned",
             Some("own_device") => "this device",

@@ -58,6 +58,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "read_receipts",
     "max_message_lifetime_days",
     "redaction_reason_in_clear",
+    "identity_server_url",
+    "on_account_revoked",
+    "known_organisations",
 ];
 
 /// The path of the Push Gateway API's notify endpoint: every `push_gateway_url` is this path on
@@ -117,6 +120,35 @@ impl ReadReceipts {
         }
     }
 }
+
+/// What happens to the device's data when the homeserver says the account is gone
+/// (`on_account_revoked`, issue 19): a deactivated account or a revoked access token (a
+/// non-soft `M_UNKNOWN_TOKEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAccountRevoked {
+    /// The data directory is crypto-shredded (its hardware key destroyed, its files removed):
+    /// nothing readable is left behind. The default.
+    #[default]
+    Shred,
+    /// The client locks: no sync, no send, no message shown; the store stays encrypted until
+    /// an administrator decides (log in again, or wipe).
+    Lock,
+}
+
+impl OnAccountRevoked {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shred => "shred",
+            Self::Lock => "lock",
+        }
+    }
+}
+
+/// Most `known_organisations` accepted, and the longest name of one (characters).
+pub const MAX_KNOWN_ORGANISATIONS: usize = 256;
+/// The longest organisation name in `known_organisations` (characters).
+pub const MAX_ORGANISATION_CHARS: usize = 128;
 
 /// Largest `max_message_lifetime_days` accepted: ten years.
 pub const MAX_MESSAGE_LIFETIME_DAYS_LIMIT: u64 = 3650;
@@ -185,6 +217,9 @@ pub struct Config {
     read_receipts: ReadReceipts,
     max_message_lifetime_days: Option<u64>,
     redaction_reason_in_clear: bool,
+    identity_server_url: Option<reqwest::Url>,
+    on_account_revoked: OnAccountRevoked,
+    known_organisations: Vec<String>,
     /// The pins of the trust anchors' own keys (computed, for [`Config::pins_that_count`]).
     anchor_pins: Vec<SpkiPin>,
 }
@@ -392,8 +427,38 @@ impl Config {
             });
         }
         let push_gateway_url = optional_str(map, "push_gateway_url")?
-            .map(|s| parse_push_gateway_url(s, &homeserver_url, &server_name))
+            .map(|s| {
+                parse_infrastructure_url(
+                    "push_gateway_url",
+                    s,
+                    &homeserver_url,
+                    &server_name,
+                    PUSH_NOTIFY_PATH,
+                )
+            })
             .transpose()?;
+        let identity_server_url = optional_str(map, "identity_server_url")?
+            .map(|s| {
+                parse_infrastructure_url(
+                    "identity_server_url",
+                    s,
+                    &homeserver_url,
+                    &server_name,
+                    "/",
+                )
+            })
+            .transpose()?;
+        let on_account_revoked = match optional_str(map, "on_account_revoked")? {
+            None | Some("shred") => OnAccountRevoked::Shred,
+            Some("lock") => OnAccountRevoked::Lock,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "on_account_revoked",
+                    reason: "\"shred\" or \"lock\"".into(),
+                });
+            }
+        };
+        let known_organisations = parse_known_organisations(map)?;
         let share_keys_with = match optional_str(map, "share_keys_with")? {
             None | Some("cross_signed") => KeySharing::CrossSigned,
             Some("verified") => KeySharing::Verified,
@@ -456,6 +521,9 @@ impl Config {
             max_message_lifetime_days,
             redaction_reason_in_clear: optional_bool(map, "redaction_reason_in_clear")?
                 .unwrap_or(false),
+            identity_server_url,
+            on_account_revoked,
+            known_organisations,
             anchor_pins,
         })
     }
@@ -537,6 +605,24 @@ impl Config {
     /// the one text the member typed that the server reads, so it is refused unless this is on.
     pub fn redaction_reason_in_clear(&self) -> bool {
         self.redaction_reason_in_clear
+    }
+
+    /// The infrastructure's identity server (`identity_server_url`), for the hashed e-mail
+    /// lookup; reached over the same pinned transport as the homeserver. `None`: no lookup.
+    pub fn identity_server_url(&self) -> Option<&reqwest::Url> {
+        self.identity_server_url.as_ref()
+    }
+
+    /// What a deactivated account or a revoked token does to the device's data
+    /// (`on_account_revoked`; default: crypto-shred).
+    pub fn on_account_revoked(&self) -> OnAccountRevoked {
+        self.on_account_revoked
+    }
+
+    /// The organisations of the State as the administrator lists them (`known_organisations`):
+    /// a member's organisation that only looks like one of these is flagged.
+    pub fn known_organisations(&self) -> &[String] {
+        &self.known_organisations
     }
 
     /// What this valid configuration does that weakens it.
@@ -654,31 +740,74 @@ fn parse_https_url(key: &'static str, s: &str) -> Result<reqwest::Url, ConfigErr
     Ok(url)
 }
 
-/// `push_gateway_url`: an `https` URL whose path is the notify endpoint, on the homeserver's
-/// host or a host of `server_name`'s domain (the secure infrastructure: the homeserver must not
-/// be told to push anywhere else).
-fn parse_push_gateway_url(
+/// `known_organisations`: an array of distinct non-empty strings, at most
+/// [`MAX_KNOWN_ORGANISATIONS`] of at most [`MAX_ORGANISATION_CHARS`] characters.
+fn parse_known_organisations(map: &Map<String, Value>) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "known_organisations";
+    let wrong_type = ConfigError::WrongType {
+        key: KEY,
+        expected: "an array of strings",
+    };
+    let items = match map.get(KEY) {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong_type),
+    };
+    if items.len() > MAX_KNOWN_ORGANISATIONS {
+        return Err(ConfigError::Invalid {
+            key: KEY,
+            reason: format!("at most {MAX_KNOWN_ORGANISATIONS} organisations"),
+        });
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(wrong_type);
+        };
+        let name = s.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_ORGANISATION_CHARS || name.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid {
+                key: KEY,
+                reason: format!(
+                    "organisation #{index} must have 1 to {MAX_ORGANISATION_CHARS} characters and no control character"
+                ),
+            });
+        }
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// A URL of a service of the secure infrastructure (`push_gateway_url`: the notify endpoint;
+/// `identity_server_url`: a base URL): `https`, no credentials, query or fragment, the exact
+/// `path`, on the homeserver's host or a host of the server name's domain (so the same trust
+/// anchors and pins apply, and the homeserver is never told to push anywhere else).
+fn parse_infrastructure_url(
+    key: &'static str,
     s: &str,
     homeserver_url: &reqwest::Url,
     server_name: &str,
+    path: &str,
 ) -> Result<reqwest::Url, ConfigError> {
-    const KEY: &str = "push_gateway_url";
     let url = reqwest::Url::parse(s).map_err(|e| ConfigError::Invalid {
-        key: KEY,
+        key,
         reason: e.to_string(),
     })?;
     if url.scheme() != "https" {
-        return Err(ConfigError::NotHttps { key: KEY });
+        return Err(ConfigError::NotHttps { key });
     }
-    let invalid = |reason: String| ConfigError::Invalid { key: KEY, reason };
+    let invalid = |reason: String| ConfigError::Invalid { key, reason };
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("credentials in the URL are not allowed".into()));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("a query or fragment is not allowed".into()));
     }
-    if url.path() != PUSH_NOTIFY_PATH {
-        return Err(invalid(format!("the path must be {PUSH_NOTIFY_PATH}")));
+    if url.path() != path {
+        return Err(invalid(format!("the path must be {path}")));
     }
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let domain = server_name.split(':').next().unwrap_or_default();
@@ -898,6 +1027,94 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_identity_server_is_a_base_url_on_the_secure_infrastructure() {
+        assert!(parse(&good()).unwrap().identity_server_url().is_none());
+        for ok in [
+            "https://localhost:8090/",
+            "https://localhost:8090",
+            "https://id.secure.tchap.test/",
+        ] {
+            let mut c = good();
+            c["identity_server_url"] = json!(ok);
+            assert!(parse(&c).unwrap().identity_server_url().is_some(), "{ok}");
+        }
+        for bad in [
+            json!("http://localhost:8090/"),
+            json!("https://vector.im/"),
+            json!("https://evilsecure.tchap.test/"),
+            json!("https://localhost:8090/_matrix/identity"),
+            json!("https://u@localhost:8090/"),
+            json!("https://localhost:8090/?q"),
+            json!(7),
+        ] {
+            let mut c = good();
+            c["identity_server_url"] = bad.clone();
+            assert_eq!(
+                parse(&c).unwrap_err().key(),
+                Some("identity_server_url"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_revoked_account_is_shredded_unless_the_configuration_says_lock() {
+        assert_eq!(
+            parse(&good()).unwrap().on_account_revoked(),
+            OnAccountRevoked::Shred
+        );
+        for (value, expected) in [
+            ("shred", OnAccountRevoked::Shred),
+            ("lock", OnAccountRevoked::Lock),
+        ] {
+            let mut c = good();
+            c["on_account_revoked"] = json!(value);
+            let parsed = parse(&c).unwrap().on_account_revoked();
+            assert_eq!(parsed, expected);
+            assert_eq!(parsed.as_str(), value);
+        }
+        for bad in [json!("wipe"), json!("Lock"), json!(true)] {
+            let mut c = good();
+            c["on_account_revoked"] = bad.clone();
+            assert_eq!(
+                parse(&c).unwrap_err().key(),
+                Some("on_account_revoked"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn known_organisations_are_a_bounded_list_of_names() {
+        assert!(parse(&good()).unwrap().known_organisations().is_empty());
+        let mut c = good();
+        c["known_organisations"] = json!([" Ministère des Armées ", "Intérieur", "Intérieur"]);
+        assert_eq!(
+            parse(&c).unwrap().known_organisations(),
+            ["Ministère des Armées", "Intérieur"]
+        );
+        let too_many: Vec<String> = (0..=MAX_KNOWN_ORGANISATIONS)
+            .map(|i| format!("Org {i}"))
+            .collect();
+        for bad in [
+            json!("Armées"),
+            json!([""]),
+            json!(["  "]),
+            json!([1]),
+            json!(["a\nb"]),
+            json!(["x".repeat(MAX_ORGANISATION_CHARS + 1)]),
+            json!(too_many),
+        ] {
+            let mut c = good();
+            c["known_organisations"] = bad;
+            assert_eq!(parse(&c).unwrap_err().key(), Some("known_organisations"));
+        }
+        let mut c = good();
+        c["known_organisations"] = json!(["é".repeat(MAX_ORGANISATION_CHARS)]);
+        assert_eq!(parse(&c).unwrap().known_organisations().len(), 1);
     }
 
     #[test]

@@ -116,6 +116,25 @@ pub enum Error {
         /// The stages the server offered.
         stages: Vec<String>,
     },
+    /// The directory or the identity server could not resolve what was asked:
+    /// `identity_server_not_configured`, `unknown_address` (no user has this e-mail address:
+    /// nothing was sent), `identity_lookup_refused` (the identity server offers no hashed
+    /// lookup, or answered with a user outside the allowed domain).
+    #[error("{detail}")]
+    Identity {
+        /// The stable code.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// The account is locked (issue 19): expired (renew it, then `Client::resume`) or revoked
+    /// (deactivated, or this device's token revoked: `Client::must_shred` says whether the data
+    /// must be crypto-shredded now). Nothing is synced, sent or shown meanwhile.
+    #[error("the account is locked ({})", lock.as_str())]
+    AccountLocked {
+        /// Why.
+        lock: crate::client::account::AccountLock,
+    },
     /// The homeserver refused our message for good, or it was cancelled: its local echo is
     /// `failed` with the same reason.
     #[error("message not sent: {reason}")]
@@ -156,8 +175,15 @@ impl Error {
             Self::PasswordRequired => "password_required",
             Self::Verification { code, .. }
             | Self::Notification { code, .. }
-            | Self::Relation { code, .. } => code,
+            | Self::Relation { code, .. }
+            | Self::Identity { code, .. } => code,
             Self::AuthUnsupported { .. } => "auth_unsupported",
+            Self::AccountLocked {
+                lock: crate::client::account::AccountLock::Expired,
+            } => "account_expired",
+            Self::AccountLocked {
+                lock: crate::client::account::AccountLock::Revoked,
+            } => "account_revoked",
         }
     }
 
@@ -169,6 +195,7 @@ impl Error {
             || matches!(
                 self,
                 Self::Store(_)
+                    | Self::AccountLocked { .. }
                     | Self::Api(ApiError::UnknownToken { .. } | ApiError::ExpiredAccount)
             )
     }

@@ -19,6 +19,7 @@ pub mod bench_internals;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod display_name;
 pub mod error;
 mod fault;
 // For the fuzz targets (feature `fuzzing`) and this crate's unit tests only; see its docs.

@@ -68,6 +68,30 @@ impl Core {
     fn slot(&self) -> MutexGuard<'_, Option<Client>> {
         self.client.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Crypto-shreds the data directory if the account was revoked and the configuration
+    /// says `shred` (`Client::must_shred`): the client is taken out, so every later call fails
+    /// with `wiped`. Returns whether it did. (The pushers cannot be removed first: the token
+    /// is revoked; the homeserver drops a revoked device's pushers itself.)
+    pub(crate) fn shred_if_revoked(&self, binder: &JavaKeyBinder) -> Result<bool, BridgeError> {
+        let mut slot = self.slot();
+        if !slot.as_ref().is_some_and(Client::must_shred) {
+            return Ok(false);
+        }
+        let Some(client) = slot.take() else {
+            return Ok(false);
+        };
+        drop(slot);
+        match &self.runtime {
+            Some(runtime) => {
+                let _entered = runtime.enter();
+                client.wipe(binder)?;
+            }
+            None => client.wipe(binder)?,
+        }
+        tracing::warn!("account revoked: data directory shredded");
+        Ok(true)
+    }
 }
 
 impl Drop for Core {
@@ -91,7 +115,8 @@ impl Drop for Core {
 /// The object behind a client handle.
 pub(crate) struct ClientHandle {
     core: Arc<Core>,
-    binder: JavaKeyBinder,
+    /// Shared with the sync thread, which shreds a revoked account's data at once.
+    binder: Arc<JavaKeyBinder>,
     data_dir: PathBuf,
     sync: Mutex<Option<SyncThread>>,
     delivered_security_event: Arc<AtomicI64>,
@@ -126,7 +151,7 @@ impl ClientHandle {
                 client: Mutex::new(Some(client)),
                 runtime: Some(runtime),
             }),
-            binder,
+            binder: Arc::new(binder),
             data_dir: data_dir.to_owned(),
             sync: Mutex::new(None),
             delivered_security_event: Arc::new(AtomicI64::new(0)),
@@ -173,6 +198,7 @@ impl ClientHandle {
             listener,
             Arc::clone(&self.delivered_security_event),
             mode,
+            Arc::clone(&self.binder),
         )?);
         Ok(())
     }
@@ -207,11 +233,11 @@ impl ClientHandle {
                 Some(runtime) => {
                     let _entered = runtime.enter();
                     runtime.block_on(client.unregister_pushers_within(PUSHER_REMOVAL_BEFORE_WIPE));
-                    client.wipe(&self.binder)?;
+                    client.wipe(&*self.binder)?;
                 }
-                None => client.wipe(&self.binder)?,
+                None => client.wipe(&*self.binder)?,
             },
-            None => tchap_secure_core::wipe_data_dir(&self.data_dir, &self.binder)?,
+            None => tchap_secure_core::wipe_data_dir(&self.data_dir, &*self.binder)?,
         }
         Ok(())
     }

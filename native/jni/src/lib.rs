@@ -38,6 +38,7 @@
 // Every block the library frees is wiped first: hyper's, rustls's and serde's buffers included.
 tchap_secure_memory::install_zeroizing_allocator!();
 
+pub mod account;
 pub mod classes;
 mod client;
 mod convert;

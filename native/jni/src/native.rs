@@ -150,6 +150,30 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_login<'local>(
     })
 }
 
+/// `static native String[] loginWithEmail(long client, String address, byte[] password,
+/// String deviceName)`: `{userId, deviceId}`, logged in by the work e-mail address bound to the
+/// account. The password array is zeroed before the network call.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_fr_gouv_tchap_secure_Native_loginWithEmail<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    client: jlong,
+    address: JString<'local>,
+    password: JByteArray<'local>,
+    device_name: JString<'local>,
+) -> StringArray<'local> {
+    run_ffi_safe(&mut env, |env| {
+        let password = convert::take_secret(env, &password, "password")?;
+        let address = convert::string_arg(env, &address, "address")?;
+        let device_name = convert::string_arg(env, &device_name, "deviceName")?;
+        let session = with_client(client, |c, rt| {
+            Ok(rt.block_on(c.login_with_email(&address, &password, &device_name))?)
+        })?;
+        drop(password);
+        convert::string_array(env, &[&session.user_id, &session.device_id])
+    })
+}
+
 /// `static native String[] session(long client)`: `{userId, deviceId}` or null.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_fr_gouv_tchap_secure_Native_session<'local>(
@@ -435,7 +459,7 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_redact<'local>(
 }
 
 /// Columns of a message row (`Message.fromRow` checks the same count).
-pub(crate) const MESSAGE_COLUMNS: usize = 15;
+pub(crate) const MESSAGE_COLUMNS: usize = 18;
 
 /// A `messages` / `loadOlder` row (see `Native.messages`); also the row of the sync thread's
 /// `onEditedRow`. An array, so that a column added here without `MESSAGE_COLUMNS` (and the
@@ -463,6 +487,9 @@ pub(crate) fn message_row(e: &TimelineEvent) -> Vec<Option<String>> {
             .map(|n| n.to_string()),
         e.reply_to.clone(),
         Some(bool_cell(e.edited).to_owned()),
+        Some(e.sender_name.name.clone()),
+        e.sender_name.organisation.clone(),
+        Some(name_issues_cell(&e.sender_name.issues)),
     ];
     row.into()
 }
@@ -1095,16 +1122,47 @@ fn notification_kind(kind: NotificationKind) -> &'static str {
     }
 }
 
-/// A notification row (14 columns, see `Native.notification`): `{roomId, eventId, sender,
+/// The issues a display name's parser found, one per line: `bidi_control`, …,
+/// `lookalike_organisation:<the known organisation imitated>` (an organisation's name may
+/// hold a comma, never a line break).
+pub(crate) fn name_issues_cell(issues: &[tchap_secure_core::display_name::NameIssue]) -> String {
+    use tchap_secure_core::display_name::NameIssue;
+    issues
+        .iter()
+        .map(|issue| {
+            let code = match issue {
+                NameIssue::LookalikeOrganisation { of } => {
+                    return format!("lookalike_organisation:{of}");
+                }
+                NameIssue::BidiControl => "bidi_control",
+                NameIssue::Invisible => "invisible",
+                NameIssue::Control => "control",
+                NameIssue::NoOrganisation => "no_organisation",
+                NameIssue::NestedBrackets => "nested_brackets",
+                NameIssue::UnbalancedBrackets => "unbalanced_brackets",
+                NameIssue::EmptyName => "empty_name",
+                NameIssue::TooLong => "too_long",
+                NameIssue::MixedScripts => "mixed_scripts",
+                _ => "unknown",
+            };
+            code.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A notification row (16 columns, see `Native.notification`): `{roomId, eventId, sender,
 /// senderName|null, roomName|null, kind, eventType, body|null, trust|null, senderDevice|null,
-/// originServerTs, notify, highlight, sound|null}`. Also the row of the sync thread's
-/// `onNotificationRow`.
+/// originServerTs, notify, highlight, sound|null, senderOrganisation|null, nameIssues}`. Also
+/// the row of the sync thread's `onNotificationRow`.
 pub(crate) fn notification_row(n: &Notification) -> Vec<Option<String>> {
     let Notification {
         room_id,
         event_id,
         sender,
         sender_name,
+        sender_organisation,
+        sender_name_issues,
         room_name,
         kind,
         event_type,
@@ -1137,6 +1195,8 @@ pub(crate) fn notification_row(n: &Notification) -> Vec<Option<String>> {
         Some(bool_cell(*notify).to_owned()),
         Some(bool_cell(*highlight).to_owned()),
         sound.clone(),
+        sender_organisation.clone(),
+        Some(name_issues_cell(sender_name_issues)),
     ]
 }
 
@@ -1574,7 +1634,7 @@ mod contract_tests {
 
     /// name → (parameter types after env and class, return type), from this file.
     fn rust_exports() -> BTreeMap<String, (Vec<String>, String)> {
-        let text = include_str!("native.rs");
+        let text = concat!(include_str!("native.rs"), include_str!("account.rs"));
         let mut exports = BTreeMap::new();
         for decl in text
             .split("pub extern \"system\" fn Java_fr_gouv_tchap_secure_Native_")
@@ -1607,7 +1667,7 @@ mod contract_tests {
     fn every_native_method_is_exported_with_matching_types() {
         let java = java_methods();
         let rust = rust_exports();
-        assert_eq!(java.len(), 61, "{java:?}");
+        assert_eq!(java.len(), 72, "{java:?}");
         assert_eq!(java, rust);
     }
 }
@@ -1923,6 +1983,8 @@ mod row_tests {
             event_id: "$e".into(),
             sender: "@a:x".into(),
             sender_name: None,
+            sender_organisation: None,
+            sender_name_issues: Vec::new(),
             room_name: Some("Cabinet".into()),
             kind,
             event_type: "m.room.message".into(),
@@ -1981,7 +2043,32 @@ mod row_tests {
                 s("true"),
                 s("false"),
                 s("default"),
+                None,
+                s(""),
             ]
+        );
+        // The name parser's findings: one per line, a lookalike with what it imitates.
+        let suspicious = Notification {
+            sender_name: s("Jean Martin"),
+            sender_organisation: s("Ministère des Аrmées"),
+            sender_name_issues: vec![
+                tchap_secure_core::display_name::NameIssue::BidiControl,
+                tchap_secure_core::display_name::NameIssue::LookalikeOrganisation {
+                    of: "Ministère des Armées, DGA".into(),
+                },
+            ],
+            ..notification(NotificationKind::Message)
+        };
+        assert_eq!(
+            notification_row(&suspicious)[14..],
+            [
+                s("Ministère des Аrmées"),
+                s("bidi_control\nlookalike_organisation:Ministère des Armées, DGA")
+            ]
+        );
+        assert!(
+            java.contains("row[14], row[15]"),
+            "Notification.java: no name cells"
         );
         // A timestamp beyond a Java long is shown as unknown, never passed on.
         let absurd = Notification {
@@ -1997,7 +2084,7 @@ mod row_tests {
             ..notification(NotificationKind::Message)
         };
         assert_eq!(
-            notification_row(&highlighted)[11..],
+            notification_row(&highlighted)[11..14],
             [s("false"), s("true"), None]
         );
         // `Notification.java` reads them as such: the booleans strictly, the sound nullable.

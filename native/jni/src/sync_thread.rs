@@ -37,7 +37,11 @@
 //!    the back-off ends at once on `stopSync`, and on `networkAvailable` (a retry now, and the
 //!    back-off starts again from 1 s). The next successful round reports `"running"` again;
 //! 9. on any other failure: `onSyncState("failed", code)` and the thread ends (a later
-//!    `startSync` may start a new one).
+//!    `startSync` may start a new one). An expired account or a revoked token is judged by
+//!    the core first (`Client::judge_failure`: the client locks, `account_expired` or
+//!    `account_revoked`); a revoked account under `on_account_revoked: shred` is crypto-shredded
+//!    by this thread before the app is told, with the code `account_shredded` (the handle then
+//!    answers `wiped`).
 //!
 //! ## Modes
 //!
@@ -111,6 +115,7 @@ use tokio::sync::watch;
 use crate::client::Core;
 use crate::convert;
 use crate::error::BridgeError;
+use crate::key_binder::JavaKeyBinder;
 
 /// First back-off after a network failure, in every mode (and again after `networkAvailable`).
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -249,6 +254,7 @@ impl SyncThread {
         listener: Global<JObject<'static>>,
         delivered_security_event: Arc<AtomicI64>,
         mode: SyncMode,
+        binder: Arc<JavaKeyBinder>,
     ) -> Result<Self, BridgeError> {
         let signals = Arc::new(Signals::new());
         let state = SyncLoop {
@@ -256,6 +262,7 @@ impl SyncThread {
             signals: Arc::clone(&signals),
             delivered_security_event,
             mode,
+            binder,
         };
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.to_owned())
@@ -317,6 +324,8 @@ struct SyncLoop {
     signals: Arc<Signals>,
     delivered_security_event: Arc<AtomicI64>,
     mode: SyncMode,
+    /// For the crypto-shred of a revoked account (`Core::shred_if_revoked`).
+    binder: Arc<JavaKeyBinder>,
 }
 
 /// What one round brings back for the listener.
@@ -379,7 +388,17 @@ impl SyncLoop {
                 }
                 Err(error) => {
                     tracing::error!(code = error.code(), "sync failed; stopping");
-                    sync_state(env, listener, "failed", Some(error.code()));
+                    // A revoked account under `on_account_revoked: shred`: nothing readable
+                    // is left behind, now, before the app is told.
+                    let code = match self.core.shred_if_revoked(&self.binder) {
+                        Ok(true) => "account_shredded",
+                        Ok(false) => error.code(),
+                        Err(e) => {
+                            tracing::error!(code = e.code(), "shred of a revoked account failed");
+                            e.code()
+                        }
+                    };
+                    sync_state(env, listener, "failed", Some(code));
                     return;
                 }
             }
@@ -400,9 +419,20 @@ impl SyncLoop {
             let Some(fetched) = self.signals.unless_stopped(runtime, pending.fetch()) else {
                 return Ok(None);
             };
-            let fetched = fetched?;
-            let mut summary = core
-                .with_client(|client, runtime| Ok(runtime.block_on(client.apply_sync(fetched))?))?;
+            // An expired account or a revoked token locks the client (`judge_failure`).
+            let fetched = match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    return Err(core
+                        .with_client(|client, _| Ok(client.judge_failure(e)))?
+                        .into());
+                }
+            };
+            let mut summary = core.with_client(|client, runtime| {
+                runtime
+                    .block_on(client.apply_sync(fetched))
+                    .map_err(|e| client.judge_failure(e).into())
+            })?;
             // The gaps the sync revealed, a round of pages at a time: the lock is held to
             // apply each round, not while its pages are fetched (a long catch-up does not hold
             // up a send from a Java thread).

@@ -324,6 +324,8 @@ impl Client {
 
     /// Refuses a room we may not send to: unknown, not Megolm-encrypted, or not joined.
     pub(crate) fn check_sendable_room(&self, room_id: &str) -> Result<(), Error> {
+        // Nothing is queued for a locked account: the caller keeps the text.
+        self.ensure_unlocked()?;
         let room = self
             .store
             .room(room_id)?
@@ -552,7 +554,11 @@ impl Client {
 
     /// The last `limit` events of a room (decrypted, waiting for a key, or refused).
     pub fn messages(&self, room_id: &str, limit: u32) -> Result<Vec<TimelineEvent>, Error> {
-        Ok(tl::timeline(self.store.conn(), room_id, limit)?)
+        // A locked account shows nothing.
+        self.ensure_unlocked()?;
+        let mut events = tl::timeline(self.store.conn(), room_id, limit)?;
+        self.name_senders(&mut events);
+        Ok(events)
     }
 
     /// Our device's identity keys `(ed25519, curve25519)`.

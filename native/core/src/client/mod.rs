@@ -4,7 +4,10 @@
 //! first use), opens the SQLCipher database with the derived key and restores the saved session,
 //! if any: a restart never needs the password again.
 
+pub mod account;
 pub mod cross_signing;
+pub mod direct;
+pub mod directory;
 mod e2ee;
 pub mod media;
 pub mod notification;
@@ -13,7 +16,7 @@ pub mod push;
 pub mod receipts;
 pub mod relations;
 pub mod retention;
-mod rooms;
+pub(crate) mod rooms;
 pub(crate) mod sync;
 pub(crate) mod timeline;
 mod uia;
@@ -72,6 +75,9 @@ pub struct Client {
     pending_updates: Vec<OutgoingUpdate>,
     /// Key verification flows in progress (in memory: a flow lasts minutes).
     verifications: verification::Flows,
+    /// Why the account is locked, if it is (`AccountLock::to_cell`; mirrors the store:
+    /// `account.rs`). A cell, so that any request, made through `&self`, can lock it.
+    lock: std::sync::atomic::AtomicU8,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
@@ -154,8 +160,26 @@ impl Client {
         let clock = transport.clock();
         clock.raise_floor(crate::store::session::trusted_time(store.conn())?);
         crate::store::session::record_trusted_time(store.conn(), clock.now_secs())?;
+        let lock = Self::stored_lock(&store)?;
+        if lock == Some(account::AccountLock::Revoked)
+            && config.on_account_revoked() == crate::config::OnAccountRevoked::Shred
+        {
+            // The account was revoked and the process died before the data was shredded:
+            // shred it now, before anything is read.
+            drop(store);
+            drop(vault);
+            wipe_data_dir(data_dir, backend)?;
+            tracing::warn!("revoked account: data directory shredded at open");
+            return Err(Error::AccountLocked {
+                lock: account::AccountLock::Revoked,
+            });
+        }
         let session = store.load_session()?;
-        tracing::info!(restored = session.is_some(), "client opened");
+        tracing::info!(
+            restored = session.is_some(),
+            locked = lock.is_some(),
+            "client opened"
+        );
         let scanner_keys =
             crate::media::ScannerKeyCache::pinned(config.content_scanner_keys().to_vec());
         let mut client = Self {
@@ -169,6 +193,7 @@ impl Client {
             scanner_keys,
             pending_updates: Vec::new(),
             verifications: verification::Flows::default(),
+            lock: std::sync::atomic::AtomicU8::new(account::AccountLock::to_cell(lock)),
         };
         client.reload_engine()?;
         // What expired while the app was closed goes before anything is shown.
@@ -204,16 +229,26 @@ impl Client {
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<T, Error> {
         let token = self.token()?;
-        Ok(call(&self.transport, endpoint, || {
+        call(&self.transport, endpoint, || {
             let mut r = Request::new(method.clone(), path.to_vec());
             r.access_token = Some(token);
             r.body = body.clone();
             r
         })
-        .await?)
+        .await
+        // An expired account or a revoked token locks the client, whatever the request.
+        .map_err(|e| self.judge_failure(e.into()))
     }
 
+    /// The session's token for a request; refused while the account is locked.
     fn token(&self) -> Result<&AccessToken, Error> {
+        self.ensure_unlocked()?;
+        self.session_token()
+    }
+
+    /// The session's token even while locked: only for the requests a locked account makes
+    /// (renewal, asking whether it was renewed, logout).
+    fn session_token(&self) -> Result<&AccessToken, Error> {
         self.session
             .as_ref()
             .map(|s| &s.access_token)
@@ -249,20 +284,48 @@ impl Client {
         password: &SecretBytes,
         device_name: &str,
     ) -> Result<SessionInfo, Error> {
+        if user.starts_with('@') {
+            self.check_user_allowed(user)?;
+        }
+        self.login_as(uia::Identifier::User { user }, password, device_name)
+            .await
+    }
+
+    /// Logs in with the work e-mail address bound to the account on the homeserver
+    /// (`m.id.thirdparty`, medium `email`) and a password, as Tchap users know their address,
+    /// not their Matrix id. The user id the server answers is checked against
+    /// `allowed_user_domain` like any other.
+    pub async fn login_with_email(
+        &mut self,
+        address: &str,
+        password: &SecretBytes,
+        device_name: &str,
+    ) -> Result<SessionInfo, Error> {
+        let address = uia::canonical_email(address)?;
+        let identifier = uia::Identifier::ThirdParty {
+            medium: "email",
+            address: &address,
+        };
+        self.login_as(identifier, password, device_name).await
+    }
+
+    async fn login_as(
+        &mut self,
+        identifier: uia::Identifier<'_>,
+        password: &SecretBytes,
+        device_name: &str,
+    ) -> Result<SessionInfo, Error> {
         if let Some(s) = &self.session {
             return Err(Error::AlreadyLoggedIn {
                 user_id: s.user_id.clone(),
             });
-        }
-        if user.starts_with('@') {
-            self.check_user_allowed(user)?;
         }
         let password_bytes = password;
         let password =
             std::str::from_utf8(password.expose()).map_err(|_| Error::InvalidArgument {
                 what: "the password is not UTF-8".into(),
             })?;
-        let body = login_body(user, password, device_name)?;
+        let body = login_body(identifier, password, device_name)?;
         let response: LoginResponse = call(&self.transport, "/login", || {
             let mut r = Request::new(Method::POST, vec!["_matrix", "client", "v3", "login"]);
             r.body = Some(body.clone());
@@ -330,7 +393,7 @@ impl Client {
             Ok(_) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}
             Err(e) => return Err(e),
         }
-        let token = self.token()?;
+        let token = self.session_token()?;
         match self.logout_token(token).await {
             Ok(()) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}
             Err(e) => return Err(e),
@@ -349,8 +412,14 @@ impl Client {
     /// outbox flushed.
     pub async fn sync_once(&mut self, timeout: Duration) -> Result<SyncSummary, Error> {
         let pending = self.prepare_sync(timeout)?;
-        let response = pending.fetch().await?;
-        self.finish_sync(response).await
+        let response = match pending.fetch().await {
+            Ok(response) => response,
+            Err(e) => return Err(self.judge_failure(e)),
+        };
+        match self.finish_sync(response).await {
+            Ok(summary) => Ok(summary),
+            Err(e) => Err(self.judge_failure(e)),
+        }
     }
 
     /// The first half of [`Client::sync_once`]: what the long-poll needs, taken from the
@@ -498,7 +567,34 @@ impl Client {
         summary.gaps_open =
             usize::try_from(crate::store::timeline::gap_count(self.store.conn())?).unwrap_or(0);
         summary.expired = self.purge_expired()?;
+        self.name_senders(&mut summary.messages);
+        self.name_senders(&mut summary.edits);
         Ok(summary)
+    }
+
+    /// Parses each sender's name again with the configured organisations, so that a lookalike
+    /// of one is flagged (the store parses without them).
+    pub(crate) fn name_senders(&self, events: &mut [crate::store::TimelineEvent]) {
+        let known = self.config.known_organisations();
+        if known.is_empty() {
+            return;
+        }
+        for e in events {
+            e.sender_name =
+                crate::display_name::parse(e.sender_display_name.as_deref(), &e.sender, known);
+        }
+    }
+
+    /// The members of a room, by user id, each name parsed and checked against the configured
+    /// organisations.
+    pub fn members(&self, room_id: &str) -> Result<Vec<crate::store::Member>, Error> {
+        self.ensure_unlocked()?;
+        let known = self.config.known_organisations();
+        let mut members = self.store.members(room_id)?;
+        for m in &mut members {
+            m.name = crate::display_name::parse(m.display_name.as_deref(), &m.user_id, known);
+        }
+        Ok(members)
     }
 
     /// Refuses, before anything of it is applied, a sync answer whose `next_batch` is not a
@@ -716,13 +812,25 @@ pub(crate) fn sync_request<'a>(
 }
 
 /// JSON escaping at most sextuples a byte (`\u00XX`); 256 bytes cover the fixed keys.
-fn login_body_capacity(user: &str, password: &str, device_name: &str) -> usize {
-    256 + 6 * (user.len() + password.len() + device_name.len())
+fn login_body_capacity(
+    identifier: &uia::Identifier<'_>,
+    password: &str,
+    device_name: &str,
+) -> usize {
+    let who = match identifier {
+        uia::Identifier::User { user } => user.len(),
+        uia::Identifier::ThirdParty { medium, address } => medium.len() + address.len(),
+    };
+    256 + 6 * (who + password.len() + device_name.len())
 }
 
 /// The `m.login.password` body, written into a pre-sized zeroizing buffer (no reallocation, so
 /// no stray copy of the password).
-fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+fn login_body(
+    identifier: uia::Identifier<'_>,
+    password: &str,
+    device_name: &str,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     use uia::Identifier;
     #[derive(serde::Serialize)]
     struct Login<'a> {
@@ -732,13 +840,13 @@ fn login_body(user: &str, password: &str, device_name: &str) -> Result<Zeroizing
         password: &'a str,
         initial_device_display_name: &'a str,
     }
+    let capacity = login_body_capacity(&identifier, password, device_name);
     let body = Login {
         kind: "m.login.password",
-        identifier: Identifier::User { user },
+        identifier,
         password,
         initial_device_display_name: device_name,
     };
-    let capacity = login_body_capacity(user, password, device_name);
     let mut out = Zeroizing::new(Vec::with_capacity(capacity));
     serde_json::to_writer(&mut *out, &body).map_err(|e| Error::InvalidArgument {
         what: format!("login body: {e}"),
@@ -754,12 +862,11 @@ mod tests {
     #[test]
     fn login_body_never_reallocates() {
         let password = "p\u{1}\"\\".repeat(50);
-        let body = login_body("alice", &password, "phone").unwrap();
+        let alice = uia::Identifier::User { user: "alice" };
+        let capacity = login_body_capacity(&alice, &password, "phone");
+        let body = login_body(alice, &password, "phone").unwrap();
         // The capacity is still the initial one: the buffer was never reallocated.
-        assert_eq!(
-            body.capacity(),
-            login_body_capacity("alice", &password, "phone")
-        );
+        assert_eq!(body.capacity(), capacity);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["password"], password);
         assert_eq!(
@@ -768,6 +875,50 @@ mod tests {
         );
         assert_eq!(v["type"], "m.login.password");
         assert_eq!(v["initial_device_display_name"], "phone");
+    }
+
+    #[test]
+    fn an_email_login_names_the_address_as_a_third_party_identifier() {
+        let address = "j\u{e9}r\u{f4}me.\"martin\"@armees.gouv.fr".repeat(3);
+        let id = uia::Identifier::ThirdParty {
+            medium: "email",
+            address: &address,
+        };
+        let capacity = login_body_capacity(&id, "pw", "phone");
+        let body = login_body(id, "pw", "phone").unwrap();
+        assert_eq!(body.capacity(), capacity);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["identifier"],
+            serde_json::json!({"type": "m.id.thirdparty", "medium": "email", "address": address})
+        );
+        assert_eq!(v["password"], "pw");
+    }
+
+    #[test]
+    fn an_email_address_is_canonicalised_or_refused() {
+        assert_eq!(
+            uia::canonical_email("  Jean.Martin@Armees.Gouv.FR ").unwrap(),
+            "jean.martin@armees.gouv.fr"
+        );
+        for bad in [
+            "",
+            "   ",
+            "jean.martin",
+            "@armees.gouv.fr",
+            "jean@",
+            "jean@a@b",
+            "jean martin@armees.gouv.fr",
+            "jean\u{0}@armees.gouv.fr",
+            "jean\n@armees.gouv.fr",
+        ] {
+            let e = uia::canonical_email(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_argument", "{bad:?}");
+        }
+        let long = format!("{}@gouv.fr", "a".repeat(246));
+        assert_eq!(long.len(), 254);
+        assert!(uia::canonical_email(&long).is_ok());
+        assert!(uia::canonical_email(&format!("a{long}")).is_err());
     }
 
     /// A backend that cannot destroy a KEK.

@@ -85,8 +85,16 @@ pub struct Notification {
     pub event_id: String,
     /// The sender's user id.
     pub sender: String,
-    /// The sender's display name in the room, as the room's member state says (if known).
+    /// The sender's name as shown: from the display name in the room's member state,
+    /// neutralised (bidi and invisible characters removed, the organisation split off), or
+    /// the user id's localpart when there is none.
     pub sender_name: Option<String>,
+    /// The sender's organisation (`Jean Martin [Ministère des Armées]` → `Ministère des
+    /// Armées`), if the display name carries one that parses unambiguously.
+    pub sender_organisation: Option<String>,
+    /// What the name parser found suspicious (`bidi_control`, `lookalike_organisation`, …;
+    /// see [`crate::display_name::NameIssue`]): the app marks such a sender.
+    pub sender_name_issues: Vec<crate::display_name::NameIssue>,
     /// The room's name (if it has one and this device has seen it).
     pub room_name: Option<String>,
     /// What it is.
@@ -351,15 +359,16 @@ impl Client {
         &self,
         room_id: &str,
         sender: &str,
-    ) -> Result<(Option<String>, Option<String>), Error> {
+    ) -> Result<(crate::display_name::ParsedName, Option<String>), Error> {
         let room_name = self.store.room(room_id)?.and_then(|r| r.name);
-        let sender_name = self
-            .store
-            .members(room_id)?
-            .into_iter()
-            .find(|m| m.user_id == sender)
-            .and_then(|m| m.display_name);
-        Ok((sender_name, room_name))
+        let display_name = crate::store::rooms::member(self.store.conn(), room_id, sender)?
+            .and_then(|(_, name)| name);
+        let parsed = crate::display_name::parse(
+            display_name.as_deref(),
+            sender,
+            self.config.known_organisations(),
+        );
+        Ok((parsed, room_name))
     }
 
     /// The push rules in force: the account's (from the sync), else the specification's
@@ -427,7 +436,9 @@ impl Client {
             room_id: c.room_id,
             event_id: c.event_id,
             sender,
-            sender_name,
+            sender_name: Some(sender_name.name),
+            sender_organisation: sender_name.organisation,
+            sender_name_issues: sender_name.issues,
             room_name,
             kind,
             event_type,

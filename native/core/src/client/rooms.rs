@@ -29,8 +29,17 @@ pub(crate) fn check_room_id(room_id: &str) -> Result<(), Error> {
     }
 }
 
+/// Whether `user_id` has the shape of a Matrix user id (`@localpart:server`, at most 255
+/// bytes, no control character).
+pub(crate) fn is_user_id(user_id: &str) -> bool {
+    user_id.starts_with('@')
+        && user_id.contains(':')
+        && user_id.len() <= 255
+        && !user_id.chars().any(char::is_control)
+}
+
 fn check_user_id(user_id: &str) -> Result<(), Error> {
-    if user_id.starts_with('@') && user_id.contains(':') && user_id.len() <= 255 {
+    if is_user_id(user_id) {
         Ok(())
     } else {
         Err(Error::InvalidArgument {

@@ -419,14 +419,24 @@ pub(crate) fn report_decrypted(
     Ok(())
 }
 
-/// Global account data: the account's push rules are kept (checked first: a malformed
-/// content is skipped and the rules stored before stay); anything else is not used.
+/// Global account data: the account's push rules and its direct chats (`m.direct`) are kept
+/// (checked first: a malformed content is skipped and what was stored before stays); anything
+/// else is not used.
 fn apply_account_data(
     tx: &Connection,
     raw: &Value,
     summary: &mut SyncSummary,
 ) -> Result<(), StoreError> {
-    if raw.get("type").and_then(Value::as_str) != Some("m.push_rules") {
+    let kind = raw.get("type").and_then(Value::as_str);
+    if kind == Some("m.direct") {
+        let content = raw.get("content").unwrap_or(&Value::Null);
+        if !super::direct::apply_direct(tx, content)? {
+            tracing::warn!("malformed m.direct skipped");
+            summary.malformed_events += 1;
+        }
+        return Ok(());
+    }
+    if kind != Some("m.push_rules") {
         return Ok(());
     }
     let content = raw.get("content").cloned().unwrap_or(Value::Null);
@@ -1189,6 +1199,7 @@ fn apply_state_event(
                 summary.malformed_events += 1;
                 return Ok(());
             };
+            let before = store::rooms::member(tx, room_id, state_key)?;
             store::rooms::upsert_member(
                 tx,
                 room_id,
@@ -1196,6 +1207,28 @@ fn apply_state_event(
                 &member.membership,
                 member.displayname.as_deref(),
             )?;
+            // A joined member who takes another name (or organisation) may be passing for
+            // someone else: journaled, with both names as shown (neutralised).
+            if let Some((was, old_name)) = before
+                && was == "join"
+                && member.membership == "join"
+                && old_name.as_deref() != member.displayname.as_deref()
+            {
+                let shown =
+                    |name: Option<&str>| crate::display_name::parse(name, state_key, &[]).shown();
+                security_event(
+                    tx,
+                    summary,
+                    "display_name_changed",
+                    Some(room_id),
+                    Some(state_key),
+                    &format!(
+                        "display name changed from \"{}\" to \"{}\"",
+                        shown(old_name.as_deref()),
+                        shown(member.displayname.as_deref())
+                    ),
+                )?;
+            }
             let encrypted = store::rooms::room_encryption(tx, room_id)?.is_some();
             match member.membership.as_str() {
                 "join" | "invite" if encrypted => {

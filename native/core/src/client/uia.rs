@@ -41,6 +41,39 @@ pub(crate) enum Identifier<'a> {
         /// The user id or localpart.
         user: &'a str,
     },
+    /// A third-party identifier bound to the account on the homeserver (Tchap: the work
+    /// e-mail address).
+    #[serde(rename = "m.id.thirdparty")]
+    ThirdParty {
+        /// `email`.
+        medium: &'a str,
+        /// The address, canonicalised (see [`canonical_email`]).
+        address: &'a str,
+    },
+}
+
+/// An e-mail address as the homeserver and the identity server store it (trimmed, lower
+/// case), or a typed refusal of what cannot be one: one `@` with something on each side, no
+/// whitespace or control character, at most 254 bytes (RFC 5321's path limit).
+pub(crate) fn canonical_email(address: &str) -> Result<String, Error> {
+    let invalid = |why: &str| Error::InvalidArgument {
+        what: format!("e-mail address: {why}"),
+    };
+    let address = address.trim();
+    if address.is_empty() || address.len() > 254 {
+        return Err(invalid("empty or longer than 254 bytes"));
+    }
+    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains a space or a control character"));
+    }
+    match address.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(address.to_lowercase())
+        }
+        _ => Err(invalid("not of the form name@domain")),
+    }
 }
 
 /// `body` with `auth` added, written into a zeroizing buffer sized once (no reallocation, so

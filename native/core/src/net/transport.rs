@@ -395,6 +395,16 @@ impl Transport {
         })
     }
 
+    /// The same transport (trust anchors, pins, clock, connection pool, limits) for another
+    /// service of the secure infrastructure at `base` (the identity server): the caller has
+    /// checked `base` is one (`Config::identity_server_url`).
+    pub fn with_base(&self, base: Url) -> Self {
+        Self {
+            base,
+            ..self.clone()
+        }
+    }
+
     /// The clock pins and certificates are judged by (shared with the verifier): the client
     /// raises its floor to the latest time its store has seen.
     pub fn clock(&self) -> &TrustedClock {

@@ -119,6 +119,16 @@ pub(crate) fn kv_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), S
     Ok(())
 }
 
+/// Removes `key` from the `kv` table (nothing if absent).
+pub(crate) fn kv_delete(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "DELETE FROM kv WHERE key = ?1",
+        rusqlite::params![key],
+    )?;
+    Ok(())
+}
+
 /// The value of `key` in the `kv` table.
 pub(crate) fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     use rusqlite::OptionalExtension as _;

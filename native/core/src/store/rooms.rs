@@ -32,8 +32,10 @@ pub struct Member {
     pub user_id: String,
     /// `join`, `invite`, `leave`, `ban`.
     pub membership: String,
-    /// Display name as set by the user (Tchap: `Jean Martin [Ministère X]`).
+    /// Display name as set by the user (Tchap: `Jean Martin [Ministère X]`), raw: show `name`.
     pub display_name: Option<String>,
+    /// The name and organisation as shown: parsed, neutralised and checked.
+    pub name: crate::display_name::ParsedName,
 }
 
 /// An entry of the security journal (refused events, key changes, …).
@@ -124,6 +126,22 @@ pub(crate) fn upsert_member(
     Ok(())
 }
 
+/// A member's stored `(membership, display name)`, if the store knows them in that room.
+pub(crate) fn member(
+    conn: &rusqlite::Connection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(super::query_row(
+        conn,
+        "SELECT membership, display_name FROM members WHERE room_id = ?1 AND user_id = ?2",
+        params![room_id, user_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
 /// Our membership of a room, if the store knows it.
 pub(crate) fn membership(
     conn: &rusqlite::Connection,
@@ -211,10 +229,13 @@ impl Store {
             "SELECT user_id, membership, display_name FROM members WHERE room_id = ?1 ORDER BY user_id",
         )?;
         let rows = stmt.query_map(params![room_id], |r| {
+            let user_id: String = r.get(0)?;
+            let display_name: Option<String> = r.get(2)?;
             Ok(Member {
-                user_id: r.get(0)?,
+                name: crate::display_name::parse(display_name.as_deref(), &user_id, &[]),
+                user_id,
                 membership: r.get(1)?,
-                display_name: r.get(2)?,
+                display_name,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -34,8 +34,13 @@ pub struct TimelineEvent {
     pub room_id: String,
     /// Sender user id.
     pub sender: String,
-    /// Sender's display name in the room, if known.
+    /// Sender's display name in the room, if known (raw, as the member set it: show
+    /// `sender_name` instead).
     pub sender_display_name: Option<String>,
+    /// The sender's name and organisation as shown: parsed, neutralised and checked
+    /// ([`crate::display_name`]; lookalikes of the configured organisations flagged by the
+    /// client).
+    pub sender_name: crate::display_name::ParsedName,
     /// Server timestamp (ms).
     pub origin_ts: i64,
     /// `decrypted`, `undecryptable` (waiting for its key) or `refused` (a check failed); for
@@ -183,11 +188,14 @@ const TIMELINE_SELECT: &str =
     FROM timeline t LEFT JOIN members m ON m.room_id = t.room_id AND m.user_id = t.sender";
 
 fn timeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimelineEvent> {
+    let sender: String = r.get(2)?;
+    let sender_display_name: Option<String> = r.get(3)?;
     Ok(TimelineEvent {
         event_id: r.get(0)?,
         room_id: r.get(1)?,
-        sender: r.get(2)?,
-        sender_display_name: r.get(3)?,
+        sender_name: crate::display_name::parse(sender_display_name.as_deref(), &sender, &[]),
+        sender,
+        sender_display_name,
         origin_ts: r.get(4)?,
         state: r.get(5)?,
         session_id: r.get(6)?,

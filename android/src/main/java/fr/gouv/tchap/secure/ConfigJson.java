@@ -28,7 +28,8 @@ import java.util.TreeMap;
  *   <li>{@link String} → JSON string, except for the list keys {@value #SPKI_PINS} and
  *       {@value #SCANNER_KEYS}: the MDM delivers such a list as one string of values separated
  *       by commas and/or line breaks, split here into a JSON array (empty items dropped, each
- *       item trimmed).
+ *       item trimmed). {@value #KNOWN_ORGANISATIONS} is a list too, one organisation per line
+ *       (line breaks only: an organisation's name may hold a comma).
  *   <li>{@link Boolean} → {@code true}/{@code false}.
  *   <li>{@code String[]} or a {@link Collection} of Strings → JSON array of strings.
  *   <li>{@link Integer}, {@link Long} → JSON number: {@code max_attachment_bytes} and
@@ -50,6 +51,8 @@ public final class ConfigJson {
     public static final String SPKI_PINS = "spki_pins_sha256";
     /** The content scanner's pinned public keys: one MDM string, several keys. */
     public static final String SCANNER_KEYS = "content_scanner_keys";
+    /** The State's organisations, one per line (names may hold commas). */
+    public static final String KNOWN_ORGANISATIONS = "known_organisations";
 
     private ConfigJson() {}
 
@@ -107,6 +110,18 @@ public final class ConfigJson {
         return out;
     }
 
+    /** The MDM form of a list of names: one per line, each trimmed, empty lines dropped. */
+    public static List<String> splitLines(String lines) {
+        List<String> out = new ArrayList<>();
+        for (String item : lines.split("[\\r\\n]")) {
+            String trimmed = item.trim();
+            if (!trimmed.isEmpty()) {
+                out.add(trimmed);
+            }
+        }
+        return out;
+    }
+
     /** The value to write, or null to omit the key. */
     private static Object normalise(String key, Object value) {
         if (value == null) {
@@ -119,6 +134,9 @@ public final class ConfigJson {
             }
             if (SPKI_PINS.equals(key) || SCANNER_KEYS.equals(key)) {
                 return splitPins(s);
+            }
+            if (KNOWN_ORGANISATIONS.equals(key)) {
+                return splitLines(s);
             }
             return s;
         }

@@ -54,10 +54,11 @@ public final class Message {
     private final Attachment attachment;
     private final String replyTo;
     private final boolean edited;
+    private final DisplayName senderName;
 
     Message(String eventId, String sender, String senderDisplayName, String state, String body,
             String trust, String senderDevice, String localId, String error,
-            Attachment attachment, String replyTo, boolean edited) {
+            Attachment attachment, String replyTo, boolean edited, DisplayName senderName) {
         this.eventId = Objects.requireNonNull(eventId, "eventId");
         this.sender = Objects.requireNonNull(sender, "sender");
         this.senderDisplayName = senderDisplayName;
@@ -70,16 +71,17 @@ public final class Message {
         this.attachment = attachment;
         this.replyTo = replyTo;
         this.edited = edited;
+        this.senderName = Objects.requireNonNull(senderName, "senderName");
     }
 
     /**
      * From a native row {@code {eventId, sender, senderDisplayName|null, state, body|null,
      * trust|null, senderDevice|null, localId|null, error|null, attachmentMsgtype|null,
      * attachmentName|null, attachmentMimetype|null, attachmentSize|null, replyTo|null,
-     * edited}}.
+     * edited, senderName, senderOrganisation|null, senderNameIssues}}.
      */
     static Message fromRow(String[] row) {
-        Rows.requireColumns(row, 15, "messages");
+        Rows.requireColumns(row, 18, "messages");
         Attachment attachment = null;
         if (row[9] != null) {
             attachment = new Attachment(row[9],
@@ -98,7 +100,8 @@ public final class Message {
                 row[8],
                 attachment,
                 row[13],
-                Rows.bool(row, 14, "messages", "edited"));
+                Rows.bool(row, 14, "messages", "edited"),
+                DisplayName.fromCells(row[15], row[16], row[17], "messages"));
     }
 
     public String eventId() {
@@ -110,9 +113,17 @@ public final class Message {
         return sender;
     }
 
-    /** The sender's display name as Tchap shows it ({@code Jean Martin [Ministère X]}), or null. */
+    /**
+     * The sender's display name as they set it ({@code Jean Martin [Ministère X]}), raw, or
+     * null: show {@link #senderName()} instead.
+     */
     public String senderDisplayName() {
         return senderDisplayName;
+    }
+
+    /** The sender's name and organisation, parsed, neutralised and checked. */
+    public DisplayName senderName() {
+        return senderName;
     }
 
     /**

@@ -50,6 +50,11 @@ final class Native {
     static native String[] login(long client, String user, byte[] password, String deviceName)
             throws TchapSecureException;
 
+    /** Logs in by the work e-mail address; returns {@code {userId, deviceId}}. */
+    static native String[] loginWithEmail(
+            long client, String address, byte[] password, String deviceName)
+            throws TchapSecureException;
+
     /** The restored or current session {@code {userId, deviceId}}, or null if logged out. */
     static native String[] session(long client) throws TchapSecureException;
 
@@ -407,6 +412,51 @@ final class Native {
      * again. Nothing happens otherwise (no sync thread, or one long-polling).
      */
     static native void networkAvailable(long client) throws TchapSecureException;
+
+    // --- Tchap identity (issue 19) ------------------------------------------------------------
+
+    /** Why the account is locked: {@code expired}, {@code revoked}, or null (no network). */
+    static native String accountLock(long client) throws TchapSecureException;
+
+    /** Asks the homeserver for the renewal e-mail of an expired account. */
+    static native void requestRenewal(long client) throws TchapSecureException;
+
+    /** {@code true} if the client is (now) unlocked; {@code false} if still expired or revoked. */
+    static native String resume(long client) throws TchapSecureException;
+
+    /**
+     * The member's devices {@code {deviceId, displayName|null, lastSeenTs|null,
+     * lastSeenIp|null, current}}, the most recently seen first.
+     */
+    static native String[][] ownDevices(long client) throws TchapSecureException;
+
+    /** Logs other devices out; {@code password} may be null, a given array is zeroed. */
+    static native void logOutDevices(long client, String[] deviceIds, byte[] password)
+            throws TchapSecureException;
+
+    /**
+     * The user directory: row 0 {@code {limited}}, then {@code {userId, displayName|null, name,
+     * organisation|null, nameIssues}}.
+     */
+    static native String[][] searchDirectory(long client, String term, int limit)
+            throws TchapSecureException;
+
+    /** The user an e-mail address belongs to (hashed lookup), or null. */
+    static native String lookupEmail(long client, String address) throws TchapSecureException;
+
+    /** Invites the user an e-mail address belongs to; returns their id. */
+    static native String inviteByEmail(long client, String roomId, String address)
+            throws TchapSecureException;
+
+    /** The direct chat with a user, existing or new: {@code {roomId, created}}. */
+    static native String[] openDirectRoom(long client, String userId)
+            throws TchapSecureException;
+
+    /**
+     * A room's members {@code {userId, membership, displayName|null, name, organisation|null,
+     * nameIssues}}, by user id.
+     */
+    static native String[][] members(long client, String roomId) throws TchapSecureException;
 
     // --- wipe --------------------------------------------------------------------------------
 

@@ -84,11 +84,12 @@ public final class Notification {
     private final boolean notifies;
     private final boolean highlight;
     private final String sound;
+    private final DisplayName senderDisplayName;
 
     Notification(String roomId, String eventId, String sender, String senderName,
             String roomName, Kind kind, String eventType, String body, String trust,
             String senderDevice, long originServerTs, boolean notifies, boolean highlight,
-            String sound) {
+            String sound, DisplayName senderDisplayName) {
         this.roomId = Objects.requireNonNull(roomId, "roomId");
         this.eventId = Objects.requireNonNull(eventId, "eventId");
         this.sender = Objects.requireNonNull(sender, "sender");
@@ -103,15 +104,16 @@ public final class Notification {
         this.notifies = notifies;
         this.highlight = highlight;
         this.sound = sound;
+        this.senderDisplayName = Objects.requireNonNull(senderDisplayName, "senderDisplayName");
     }
 
     /**
      * From a native row {@code {roomId, eventId, sender, senderName|null, roomName|null, kind,
      * eventType, body|null, trust|null, senderDevice|null, originServerTs, notify, highlight,
-     * sound|null}}.
+     * sound|null, senderOrganisation|null, senderNameIssues}}.
      */
     static Notification fromRow(String[] row) {
-        Rows.requireColumns(row, 14, "notification");
+        Rows.requireColumns(row, 16, "notification");
         return new Notification(
                 Rows.required(row, 0, "notification", "roomId"),
                 Rows.required(row, 1, "notification", "eventId"),
@@ -126,7 +128,9 @@ public final class Notification {
                 Rows.size(row, 10, "notification", "originServerTs"),
                 Rows.bool(row, 11, "notification", "notify"),
                 Rows.bool(row, 12, "notification", "highlight"),
-                row[13]);
+                row[13],
+                DisplayName.fromCells(Rows.required(row, 3, "notification", "senderName"),
+                        row[14], row[15], "notification"));
     }
 
     public String roomId() {
@@ -142,9 +146,22 @@ public final class Notification {
         return sender;
     }
 
-    /** The sender's display name in the room, if this device knows it; else null. */
+    /**
+     * The sender's name as shown: neutralised, without the organisation (the user id's
+     * localpart when they set no display name).
+     */
     public String senderName() {
         return senderName;
+    }
+
+    /** The sender's organisation, or null when there is none or it is ambiguous. */
+    public String senderOrganisation() {
+        return senderDisplayName.organisation();
+    }
+
+    /** The sender's name, organisation and what the parser found in them. */
+    public DisplayName senderDisplayName() {
+        return senderDisplayName;
     }
 
     /** The room's name, if it has one and this device has seen it; else null. */

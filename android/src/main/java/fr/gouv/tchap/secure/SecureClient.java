@@ -217,6 +217,31 @@ public final class SecureClient implements AutoCloseable {
         }
     }
 
+    /**
+     * Logs in with the work e-mail address bound to the account (what Tchap users know, rather
+     * than their Matrix id) and a password; the user id the server answers is checked against
+     * the configuration's allowed domain.
+     *
+     * @param address the e-mail address (trimmed and lower-cased; an address that cannot be one
+     *     is refused with {@code invalid_argument} before any request)
+     * @param password UTF-8 bytes; zeroed before this method returns or throws
+     * @param deviceName the device's display name on the homeserver
+     */
+    public Session loginWithEmail(String address, byte[] password, String deviceName)
+            throws TchapSecureException {
+        try {
+            Objects.requireNonNull(address, "address");
+            Objects.requireNonNull(password, "password");
+            Objects.requireNonNull(deviceName, "deviceName");
+            return Session.fromRow(
+                    call(h -> Native.loginWithEmail(h, address, password, deviceName)));
+        } finally {
+            if (password != null) {
+                Arrays.fill(password, (byte) 0);
+            }
+        }
+    }
+
     /** The restored or current session, or null if logged out. */
     public Session session() throws TchapSecureException {
         return Session.fromRow(call(Native::session));
@@ -1073,6 +1098,120 @@ public final class SecureClient implements AutoCloseable {
             Native.networkAvailable(h);
             return null;
         });
+    }
+
+    // --- Tchap identity ---------------------------------------------------------------------
+
+    /** Why the account is locked: {@code "expired"}, {@code "revoked"}, or null (unlocked). */
+    public String accountLock() throws TchapSecureException {
+        return call(Native::accountLock);
+    }
+
+    /**
+     * Asks the homeserver to e-mail the renewal link of an expired account (the client is
+     * locked meanwhile: nothing is synced, sent or shown). Then {@link #resume()}.
+     */
+    public void requestRenewal() throws TchapSecureException {
+        call(h -> {
+            Native.requestRenewal(h);
+            return null;
+        });
+    }
+
+    /**
+     * Asks the homeserver whether the expired account was renewed: {@code true} if the client
+     * is unlocked (sync and send work again, nothing was lost), {@code false} if the account is
+     * still expired or was revoked.
+     */
+    public boolean resume() throws TchapSecureException {
+        return "true".equals(call(Native::resume));
+    }
+
+    /** The member's devices, the most recently seen first, this one marked current. */
+    public List<OwnDevice> ownDevices() throws TchapSecureException {
+        String[][] rows = call(Native::ownDevices);
+        List<OwnDevice> out = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            out.add(OwnDevice.fromRow(row));
+        }
+        return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * Logs other devices of the member out (their sessions revoked on the server), authorised
+     * by the account password.
+     *
+     * @param password UTF-8 bytes or null ({@code password_required} if the server asks);
+     *     zeroed before this method returns or throws
+     */
+    public void logOutDevices(List<String> deviceIds, byte[] password)
+            throws TchapSecureException {
+        try {
+            Objects.requireNonNull(deviceIds, "deviceIds");
+            String[] ids = deviceIds.toArray(new String[0]);
+            for (String id : ids) {
+                Objects.requireNonNull(id, "deviceId");
+            }
+            call(h -> {
+                Native.logOutDevices(h, ids, password);
+                return null;
+            });
+        } finally {
+            if (password != null) {
+                Arrays.fill(password, (byte) 0);
+            }
+        }
+    }
+
+    /** Searches the user directory by a name or e-mail fragment (at most {@code limit}, 1–50). */
+    public List<DirectoryUser> searchDirectory(String term, int limit)
+            throws TchapSecureException {
+        Objects.requireNonNull(term, "term");
+        String[][] rows = call(h -> Native.searchDirectory(h, term, limit));
+        List<DirectoryUser> out = new ArrayList<>(rows.length);
+        for (int i = 1; i < rows.length; i++) {
+            out.add(DirectoryUser.fromRow(rows[i]));
+        }
+        return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * The user a work e-mail address belongs to, by the identity server's hashed lookup (the
+     * address itself never leaves the device), or null if none.
+     */
+    public String lookupEmail(String address) throws TchapSecureException {
+        Objects.requireNonNull(address, "address");
+        return call(h -> Native.lookupEmail(h, address));
+    }
+
+    /**
+     * Invites the user a work e-mail address belongs to; an unknown address fails with
+     * {@code unknown_address} and nothing is sent. Returns the user invited.
+     */
+    public String inviteByEmail(String roomId, String address) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        Objects.requireNonNull(address, "address");
+        return call(h -> Native.inviteByEmail(h, roomId, address));
+    }
+
+    /**
+     * The direct chat with {@code userId}: the existing one ({@code m.direct}), or a new
+     * encrypted room. Element 0 is the room id, element 1 {@code "true"} if it was created now.
+     */
+    public String[] openDirectRoom(String userId) throws TchapSecureException {
+        Objects.requireNonNull(userId, "userId");
+        return call(h -> Native.openDirectRoom(h, userId));
+    }
+
+    /** A room's members, by user id, with their names parsed and checked. */
+    public List<Member> members(String roomId) throws TchapSecureException {
+        Objects.requireNonNull(roomId, "roomId");
+        String[][] rows = call(h -> Native.members(h, roomId));
+        List<Member> out = new ArrayList<>(rows.length);
+        for (String[] row : rows) {
+            out.add(Member.fromRow(row));
+        }
+        return Collections.unmodifiableList(out);
     }
 
     // --- wipe ------------------------------------------------------------------------------

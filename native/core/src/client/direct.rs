@@ -1,0 +1,191 @@
+//! Direct chats (issue 19 item 5): the account's `m.direct` account data (user id → the rooms
+//! that are direct chats with them) is kept from every sync, and a direct chat with someone
+//! reuses the one that exists instead of opening a second room each time.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::Client;
+use crate::error::Error;
+use crate::store::StoreError;
+
+/// The `kv` key of the stored `m.direct` content.
+const DIRECT_KEY: &str = "account_data.m.direct";
+/// Bounds on what a (hostile) server may make us store.
+const MAX_DIRECT_USERS: usize = 10_000;
+const MAX_ROOMS_PER_USER: usize = 100;
+
+/// `m.direct` content: user id → room ids.
+pub type DirectRooms = BTreeMap<String, Vec<String>>;
+
+/// The `m.direct` content checked: an object of arrays of room ids under user ids. Entries
+/// that are not (a key that is not a user id, an item that is not a room id) are dropped; a
+/// content that is not an object at all is refused (`None`: the stored map stays).
+pub(crate) fn parse_direct(content: &Value) -> Option<DirectRooms> {
+    let Value::Object(users) = content else {
+        return None;
+    };
+    let mut out = DirectRooms::new();
+    for (user, rooms) in users.iter().take(MAX_DIRECT_USERS) {
+        if !super::rooms::is_user_id(user) {
+            continue;
+        }
+        let Value::Array(rooms) = rooms else {
+            continue;
+        };
+        let rooms: Vec<String> = rooms
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|r| is_room_id(r))
+            .take(MAX_ROOMS_PER_USER)
+            .map(str::to_owned)
+            .collect();
+        if !rooms.is_empty() {
+            out.insert(user.clone(), rooms);
+        }
+    }
+    Some(out)
+}
+
+fn is_room_id(room_id: &str) -> bool {
+    room_id.starts_with('!') && room_id.len() <= 255 && !room_id.chars().any(char::is_control)
+}
+
+/// Stores the `m.direct` content of a sync (inside its transaction); `false` if malformed.
+pub(crate) fn apply_direct(tx: &Connection, content: &Value) -> Result<bool, StoreError> {
+    let Some(direct) = parse_direct(content) else {
+        return Ok(false);
+    };
+    let bytes = serde_json::to_vec(&direct).map_err(|e| StoreError::Corrupt {
+        detail: format!("m.direct: {e}"),
+    })?;
+    crate::store::kv_set(tx, DIRECT_KEY, &bytes)?;
+    Ok(true)
+}
+
+/// The stored `m.direct` map (empty if the server never sent one).
+pub(crate) fn stored_direct(conn: &Connection) -> Result<DirectRooms, StoreError> {
+    Ok(crate::store::kv_get(conn, DIRECT_KEY)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default())
+}
+
+impl Client {
+    /// The account's direct chats (`m.direct`, as last synced or set here).
+    pub fn direct_rooms(&self) -> Result<DirectRooms, Error> {
+        Ok(stored_direct(self.store.conn())?)
+    }
+
+    /// The direct chat with `user_id` this device can use now: a room of `m.direct` for them
+    /// that we have joined and where they are joined or invited (the most recent such entry).
+    pub fn direct_room_with(&self, user_id: &str) -> Result<Option<String>, Error> {
+        let direct = stored_direct(self.store.conn())?;
+        let Some(rooms) = direct.get(user_id) else {
+            return Ok(None);
+        };
+        for room_id in rooms.iter().rev() {
+            if crate::store::rooms::membership(self.store.conn(), room_id)?.as_deref()
+                != Some("join")
+            {
+                continue;
+            }
+            let theirs = self
+                .store
+                .members(room_id)?
+                .into_iter()
+                .find(|m| m.user_id == user_id)
+                .map(|m| m.membership);
+            if matches!(theirs.as_deref(), Some("join" | "invite")) {
+                return Ok(Some(room_id.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The direct chat with `user_id`: the existing one ([`Client::direct_room_with`]) or a
+    /// new encrypted room, marked direct, with them invited and recorded in `m.direct`.
+    /// Returns the room and whether it was created now.
+    pub async fn open_direct_room(&mut self, user_id: &str) -> Result<(String, bool), Error> {
+        let (ours, _) = self.own_ids()?;
+        if user_id == ours {
+            return Err(Error::InvalidArgument {
+                what: "a direct chat is with someone else".into(),
+            });
+        }
+        if let Some(room_id) = self.direct_room_with(user_id)? {
+            tracing::info!(%room_id, "direct chat reused");
+            return Ok((room_id, false));
+        }
+        let room_id = self.create_room(None, &[user_id.to_owned()], true).await?;
+        let mut direct = stored_direct(self.store.conn())?;
+        direct
+            .entry(user_id.to_owned())
+            .or_default()
+            .push(room_id.clone());
+        let content = serde_json::to_value(&direct).map_err(|e| Error::InvalidArgument {
+            what: format!("m.direct: {e}"),
+        })?;
+        let body = super::e2ee::json_body(&content);
+        let _: crate::api::types::Empty = self
+            .authed(
+                Method::PUT,
+                "/account_data/m.direct",
+                &[
+                    "_matrix",
+                    "client",
+                    "v3",
+                    "user",
+                    &ours,
+                    "account_data",
+                    "m.direct",
+                ],
+                Some(body),
+            )
+            .await?;
+        self.store
+            .transaction(|tx| apply_direct(tx, &content).map(|_| ()))?;
+        Ok((room_id, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_hostile_m_direct_keeps_only_user_ids_mapped_to_room_ids() {
+        let content = json!({
+            "@bob:s": ["!a:s", 3, "not a room", "!b:s"],
+            "not a user": ["!c:s"],
+            "@carol:s": "!d:s",
+            "@dave:s": [],
+            "@eve:s": ["!e\u{0}:s"],
+        });
+        let direct = parse_direct(&content).unwrap();
+        assert_eq!(
+            direct,
+            DirectRooms::from([(
+                "@bob:s".to_owned(),
+                vec!["!a:s".to_owned(), "!b:s".to_owned()]
+            )])
+        );
+        assert_eq!(parse_direct(&json!(["!a:s"])), None);
+        assert_eq!(parse_direct(&json!(null)), None);
+        let many: serde_json::Map<String, Value> = (0..MAX_ROOMS_PER_USER + 5)
+            .map(|i| (format!("@u{i}:s"), json!([format!("!r{i}:s")])))
+            .collect();
+        assert_eq!(
+            parse_direct(&Value::Object(many)).unwrap().len(),
+            MAX_ROOMS_PER_USER + 5
+        );
+        let long = json!({"@bob:s": (0..MAX_ROOMS_PER_USER + 5).map(|i| format!("!r{i}:s")).collect::<Vec<_>>()});
+        assert_eq!(
+            parse_direct(&long).unwrap()["@bob:s"].len(),
+            MAX_ROOMS_PER_USER
+        );
+    }
+}
