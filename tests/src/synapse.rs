@@ -264,6 +264,68 @@ impl Synapse {
         );
     }
 
+    /// Renews `user_id`'s account for a year, as the renewal link or an admin does
+    /// (`POST /_synapse/admin/v1/account_validity/validity`).
+    pub fn renew_account(&self, user_id: &str) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis();
+        let expiration_ts =
+            u64::try_from(now_ms).expect("milliseconds fit in u64") + 365 * 24 * 3600 * 1000;
+        self.admin_call(
+            "POST",
+            "/_synapse/admin/v1/account_validity/validity".to_owned(),
+            Some(json!({
+                "user_id": user_id,
+                "expiration_ts": expiration_ts,
+                "enable_renewal_emails": false,
+            })),
+        );
+    }
+
+    /// Deactivates `user_id` (`POST /_synapse/admin/v1/deactivate/<id>`): every access token
+    /// of the account is revoked, its devices deleted.
+    pub fn deactivate(&self, user_id: &str) {
+        self.admin_call(
+            "POST",
+            format!("/_synapse/admin/v1/deactivate/{}", encode_segment(user_id)),
+            Some(json!({ "erase": false })),
+        );
+    }
+
+    /// The device ids Synapse holds for `user_id` (`GET /_synapse/admin/v2/users/<id>/devices`).
+    pub fn devices_of(&self, user_id: &str) -> Vec<String> {
+        let answer = self.admin_call(
+            "GET",
+            format!(
+                "/_synapse/admin/v2/users/{}/devices",
+                encode_segment(user_id)
+            ),
+            None,
+        );
+        answer["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["device_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Sets `user_id`'s display name as that user (`PUT /profile/<id>/displayname`): Synapse
+    /// sends the new name into each of their rooms as a member event.
+    pub fn set_display_name(&self, token: &str, user_id: &str, name: &str) {
+        self.user_call(
+            token,
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                encode_segment(user_id)
+            ),
+            &json!({ "displayname": name }),
+        );
+    }
+
     /// Delete one device of `user_id` (and its access tokens)
     /// (`DELETE /_synapse/admin/v2/users/<id>/devices/<device_id>`).
     pub fn delete_device(&self, user_id: &str, device_id: &str) {

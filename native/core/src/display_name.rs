@@ -134,9 +134,10 @@ pub fn parse(
         }
         None => (String::new(), None),
     };
-    let name = match name.is_empty() {
-        true => fallback_name(user_id, &mut issues),
-        false => name,
+    let name = if name.is_empty() {
+        fallback_name(user_id, &mut issues)
+    } else {
+        name
     };
     let name = bound(name, MAX_NAME_CHARS, &mut issues);
     let organisation = organisation.map(|org| bound(org, MAX_ORGANISATION_CHARS, &mut issues));
@@ -160,10 +161,11 @@ pub fn parse(
     }
 }
 
-/// The skeleton of `s` for lookalike comparison: NFKD, case folded, combining marks dropped,
-/// Cyrillic and Greek lookalikes of Latin letters (and `0`, `1`) mapped to them, and every
-/// char that is not alphanumeric dropped, so `Ministère des Armées`, `ministere-des-armees` and
-/// `Ministère des Аrmées` (Cyrillic `А`) all give `ministeredesarmees`.
+/// The skeleton of `s` for lookalike comparison: NFKD, case folded, combining marks and
+/// invisible chars dropped, Cyrillic and Greek lookalikes of Latin letters (and `0`, `1`)
+/// mapped to them, and every char that is not alphanumeric dropped, so `Ministère des Armées`,
+/// `ministere-des-armees` and `Ministère des Аrmées` (Cyrillic `А`) all give
+/// `ministeredesarmees`.
 pub fn skeleton(s: &str) -> String {
     let folded: String = s
         .nfkd()
@@ -406,5 +408,477 @@ fn bracket(c: char) -> Option<Bracket> {
             Some(Bracket::Close)
         }
         _ => None,
+    }
+}
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::{Index, select};
+    use proptest::test_runner::Config as ProptestConfig;
+    use serde_json::json;
+
+    use super::*;
+    use NameIssue::{
+        BidiControl, Control, EmptyName, Invisible, MixedScripts, NestedBrackets, NoOrganisation,
+        TooLong, UnbalancedBrackets,
+    };
+
+    const USER: &str = "@jean.martin-armees.gouv.fr:agent.dinum.tchap.gouv.fr";
+    const LOCAL: &str = "jean.martin-armees.gouv.fr";
+    const ARMEES: &str = "Ministère des Armées";
+    const NO: &[NameIssue] = &[NoOrganisation];
+    const NESTED: &[NameIssue] = &[NoOrganisation, NestedBrackets];
+    const LONE: &[NameIssue] = &[NoOrganisation, UnbalancedBrackets];
+    const EMPTY: &[NameIssue] = &[NoOrganisation, EmptyName];
+    /// Every bidi control; invisible chars from each range of [`is_invisible`] (both ends).
+    const BIDI: &str = "\u{061C}\u{200E}\u{200F}\u{202A}\u{202C}\u{202E}\u{2066}\u{2069}";
+    const INVISIBLE: &str = "\u{AD}\u{34F}\u{600}\u{605}\u{6DD}\u{70F}\u{890}\u{891}\u{8E2}\
+        \u{115F}\u{1160}\u{17B4}\u{17B5}\u{180B}\u{180D}\u{180E}\u{180F}\u{200B}\u{200C}\u{200D}\
+        \u{2060}\u{2064}\u{206A}\u{206F}\u{2800}\u{3164}\u{FE00}\u{FE0F}\u{FEFF}\u{FFA0}\u{FFF9}\
+        \u{FFFB}\u{110BD}\u{110CD}\u{13430}\u{1343F}\u{1BCA0}\u{1BCA3}\u{1D173}\u{1D17A}\u{E0000}\
+        \u{E0041}\u{E007F}\u{E0100}\u{E01EF}";
+    const CONTROLS: &str = "\0\t\n\r\u{1B}\u{7F}\u{80}\u{85}\u{9F}\u{2028}\u{2029}";
+    const OPEN: &str = "[［⟦【〔〖〘〚﹇﹝⁅❲⟬⦋⦍⦏⸢⸤⌈⌊⎡⎣\u{2E55}\u{2E57}";
+    const CLOSE: &str = "]］⟧】〕〗〙〛﹈﹞⁆❳⟭⦌⦎⦐⸣⸥⌉⌋⎤⎦\u{2E56}\u{2E58}";
+
+    /// A display name, and the name, organisation and issues expected of it.
+    type Case = (Str, Str, Option<Str>, &'static [NameIssue]);
+    type Str = &'static str;
+
+    fn known() -> Vec<String> {
+        [ARMEES, "Intérieur", "DINUM"].map(str::to_owned).to_vec()
+    }
+
+    fn p(display_name: &str) -> ParsedName {
+        parse(Some(display_name), USER, &known())
+    }
+
+    fn parsed(name: &str, organisation: Option<&str>, issues: &[NameIssue]) -> ParsedName {
+        let (name, issues) = (name.to_owned(), issues.to_vec());
+        ParsedName {
+            name,
+            organisation: organisation.map(str::to_owned),
+            issues,
+        }
+    }
+
+    fn check(cases: &[Case]) {
+        for &(display_name, name, organisation, issues) in cases {
+            let expected = parsed(name, organisation, issues);
+            assert_eq!(p(display_name), expected, "{display_name:?}");
+        }
+    }
+
+    /// Checks `Jean{c}Martin [Min{c}{c}Armées{c}]`-like names for each char `c` of `chars`.
+    fn check_each(chars: &str, template: &str, name: &str, org: &str, issue: NameIssue) {
+        for c in chars.chars() {
+            let display_name = template.replace('_', &c.to_string());
+            let expected = parsed(name, Some(org), std::slice::from_ref(&issue));
+            assert_eq!(p(&display_name), expected, "{c:?}");
+        }
+    }
+
+    fn lookalike(of: &str) -> NameIssue {
+        NameIssue::LookalikeOrganisation { of: of.to_owned() }
+    }
+
+    #[test]
+    fn plain_name_and_organisation_are_split() {
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("Jean Martin [Ministère des Armées]", "Jean Martin", Some(ARMEES), &[]),
+            ("Élise Durand[Intérieur]", "Élise Durand", Some("Intérieur"), &[]),
+            ("Jean Martin", "Jean Martin", None, NO),
+            ("Jean Martin (Armées)", "Jean Martin (Armées)", None, NO),
+        ];
+        check(cases);
+        let name = p("Élise Durand[Intérieur]");
+        assert_eq!(name.shown(), "Élise Durand [Intérieur]");
+        assert!(!name.is_suspicious() && !p("Jean Martin").is_suspicious());
+        assert_eq!(p("Jean Martin").shown(), "Jean Martin");
+    }
+
+    #[test]
+    fn missing_or_empty_name_falls_back_to_the_localpart() {
+        assert_eq!(parse(None, USER, &known()), parsed(LOCAL, None, NO));
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("", LOCAL, None, NO),
+            ("\u{200B}\u{202E}", LOCAL, None, &[BidiControl, Invisible, NoOrganisation, EmptyName]),
+            (" \n ", LOCAL, None, &[Control, NoOrganisation, EmptyName]),
+            ("   ", LOCAL, None, EMPTY),
+            ("[Armées]", LOCAL, Some("Armées"), &[EmptyName]),
+            ("[]", LOCAL, None, EMPTY),
+        ];
+        check(cases);
+        assert!(p(" ").is_suspicious());
+    }
+
+    #[test]
+    fn hostile_user_id_is_neutralised_in_the_fallback() {
+        let fallback = |user_id: &str| parse(None, user_id, &[]);
+        let issues = [BidiControl, NoOrganisation, NestedBrackets];
+        let bidi = fallback("@je\u{202E}an[x]:s");
+        assert_eq!(bidi, parsed("jean x", None, &issues));
+        let issues = [Invisible, NoOrganisation];
+        assert_eq!(fallback("@\u{200B}:s"), parsed("@:s", None, &issues));
+        for (user_id, name) in [("@:s", "@:s"), ("bob:s", "bob"), ("", "?"), ("[]", "?")] {
+            assert_eq!(fallback(user_id).name, name, "{user_id:?}");
+        }
+        let long = fallback(&format!("@{}:s", "x".repeat(300)));
+        assert_eq!(long.issues, [NoOrganisation, TooLong]);
+    }
+
+    #[test]
+    fn bidi_controls_are_removed() {
+        let template = "_Je_an Martin_ [Arm_ées]_";
+        check_each(BIDI, template, "Jean Martin", "Armées", BidiControl);
+        // "\u{202E}[seémrA] naeJ" shows as "Jean [Armées]"; in memory, the group comes first.
+        let issues = &[BidiControl, NoOrganisation, NestedBrackets];
+        check(&[("\u{202E}[seémrA] naeJ", "seémrA naeJ", None, issues)]);
+    }
+
+    #[test]
+    fn invisible_chars_are_removed() {
+        let template = "_Je_an _Martin [Arm_ées]_";
+        check_each(INVISIBLE, template, "Jean Martin", "Armées", Invisible);
+        let kept = "Ján \u{2764}\u{2801}";
+        check(&[("Ja\u{301}n \u{2764}\u{2801}", kept, None, NO)]);
+    }
+
+    #[test]
+    fn controls_and_newlines_become_spaces() {
+        let template = "Jean_Martin [Min__Armées_]";
+        check_each(CONTROLS, template, "Jean Martin", "Min Armées", Control);
+    }
+
+    #[test]
+    fn whitespace_is_collapsed_and_nfc_applied() {
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (" Jean \u{A0}\u{3000} Marti\u{301}n [ Arme\u{301}es ]", "Jean Martín", Some("Armées"), &[]),
+            ("Jean [Ministe\u{300}re des Arme\u{301}es]", "Jean", Some(ARMEES), &[]),
+        ];
+        check(cases);
+    }
+
+    #[test]
+    fn fullwidth_and_other_bracket_lookalikes_are_brackets() {
+        check(&[("Jean Martin ［Armées］", "Jean Martin", Some("Armées"), &[])]);
+        assert_eq!(p("Jean Martin ［Armées］").shown(), "Jean Martin [Armées]");
+        for (open, close) in OPEN.chars().zip(CLOSE.chars()) {
+            #[rustfmt::skip]
+            let shapes = [
+                (format!("Jean{open}A{close}"), parsed("Jean", Some("A"), &[])),
+                (format!("Jean {open}A{close} B"), parsed("Jean A B", None, NESTED)),
+                (format!("Jean {open}A"), parsed("Jean A", None, LONE)),
+                (format!("Jean{close}A"), parsed("Jean A", None, LONE)),
+            ];
+            for (display_name, expected) in shapes {
+                assert_eq!(p(&display_name), expected, "{display_name}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_bracket_groups_are_refused() {
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("Jean [Armées] Martin [Autre]", "Jean Armées Martin Autre", None, NESTED),
+            ("Jean [Armées][Autre]", "Jean Armées Autre", None, NESTED),
+            ("Jean [Armées] Martin", "Jean Armées Martin", None, NESTED),
+        ];
+        check(cases);
+        assert!(p("Jean [Armées] Martin [Autre]").is_suspicious());
+    }
+
+    #[test]
+    fn nested_brackets_are_refused() {
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("Jean Martin [Min [Armées]]", "Jean Martin Min Armées", None, NESTED),
+            ("Jean [[Armées]]", "Jean Armées", None, NESTED),
+            ("Jean [a [b] c [d]]", "Jean a b c d", None, NESTED),
+        ];
+        check(cases);
+    }
+
+    #[test]
+    fn unbalanced_brackets_are_refused() {
+        let both = &[NoOrganisation, NestedBrackets, UnbalancedBrackets];
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("Jean ] Martin [Armées]", "Jean Martin Armées", None, LONE),
+            ("Jean [Min [Armées]", "Jean Min Armées", None, both),
+            ("Jean [Armées]]", "Jean Armées", None, both),
+        ];
+        check(cases);
+    }
+
+    #[test]
+    fn empty_brackets_give_no_organisation() {
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("Jean Martin []", "Jean Martin", None, NO),
+            ("Jean Martin [ \u{200B} ]", "Jean Martin", None, &[Invisible, NoOrganisation]),
+        ];
+        check(cases);
+    }
+
+    #[test]
+    fn very_long_name_and_organisation_are_cut() {
+        let a = "a".repeat(MAX_NAME_CHARS);
+        let o = "o".repeat(MAX_ORGANISATION_CHARS);
+        assert_eq!(p(&a), parsed(&a, None, NO));
+        assert_eq!(p(&format!("Jean [{o}]")), parsed("Jean", Some(&o), &[]));
+        let (cut_a, cut_o) = (format!("{}…", &a[1..]), format!("{}…", &o[1..]));
+        let long = p(&format!("{a}a [{o}o]"));
+        assert_eq!(long, parsed(&cut_a, Some(&cut_o), &[TooLong]));
+        // Cut after a space: the space goes. Cut in multibyte chars: no panic.
+        assert_eq!(p(&format!("{} bcd", &a[2..])).name, format!("{}…", &a[2..]));
+        let wide = p(&"é\u{301}".repeat(500)).name;
+        assert!(wide.chars().count() == MAX_NAME_CHARS && wide.ends_with('…'));
+    }
+
+    #[test]
+    fn latin_mixed_with_cyrillic_or_greek_is_flagged() {
+        let mixed = &[NoOrganisation, MixedScripts];
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("J\u{435}an Martin", "J\u{435}an Martin", None, mixed),
+            ("Jean \u{39C}artin", "Jean \u{39C}artin", None, mixed),
+            ("Ｊｅａｎ Иван", "Ｊｅａｎ Иван", None, mixed),
+            ("Иван Петров [Армия]", "Иван Петров", Some("Армия"), &[]),
+            ("Γιώργος Παπαδόπουλος", "Γιώργος Παπαδόπουλος", None, NO),
+            ("Иван Петров [Ministère des Armées]", "Иван Петров", Some(ARMEES), &[]),
+        ];
+        check(cases);
+        let org = parse(Some("Jean [Ministère des \u{410}rmées]"), USER, &[]);
+        assert_eq!(org.issues, [MixedScripts]);
+    }
+
+    #[test]
+    fn exact_known_organisation_is_not_flagged() {
+        assert_eq!(p("Jean [Ministère des Armées]").issues, []);
+        let nfd = ["Ministe\u{300}re des Arme\u{301}es".to_owned()];
+        let exact = parse(Some("Jean [Ministère des Armées]"), USER, &nfd);
+        assert_eq!(exact.issues, []);
+    }
+
+    #[test]
+    fn accent_or_case_insensitive_lookalike_is_flagged() {
+        let orgs = [
+            "Ministere des Armees",
+            "ministère des armées",
+            "Ministere-des-Armees",
+        ];
+        for org in orgs {
+            let name = p(&format!("Jean [{org}]"));
+            assert_eq!(name.issues, [lookalike(ARMEES)], "{org}");
+            assert!(name.is_suspicious());
+        }
+        assert_eq!(p("Jean [Interieur]").issues, [lookalike("Intérieur")]);
+    }
+
+    #[test]
+    fn cyrillic_or_greek_lookalike_is_flagged() {
+        let cyrillic = p("Jean [Ministère des \u{410}rmées]").issues;
+        assert_eq!(cyrillic, [MixedScripts, lookalike(ARMEES)]);
+        let greek = p("Jean [\u{399}ntérieur]").issues;
+        assert_eq!(greek, [MixedScripts, lookalike("Intérieur")]);
+        assert_eq!(p("Jean ［ＤＩＮＵＭ］").issues, [lookalike("DINUM")]);
+    }
+
+    #[test]
+    fn other_organisations_are_not_flagged() {
+        assert_eq!(p("Jean [Finances]").issues, []);
+        assert_eq!(p("Jean [D1NUM]").issues, []);
+        let no_known = parse(Some("Jean [Ministere des Armees]"), USER, &[]);
+        assert_eq!(no_known.issues, []);
+        assert_eq!(parse(Some("Jean [-]"), USER, &["—".to_owned()]).issues, []);
+    }
+
+    #[test]
+    fn skeleton_maps_lookalikes_to_latin() {
+        for s in [
+            "ministere des armees",
+            "Ministère des \u{410}rmées",
+            "Ministere-des-Armees",
+        ] {
+            assert_eq!(skeleton(s), skeleton(ARMEES), "{s}");
+        }
+        #[rustfmt::skip]
+        let cases = [
+            ("аАα", "aaa"), ("вВβ", "bbb"), ("сС", "cc"), ("ԁԀ", "dd"), ("еЕε", "eee"),
+            ("нН", "hh"), ("іІιΙ", "iiii"), ("јЈ", "jj"), ("кКκΚ", "kkkk"), ("1", "l"),
+            ("мМ", "mm"), ("оОοΟ0", "ooooo"), ("рРρΡ", "pppp"), ("ԛԚ", "qq"), ("ѕЅ", "ss"),
+            ("тТτΤ", "tttt"), ("υΥ", "uu"), ("νΝ", "vv"), ("ԝԜ", "ww"), ("хХχΧ", "xxxx"),
+            ("уУ", "yy"), ("ı", "i"), ("ẞß", "ssss"), ("ςΣ", "σσ"), ("ﬁ²", "fi2"),
+            (ARMEES, "ministeredesarmees"), ("l'É-tat. \u{200B}\u{3164}", "letat"), ("कि", "क"),
+        ];
+        for (s, expected) in cases {
+            assert_eq!(skeleton(s), expected, "{s}");
+        }
+    }
+
+    #[test]
+    fn skeleton_of_every_cased_char_is_stable_and_case_blind() {
+        let cased = [0..=0x2FFF, 0xA640..=0xA7FF, 0xAB30..=0xABBF];
+        for c in cased
+            .into_iter()
+            .chain([0xFB00..=0xFFFF])
+            .flatten()
+            .filter_map(char::from_u32)
+        {
+            let (s, k) = (c.to_string(), skeleton(&c.to_string()));
+            assert_eq!(skeleton(&k), k, "{c:?}");
+            assert_eq!(skeleton(&s.to_uppercase()), k, "{c:?}");
+            assert_eq!(skeleton(&s.to_lowercase()), k, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn issues_are_deduplicated_ordered_and_serialised_with_their_kind() {
+        let name = p("\u{202E}Je\u{200B}an\u{202E}\n\u{200B} [Ministere\tdes\nArmees]");
+        let issues = [BidiControl, Invisible, Control, lookalike(ARMEES)];
+        assert_eq!(name.issues, issues);
+        let expected = json!({"name": "Jean", "organisation": "Ministere des Armees", "issues": [
+            {"kind": "bidi_control"}, {"kind": "invisible"}, {"kind": "control"},
+            {"kind": "lookalike_organisation", "of": ARMEES},
+        ]});
+        assert_eq!(serde_json::to_value(&name).ok(), Some(expected));
+        #[rustfmt::skip]
+        let rest = [(NoOrganisation, "no_organisation"), (NestedBrackets, "nested_brackets"),
+            (UnbalancedBrackets, "unbalanced_brackets"), (EmptyName, "empty_name"),
+            (TooLong, "too_long"), (MixedScripts, "mixed_scripts")];
+        for (issue, kind) in rest {
+            assert_eq!(
+                serde_json::to_value(issue).ok(),
+                Some(json!({ "kind": kind }))
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Properties
+
+    fn cases(n: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases: n,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Brackets, bidi, zero-width, combining marks, controls, spaces, Cyrillic and Greek.
+    const HOSTILE: &str = "[]［］【】⟦⟧﹇﹈\u{202E}\u{2066}\u{200E}\u{200B}\u{200D}\u{FEFF}\u{AD}\
+        \u{E0041}\u{FE0F}\u{3164}\u{301}\u{308}\u{327}\u{338}\u{345}\n\t\u{85}  \u{A0}\u{3000}\
+        аАоеοΑéeJM…ßİςΣ01:@";
+
+    fn arb_text() -> impl Strategy<Value = String> {
+        let biased =
+            || prop_oneof![3 => select(HOSTILE.chars().collect::<Vec<_>>()), 1 => any::<char>()];
+        prop_oneof![
+            prop::collection::vec(biased(), 0..40),
+            prop::collection::vec(biased(), 120..300),
+            prop::collection::vec(any::<char>(), 0..40),
+        ]
+        .prop_map(String::from_iter)
+    }
+
+    fn arb_hidden() -> impl Strategy<Value = Vec<(Index, char)>> {
+        let hidden: Vec<char> = BIDI.chars().chain(INVISIBLE.chars()).collect();
+        prop::collection::vec((any::<Index>(), select(hidden)), 0..8)
+    }
+
+    /// `text` with each `(place, c)` inserted at a char boundary.
+    fn insert(text: &str, inserts: &[(Index, char)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for (place, c) in inserts {
+            chars.insert(place.index(chars.len() + 1), *c);
+        }
+        chars.into_iter().collect()
+    }
+
+    fn assert_neutral(text: &str) -> Result<(), TestCaseError> {
+        let listed = [BIDI, INVISIBLE, CONTROLS, OPEN, CLOSE].concat();
+        for c in text.chars() {
+            prop_assert!(!listed.contains(c) && !c.is_control(), "{c:?} in {text:?}");
+            prop_assert!(!is_bidi_control(c) && !is_invisible(c) && bracket(c).is_none());
+        }
+        Ok(())
+    }
+
+    fn assert_well_formed(name: &ParsedName) -> Result<(), TestCaseError> {
+        prop_assert!(!name.name.is_empty() && name.name.chars().count() <= MAX_NAME_CHARS);
+        assert_neutral(&name.name)?;
+        if let Some(organisation) = &name.organisation {
+            assert_neutral(organisation)?;
+            let chars = organisation.chars().count();
+            prop_assert!(chars > 0 && chars <= MAX_ORGANISATION_CHARS);
+        }
+        let shown = name.shown();
+        prop_assert!(shown.trim() == shown && !shown.contains("  "), "{shown:?}");
+        let (organisation, issues) = (&name.organisation, &name.issues);
+        prop_assert_eq!(organisation.is_none(), issues.contains(&NoOrganisation));
+        prop_assert!(issues.windows(2).all(|w| w[0] < w[1]), "{issues:?}");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(512))]
+
+        #[test]
+        fn parse_output_is_neutral_and_bounded(text in arb_text(), user_id in arb_text()) {
+            assert_well_formed(&parse(Some(&text), &user_id, &known()))?;
+            assert_well_formed(&parse(Some(&text), USER, &known()))?;
+            assert_well_formed(&parse(None, &user_id, &known()))?;
+        }
+
+        #[test]
+        fn parse_is_idempotent_on_its_shown_form(text in arb_text()) {
+            let first = p(&text);
+            let again = p(&first.shown());
+            prop_assert_eq!(&again.name, &first.name);
+            prop_assert_eq!(&again.organisation, &first.organisation);
+            let mut kept = first.issues.clone();
+            kept.retain(|issue| matches!(issue,
+                NoOrganisation | MixedScripts | NameIssue::LookalikeOrganisation { .. }));
+            prop_assert_eq!(again.issues, kept);
+        }
+
+        #[test]
+        fn hidden_chars_change_nothing_but_the_issues(
+            name in "[A-ZÉ][a-zéèçа-я]{1,8}( [A-ZА-Я][a-zé]{1,8}){0,2}",
+            organisation in "[A-ZÉ][a-zéè]{1,10}( [a-zé]{1,10}){0,3}",
+            hidden in arb_hidden(),
+        ) {
+            let clean = p(&format!("{name} [{organisation}]"));
+            let dirty = p(&insert(&clean.shown(), &hidden));
+            prop_assert_eq!(&dirty.name, &clean.name);
+            prop_assert_eq!(&dirty.organisation, &clean.organisation);
+            let mut expected = clean.issues.clone();
+            if hidden.iter().any(|&(_, c)| BIDI.contains(c)) {
+                expected.push(BidiControl);
+            }
+            if hidden.iter().any(|&(_, c)| INVISIBLE.contains(c)) {
+                expected.push(Invisible);
+            }
+            expected.sort();
+            prop_assert_eq!(dirty.issues, expected);
+        }
+
+        #[test]
+        fn skeleton_is_stable_case_blind_and_blind_to_hidden_chars(
+            text in arb_text(),
+            hidden in arb_hidden(),
+        ) {
+            let k = skeleton(&text);
+            prop_assert!(k.chars().all(char::is_alphanumeric));
+            prop_assert_eq!(&skeleton(&k), &k);
+            prop_assert_eq!(&skeleton(&text.to_uppercase()), &k);
+            prop_assert_eq!(&skeleton(&text.to_lowercase()), &k);
+            prop_assert_eq!(&skeleton(&insert(&text, &hidden)), &k);
+        }
     }
 }

@@ -8,6 +8,7 @@ mod crash;
 mod crash_points;
 mod hostile;
 mod hostile_server;
+mod identity;
 mod log_redaction;
 mod messaging;
 mod notification;
