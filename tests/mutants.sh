@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the security-critical functions (issues 15 item 10, 16 and 17), with cargo-mutants.
+# Mutation testing of the security-critical functions (issues 15 item 10, 16 to 19), with cargo-mutants.
 #
 # Every mutant of the functions below must be caught ("caught" or "unviable"); a "missed" one is
 # a missing test. Too slow for the CI path (each mutant is a rebuild and a test run: about an
@@ -114,6 +114,19 @@ group_relations() {
         -- --lib
 }
 
+group_identity() {
+    # Issue 19's rules: what locks the account and whether it is shredded, the lock enforced,
+    # the e-mail address checked, the hashed lookup (only the mapping asked; no clear lookup),
+    # a direct chat reused only where both are members, the display name neutralised and
+    # checked.
+    run identity -p tchap-secure-core \
+        --file native/core/src/client/account.rs --file native/core/src/client/directory.rs \
+        --file native/core/src/client/direct.rs --file native/core/src/client/uia.rs \
+        --file native/core/src/display_name.rs \
+        --re 'AccountLock::of|judge_failure|must_shred|ensure_unlocked|canonical_email|lookup_hash|lookup_with|parse_direct|direct_room_with|display_name::' \
+        -- --lib
+}
+
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
@@ -143,7 +156,7 @@ group_pinning_unit() {
 }
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust notify relations pinning pinning_unit)
+[[ ${#groups[@]} -gt 0 ]] || groups=(files clock hsm crypto tofu trust notify relations identity pinning pinning_unit)
 for g in "${groups[@]}"; do "group_$g"; done
 
 # The summary table (tests/mutants/RESULTS.md).

@@ -4,7 +4,7 @@
 //!
 //! The driver compiles `android/src/main/java` (without the `fr.gouv.tchap.secure.android`
 //! package, which needs the Android SDK) and `android/src/test/java` with `javac`, prepares
-//! what the tests need — eighteen registered users, the client configuration, a SoftHSM2 token
+//! what the tests need — twenty-two registered users, the client configuration, a SoftHSM2 token
 //! directory with three tokens (main, other, spare), a scratch directory — and runs every
 //! `*Test` class in a child JVM with `JUnitMain` (JUnit 4's `JUnitCore` plus one PASS/FAIL line
 //! per test; an ignored test or a failed assumption counts as a failure). It prints the JVM's
@@ -32,6 +32,7 @@ use tchap_secure_tests::content_scanner::ContentScanner;
 use tchap_secure_tests::harness::PASSWORD;
 use tchap_secure_tests::push_gateway::PushGateway;
 use tchap_secure_tests::softhsm::SoftHsmToken;
+use tchap_secure_tests::sydent::Sydent;
 use tchap_secure_tests::synapse::Synapse;
 
 /// The JUnit run must finish within this (the 1,000-cycle leak test included).
@@ -255,8 +256,37 @@ fn java_api_on_the_host_jvm() {
             "jvm-paul",
             "jvm-quinn",
             "jvm-rose",
+            "jvm-sam",
+            "jvm-tina",
+            "jvm-uma",
+            "jvm-victor",
         ],
     );
+    // IdentityTest (issue 19): sam is a colleague found by name and by e-mail (his address
+    // bound at the homeserver and the identity server, Tchap's display name); tina logs in by
+    // e-mail; uma's account has expired before the JVM starts; victor logs another device out.
+    let localpart_of = |index: usize| {
+        users[index]
+            .split(':')
+            .next()
+            .expect("localpart")
+            .to_owned()
+    };
+    let user_id_of = |localpart: &str| format!("@{localpart}:{}", synapse.server_name);
+    let sydent = Sydent::shared();
+    let (sam, tina, uma) = (localpart_of(18), localpart_of(19), localpart_of(20));
+    let sam_mail = format!("{sam}@armees.gouv.fr");
+    let tina_mail = format!("{tina}@armees.gouv.fr");
+    synapse.add_email_threepid(&user_id_of(&sam), &sam_mail);
+    sydent.bind_email(&sam_mail, &user_id_of(&sam));
+    synapse.add_email_threepid(&user_id_of(&tina), &tina_mail);
+    let sam_session = synapse.login(&sam, PASSWORD);
+    synapse.set_display_name(
+        &sam_session.access_token,
+        &user_id_of(&sam),
+        "Sam Durand [Ministère des Armées]",
+    );
+    synapse.expire_account(&user_id_of(&uma));
     let config = synapse.client_config();
     let config_path = scratch.path().join("config.json");
     std::fs::write(
@@ -264,6 +294,16 @@ fn java_api_on_the_host_jvm() {
         serde_json::to_vec_pretty(&config).expect("config JSON"),
     )
     .expect("write config.json");
+    // IdentityTest's configuration: the identity server, and the State's organisations.
+    let mut identity_config = config.clone();
+    identity_config["identity_server_url"] = serde_json::json!(format!("{}/", sydent.base_url));
+    identity_config["known_organisations"] = serde_json::json!(["Ministère des Armées"]);
+    let identity_config_path = scratch.path().join("identity-config.json");
+    std::fs::write(
+        &identity_config_path,
+        serde_json::to_vec_pretty(&identity_config).expect("identity config JSON"),
+    )
+    .expect("write identity-config.json");
     // The testbed's push gateway (PushTest), kept running until the JVM is done, and the
     // configuration that names it.
     let gateway = PushGateway::start(&synapse.pki.server);
@@ -345,6 +385,12 @@ fn java_api_on_the_host_jvm() {
         ("tchap.spkiPins", pins),
         ("tchap.rootPin", synapse.pki.root_pin()),
         ("tchap.pushConfig", push_config_path.display().to_string()),
+        (
+            "tchap.identityConfig",
+            identity_config_path.display().to_string(),
+        ),
+        ("tchap.samEmail", sam_mail.clone()),
+        ("tchap.tinaEmail", tina_mail.clone()),
         (
             "tchap.scannerConfig",
             scanner_config_path.display().to_string(),

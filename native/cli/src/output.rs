@@ -696,7 +696,11 @@ impl Output {
             print_json(&json!(n));
             return;
         }
-        let who = n.sender_name.as_deref().unwrap_or(&n.sender);
+        let who = shown_name(&ParsedName {
+            name: n.sender_name.clone().unwrap_or_else(|| n.sender.clone()),
+            organisation: n.sender_organisation.clone(),
+            issues: n.sender_name_issues.clone(),
+        });
         let room = n.room_name.as_deref().unwrap_or(&n.room_id);
         let what = match n.kind {
             NotificationKind::Message => n.body.clone().unwrap_or_default(),

@@ -364,7 +364,10 @@ fn a_direct_chat_with_someone_is_reused_from_every_device() {
         rt.block_on(alice.open_direct_room(&bob_id)).unwrap(),
         (room.clone(), false)
     );
-    assert_eq!(alice.direct_rooms().unwrap()[&bob_id], [room.clone()]);
+    assert_eq!(
+        alice.direct_rooms().unwrap()[&bob_id],
+        std::slice::from_ref(&room)
+    );
     // Alice's other device learns it from `m.direct` and reuses it too, through the CLI.
     let laptop = Member::new("id-direct-laptop");
     let laptop_login = crate::support::cli(

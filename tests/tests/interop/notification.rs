@@ -116,7 +116,14 @@ async fn a_message_from_matrix_sdk_is_pushed_as_ids_and_decrypted_by_the_notific
     assert_eq!(n.kind, NotificationKind::Message);
     assert_eq!(n.body.as_deref(), Some(body));
     assert_eq!(n.sender, peer.user_id.as_str());
-    assert_eq!(n.sender_name.as_deref(), Some(sender_name));
+    // The sender's verified name and organisation: Tchap's display name parsed, nothing
+    // suspicious found in it.
+    assert_eq!(n.sender_name.as_deref(), Some("Jeanne Martin"));
+    assert_eq!(
+        n.sender_organisation.as_deref(),
+        Some("Ministère des Armées")
+    );
+    assert!(n.sender_name_issues.is_empty(), "{n:?}");
     assert_eq!(n.room_name.as_deref(), Some(room_name));
     assert_eq!(n.event_id, event_id.as_str());
     assert_eq!(n.trust.as_deref(), Some("tofu"), "{n:?}");

@@ -38,6 +38,21 @@ public final class TchapSecureException extends Exception {
      */
     public static final String AUTH_UNSUPPORTED = "auth_unsupported";
 
+    /**
+     * {@link #getCode()}: the account has expired; the client is locked (nothing synced, sent
+     * or shown) until it is renewed: {@link SecureClient#requestRenewal()}, then
+     * {@link SecureClient#resume()}.
+     */
+    public static final String ACCOUNT_EXPIRED = "account_expired";
+    /**
+     * {@link #getCode()}: the account was deactivated or this device's session revoked; the
+     * client is locked for good, or its data crypto-shredded (managed configuration
+     * {@code on_account_revoked}).
+     */
+    public static final String ACCOUNT_REVOKED = "account_revoked";
+    /** {@link #getCode()}: no user of the infrastructure has this e-mail address. */
+    public static final String UNKNOWN_ADDRESS = "unknown_address";
+
     private final String code;
     private final String localId;
     private final String reason;

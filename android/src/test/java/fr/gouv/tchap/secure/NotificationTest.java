@@ -98,6 +98,13 @@ public class NotificationTest {
             assertEquals(Notification.Kind.MESSAGE, n.kind());
             assertEquals(text, n.body());
             assertEquals(kateId, n.sender());
+            // Her display name (Synapse's default: the localpart) parsed: no organisation,
+            // nothing suspicious.
+            assertEquals(kate.localpart, n.senderName());
+            assertEquals(null, n.senderOrganisation());
+            assertEquals(java.util.Collections.singletonList(DisplayName.NO_ORGANISATION),
+                    n.senderDisplayName().issues());
+            assertFalse(n.senderDisplayName().isSuspicious());
             assertEquals(roomId, n.roomId());
             assertEquals(eventId, n.eventId());
             assertEquals("m.room.message", n.eventType());

@@ -171,16 +171,28 @@ final class TestEnv {
     }
 
     /**
-     * The pre-registered users (eighteen: alice, bob, carol for the older tests, dave and
+     * The pre-registered users (twenty-two: alice, bob, carol for the older tests, dave and
      * erin for {@code TimelineTest}, frank and grace for {@code CrossSigningTest}, whose reset
      * of frank's identity must not change what the other tests see, henry and iris for
      * {@code VerificationTest}, each logged in on two devices, judy for {@code PushTest}, kate
      * and leo for {@code NotificationTest}, mike and nina for {@code PersistentSyncTest}, olga
-     * and paul for {@code RelationsTest}, quinn and rose for {@code ReceiptsRetentionTest}),
-     * in the driver's order.
+     * and paul for {@code RelationsTest}, quinn and rose for {@code ReceiptsRetentionTest};
+     * sam, tina, uma and victor for {@code IdentityTest}), in the driver's order.
      */
     static List<User> users() {
-        return usersOf("tchap.users", 18);
+        return usersOf("tchap.users", 22);
+    }
+
+    /**
+     * The configuration with the identity server ({@code identity_server_url}) and
+     * {@code known_organisations: ["Ministère des Armées"]} (IdentityTest).
+     */
+    static byte[] identityConfig() {
+        try {
+            return Files.readAllBytes(Paths.get(prop("tchap.identityConfig")));
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read tchap.identityConfig", e);
+        }
     }
 
     /** The two users registered on the content scanner's homeserver. */
