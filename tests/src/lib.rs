@@ -28,6 +28,7 @@ pub mod pki;
 pub mod ports;
 pub mod push_gateway;
 mod scratch;
+pub mod smtp_sink;
 pub mod softhsm;
 pub mod sydent;
 pub mod synapse;

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::http;
 use crate::pki::Pki;
 use crate::ports::free_loopback_port;
+use crate::smtp_sink::SmtpSink;
 
 /// The homeserver's server name (user ids are `@localpart:secure.tchap.test`).
 pub const SERVER_NAME: &str = "secure.tchap.test";
@@ -57,6 +58,8 @@ pub struct Synapse {
     pub registration_shared_secret: String,
     /// Configuration, keys, database, media store and logs.
     pub data_dir: PathBuf,
+    /// Where Synapse's mailer delivers (the account-renewal e-mails of issue 19).
+    pub mail: SmtpSink,
     startup_time: Duration,
     child: Mutex<Child>,
     admin: OnceLock<Registered>,
@@ -260,26 +263,6 @@ impl Synapse {
             Some(json!({
                 "messages_per_second": messages_per_second,
                 "burst_count": burst_count,
-            })),
-        );
-    }
-
-    /// Renews `user_id`'s account for a year, as the renewal link or an admin does
-    /// (`POST /_synapse/admin/v1/account_validity/validity`).
-    pub fn renew_account(&self, user_id: &str) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis();
-        let expiration_ts =
-            u64::try_from(now_ms).expect("milliseconds fit in u64") + 365 * 24 * 3600 * 1000;
-        self.admin_call(
-            "POST",
-            "/_synapse/admin/v1/account_validity/validity".to_owned(),
-            Some(json!({
-                "user_id": user_id,
-                "expiration_ts": expiration_ts,
-                "enable_renewal_emails": false,
             })),
         );
     }
@@ -523,6 +506,7 @@ fn start(options: &SynapseOptions) -> Result<Synapse, String> {
         &serde_json::to_string_pretty(&log_config(&data_dir)).expect("log config JSON"),
     );
     let secret = random_hex(32);
+    let mail = SmtpSink::start();
 
     let mut last_failure = String::new();
     for attempt in 0..3 {
@@ -531,8 +515,10 @@ fn start(options: &SynapseOptions) -> Result<Synapse, String> {
         // JSON is YAML: no hand-rolled YAML quoting.
         write(
             &config_path,
-            &serde_json::to_string_pretty(&homeserver_config(&data_dir, port, &secret, options))
-                .expect("homeserver config JSON"),
+            &serde_json::to_string_pretty(&homeserver_config(
+                &data_dir, port, &secret, mail.port, options,
+            ))
+            .expect("homeserver config JSON"),
         );
         if attempt == 0 {
             generate_keys(&python, &config_path, &data_dir)?;
@@ -564,6 +550,7 @@ fn start(options: &SynapseOptions) -> Result<Synapse, String> {
                     server_name: SERVER_NAME.to_owned(),
                     pki,
                     registration_shared_secret: secret,
+                    mail,
                     startup_time: spawned_at.elapsed(),
                     child: Mutex::new(child),
                     admin: OnceLock::new(),
@@ -645,6 +632,7 @@ fn homeserver_config(
     data_dir: &Path,
     port: u16,
     registration_shared_secret: &str,
+    smtp_port: u16,
     options: &SynapseOptions,
 ) -> Value {
     let path = |name: &str| data_dir.join(name).display().to_string();
@@ -682,7 +670,10 @@ fn homeserver_config(
         "trusted_key_servers": [],
         "suppress_key_server_warning": true,
         "federation_domain_whitelist": [],
-        "account_validity": {"enabled": true, "period": "3650d"},
+        // Renewal by e-mail on (`renew_at`): an expired account asks for the renewal link
+        // (`account_validity/send_mail`), which Synapse mails to the account's addresses —
+        // here, to the run's mail sink (plain SMTP on loopback, no TLS, no authentication).
+        "account_validity": {"enabled": true, "period": "3650d", "renew_at": "1d"},
         // Every rate limiter of synapse/config/ratelimiting.py (1.163), raised.
         "rc_message": unlimited(),
         "rc_registration": unlimited(),
@@ -710,6 +701,14 @@ fn homeserver_config(
         "rc_reports": unlimited(),
         "rc_user_directory": unlimited(),
         "rc_profile": unlimited(),
+    });
+    config["email"] = json!({
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "enable_tls": false,
+        "require_transport_security": false,
+        "notif_from": "Tchap <noreply@secure.tchap.test>",
+        "enable_notifs": false,
     });
     // Outbound requests (pushers) may reach loopback, where the testbed's push gateway
     // listens; Synapse denies private ranges by default.

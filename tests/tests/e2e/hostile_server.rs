@@ -1198,3 +1198,120 @@ fn a_sync_with_deeply_nested_json_is_a_typed_error_not_a_stack_overflow() {
     );
     recovers(&rt, &mut s, &reader, &before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Display names (issue 19 item 3)
+
+#[test]
+fn hostile_display_names_from_the_server_are_neutralised_dropped_or_flagged() {
+    use tchap_secure_core::display_name::{MAX_NAME_CHARS, NameIssue};
+    let rt = rt();
+    let mut s = scene(&rt, "hs-names", None);
+    let who = |local: &str| format!("@{local}:{SERVER_NAME}");
+
+    // The directory answers with whatever the server likes.
+    let hostile_results = json!({
+        "limited": false,
+        "results": [
+            {"user_id": "not a user id", "display_name": "Usurpateur [Élysée]"},
+            {"user_id": format!("@nul\u{0}:{SERVER_NAME}"), "display_name": "Nul"},
+            {"user_id": who("objet"), "display_name": {"nested": "Ministre [Élysée]"}},
+            {"user_id": who("bidi"), "display_name": "Jean\u{202E} Martin [Armées] [Intérieur]"},
+            {"user_id": who("long"), "display_name": "A".repeat(100_000)},
+            {"user_id": who("cyr"), "display_name": "Paul Durand [Ministère des \u{0410}rmées]"},
+            {"user_id": who("extra1"), "display_name": "Un"},
+            {"user_id": who("extra2"), "display_name": "Deux"},
+            {"user_id": who("extra3"), "display_name": "Trois"},
+            {"user_id": who("extra4"), "display_name": "Quatre"},
+        ],
+    });
+    s.proxy.add(Rule::replace(
+        Route::new("POST", "/user_directory/search"),
+        move |_| Reply::ok(hostile_results.clone()),
+    ));
+    let found = rt.block_on(s.alice.search_directory("martin", 6)).unwrap();
+    let ids: Vec<&str> = found.users.iter().map(|u| u.user_id.as_str()).collect();
+    // Not user ids: dropped; then at most the limit asked.
+    assert_eq!(
+        ids,
+        [
+            who("objet"),
+            who("bidi"),
+            who("long"),
+            who("cyr"),
+            who("extra1"),
+            who("extra2")
+        ]
+    );
+    let by = |local: &str| {
+        found
+            .users
+            .iter()
+            .find(|u| u.user_id == who(local))
+            .unwrap()
+    };
+    // A display name that is not a string is none: the localpart is shown.
+    assert_eq!(by("objet").display_name, None);
+    assert_eq!(by("objet").name.name, "objet");
+    // Bidi removed, two bracket groups: no organisation at all.
+    let bidi = &by("bidi").name;
+    assert!(!bidi.name.contains('\u{202E}'), "{bidi:?}");
+    assert_eq!(bidi.organisation, None);
+    assert!(bidi.issues.contains(&NameIssue::BidiControl));
+    assert!(bidi.issues.contains(&NameIssue::NestedBrackets));
+    // Cut to the limit.
+    let long = &by("long").name;
+    assert!(
+        long.name.chars().count() <= MAX_NAME_CHARS,
+        "{}",
+        long.name.len()
+    );
+    assert!(long.issues.contains(&NameIssue::TooLong));
+    // Latin and Cyrillic in the organisation: flagged.
+    let cyr = &by("cyr").name;
+    assert!(cyr.issues.contains(&NameIssue::MixedScripts), "{cyr:?}");
+    assert!(cyr.is_suspicious());
+    s.proxy.clear();
+
+    // The sync carries a forged member event for Bob with a hostile name: shown neutralised,
+    // and journaled as a change of name.
+    {
+        let (room, bob_id) = (s.room.clone(), s.bob_id.clone());
+        s.proxy.add(
+            Rule::rewrite(Route::sync(), move |_, mut answer| {
+                let member = json!({"type": "m.room.member", "state_key": bob_id,
+                    "sender": bob_id, "event_id": "$forged-name", "origin_server_ts": 1,
+                    "content": {"membership": "join",
+                                "displayname": "Bob\u{202E}\u{200B} [Premier ministre]\n"}});
+                answer["rooms"]["join"][&room]["timeline"]["events"] = json!([member]);
+                answer
+            })
+            .times(1),
+        );
+    }
+    rt.block_on(s.alice.sync_once(Duration::ZERO)).unwrap();
+    let bob = s
+        .alice
+        .members(&s.room)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user_id == s.bob_id)
+        .unwrap();
+    assert_eq!(bob.name.name, "Bob");
+    assert_eq!(bob.name.organisation.as_deref(), Some("Premier ministre"));
+    assert!(bob.name.issues.contains(&NameIssue::BidiControl), "{bob:?}");
+    assert!(bob.name.issues.contains(&NameIssue::Invisible), "{bob:?}");
+    let changes: Vec<String> = journal(&s.alice)
+        .into_iter()
+        .filter(|(k, _)| k == "display_name_changed")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        !changes[0].contains('\u{202E}') && !changes[0].contains('\n'),
+        "{changes:?}"
+    );
+    // The conversation goes on.
+    s.proxy.clear();
+    s.exchange(&rt, "toujours là", "oui");
+}

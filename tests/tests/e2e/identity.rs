@@ -172,10 +172,29 @@ fn an_expired_account_locks_and_resumes_without_losing_anything_once_renewed() {
         "account_expired"
     );
     // The renewal e-mail is asked of the server, which takes the request from an expired
-    // account (not `account_expired`); the testbed's Synapse sends no e-mail (renewal by
-    // e-mail off), so its refusal comes back typed, and the client stays locked.
-    let renewal = rt.block_on(alice.request_renewal()).unwrap_err();
-    assert_eq!(renewal.code(), "forbidden", "{renewal:?}");
+    // account and mails the link to the account's address (the run's mail sink).
+    let alice_mail = format!(
+        "{}@interieur.gouv.fr",
+        &alice_id[1..alice_id.find(':').unwrap()]
+    );
+    synapse.add_email_threepid(&alice_id, &alice_mail);
+    rt.block_on(alice.request_renewal()).unwrap();
+    let mail = synapse
+        .mail
+        .wait_for(
+            &alice_mail,
+            "account_validity/renew?token=",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("no renewal e-mail: {:#?}", synapse.mail.mails()));
+    let text = mail.text();
+    let start = text
+        .find("/_matrix/client/unstable/account_validity/renew?token=")
+        .unwrap();
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "/_?=-.&%".contains(*c))
+        .collect();
     assert_eq!(alice.account_lock(), Some(AccountLock::Expired));
     // Still expired: no resumption. A restart keeps the lock.
     assert!(!rt.block_on(alice.resume()).unwrap());
@@ -187,8 +206,10 @@ fn an_expired_account_locks_and_resumes_without_losing_anything_once_renewed() {
         "account_expired"
     );
 
-    // Renewed: the client resumes, and what came meanwhile arrives; nothing was lost.
-    synapse.renew_account(&alice_id);
+    // The member opens the link from the e-mail: the account is renewed; the client resumes,
+    // and what came meanwhile arrives; nothing was lost.
+    let (status, _) = synapse.request("GET", &link, None, None);
+    assert_eq!(status, 200, "{link}");
     assert!(rt.block_on(alice.resume()).unwrap());
     assert_eq!(alice.account_lock(), None);
     receive(&rt, &mut alice, &room, "pendant l'expiration");
