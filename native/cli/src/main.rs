@@ -601,19 +601,12 @@ fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             }
             Command::Rooms => {
                 client.sync_once(Duration::ZERO).await?;
-                out.rooms(
-                    &client
-                        .store()
-                        .rooms()
-                        .map_err(tchap_secure_core::Error::from)?,
-                );
+                out.rooms(&client.rooms()?);
             }
             Command::Members { room } => {
                 client.sync_once(Duration::ZERO).await?;
-                let members = client
-                    .store()
-                    .members(room)
-                    .map_err(tchap_secure_core::Error::from)?;
+                // Each name parsed and checked against the managed organisations (issue 19).
+                let members = client.members(room)?;
                 // Each member's cross-signing identity as pinned here (issue 16).
                 let identities = members
                     .iter()

@@ -242,9 +242,7 @@ pub extern "system" fn Java_fr_gouv_tchap_secure_Native_rooms<'local>(
     client: jlong,
 ) -> StringTable<'local> {
     run_ffi_safe(&mut env, |env| {
-        let rooms = with_client(client, |c, _| {
-            Ok(c.store().rooms().map_err(tchap_secure_core::Error::from)?)
-        })?;
+        let rooms = with_client(client, |c, _| Ok(c.rooms()?))?;
         let rows: Vec<Vec<Option<String>>> = rooms
             .into_iter()
             .map(|r| {

@@ -280,8 +280,15 @@ fn a_revoked_token_under_the_lock_policy_locks_and_keeps_the_data_encrypted() {
     assert!(a.data_dir().join(tchap_secure_hsm::VAULT_FILE).exists());
     let rooms_err = alice.members("!any:secure.tchap.test").unwrap_err();
     assert_eq!(rooms_err.code(), "account_revoked");
-    // A revoked account never resumes.
+    // A revoked account never resumes; logging out works, but the directory is never logged
+    // into again (only a wipe ends the lock).
     assert!(!rt.block_on(alice.resume()).unwrap());
+    rt.block_on(alice.logout()).unwrap();
+    assert_eq!(alice.account_lock(), Some(AccountLock::Revoked));
+    let again = rt
+        .block_on(alice.login(&localpart, &password(), "alice-phone-2"))
+        .unwrap_err();
+    assert_eq!(again.code(), "account_revoked");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use serde_json::json;
 use tchap_secure_core::Error;
 use tchap_secure_core::api::ApiError;
 use tchap_secure_core::api::types::MEGOLM_ALGORITHM;
+use tchap_secure_core::client::account::AccountLock;
 use tchap_secure_tests::synapse::Synapse;
 
 use crate::support::{InProcess, Member, PASSWORD, password, rt};
@@ -77,14 +78,23 @@ fn typed_errors_for_forbidden_expired_and_unknown_token_and_429_back_off() {
     assert!(matches!(e, Error::Api(ApiError::Forbidden { .. })), "{e:?}");
     assert!(client.session().is_none());
 
-    // Logged in, then the server deletes the device: M_UNKNOWN_TOKEN, not a soft logout.
+    // Logged in, then the server deletes the device: M_UNKNOWN_TOKEN, not a soft logout — a
+    // revoked session, which locks the client (issue 19) and, by default, calls for the
+    // crypto-shred of its data.
     let info = rt.block_on(client.login(&user, &password(), "t")).unwrap();
     synapse.delete_device(&info.user_id, &info.device_id);
     let e = rt.block_on(client.whoami()).unwrap_err();
     assert!(
-        matches!(e, Error::Api(ApiError::UnknownToken { soft_logout: false })),
+        matches!(
+            e,
+            Error::AccountLocked {
+                lock: AccountLock::Revoked
+            }
+        ),
         "{e:?}"
     );
+    assert_eq!(e.code(), "account_revoked");
+    assert!(client.must_shred());
 
     // Tchap's expired account.
     let m = InProcess::new("expired");
@@ -94,7 +104,17 @@ fn typed_errors_for_forbidden_expired_and_unknown_token_and_429_back_off() {
     rt.block_on(client.login(&user, &password(), "t")).unwrap();
     synapse.expire_account(&reg.user_id);
     let e = rt.block_on(client.whoami()).unwrap_err();
-    assert!(matches!(e, Error::Api(ApiError::ExpiredAccount)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::AccountLocked {
+                lock: AccountLock::Expired
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "account_expired");
+    assert!(!client.must_shred());
 
     // Rate limited to one request a second: the client backs off as the server asks
     // (`retry_after_ms`) and every request goes through. (A wait too long to sleep through is a

@@ -176,6 +176,11 @@ impl Client {
         Error::AccountLocked { lock }
     }
 
+    /// Lifts the lock (logout of an expired account).
+    pub(crate) fn clear_lock(&self) -> Result<(), Error> {
+        self.set_lock(None)
+    }
+
     fn set_lock(&self, lock: Option<AccountLock>) -> Result<(), Error> {
         match lock {
             Some(lock) => {

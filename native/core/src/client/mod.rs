@@ -320,6 +320,8 @@ impl Client {
                 user_id: s.user_id.clone(),
             });
         }
+        // A data directory whose account was revoked is never logged into again.
+        self.ensure_unlocked()?;
         let password_bytes = password;
         let password =
             std::str::from_utf8(password.expose()).map_err(|_| Error::InvalidArgument {
@@ -388,9 +390,11 @@ impl Client {
     /// Logs out on the server and forgets the session and its rooms locally. A token the
     /// server already forgot (`M_UNKNOWN_TOKEN`) still clears the local session.
     pub async fn logout(&mut self) -> Result<(), Error> {
-        // Our pushers first: the homeserver must stop notifying for a device that is gone.
+        // Our pushers first: the homeserver must stop notifying for a device that is gone (a
+        // locked account cannot: its pushers go with its token).
         match self.unregister_pushers().await {
-            Ok(_) | Err(Error::Api(ApiError::UnknownToken { .. })) => {}
+            Ok(_)
+            | Err(Error::Api(ApiError::UnknownToken { .. }) | Error::AccountLocked { .. }) => {}
             Err(e) => return Err(e),
         }
         let token = self.session_token()?;
@@ -401,6 +405,11 @@ impl Client {
         self.store.clear_session()?;
         self.session = None;
         self.engine = None;
+        // An expired account logged out is no longer locked here (logging in again finds it
+        // expired, or renewed); a revoked one stays locked: only a wipe ends that.
+        if self.account_lock() == Some(account::AccountLock::Expired) {
+            self.clear_lock()?;
+        }
         tracing::info!("logged out");
         Ok(())
     }
@@ -583,6 +592,12 @@ impl Client {
             e.sender_name =
                 crate::display_name::parse(e.sender_display_name.as_deref(), &e.sender, known);
         }
+    }
+
+    /// The rooms this device knows (nothing while the account is locked).
+    pub fn rooms(&self) -> Result<Vec<crate::store::RoomSummary>, Error> {
+        self.ensure_unlocked()?;
+        Ok(self.store.rooms()?)
     }
 
     /// The members of a room, by user id, each name parsed and checked against the configured

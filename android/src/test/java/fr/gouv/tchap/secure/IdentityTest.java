@@ -162,4 +162,56 @@ public class IdentityTest {
                     () -> c.logOutDevices(Collections.singletonList(ours), victor.password())));
         }
     }
+
+    /**
+     * Victor's phone syncs in the background; from his other device he logs the phone out (as
+     * after a theft): the phone's sync thread finds its session revoked and, under the default
+     * {@code on_account_revoked: shred}, crypto-shreds the data directory before telling the
+     * app ({@code account_shredded}); the handle then answers {@code wiped}.
+     */
+    @Test
+    public void aRevokedSessionIsShreddedByTheSyncThread() throws Exception {
+        TestEnv.User victor = TestEnv.users().get(21);
+        java.io.File phoneDir = TestEnv.newDataDir("identity-victor-phone");
+        try (SecureClient phone = SecureClient.open(TestEnv.identityConfig(), phoneDir,
+                    TestEnv.mainBinder());
+                SecureClient laptop = open("identity-victor-laptop")) {
+            String phoneDevice =
+                    phone.login(victor.localpart, victor.password(), "jvm-victor-phone")
+                            .deviceId();
+            laptop.login(victor.localpart, victor.password(), "jvm-victor-laptop");
+            java.util.concurrent.BlockingQueue<String> states =
+                    new java.util.concurrent.LinkedBlockingQueue<>();
+            phone.startSync(new Listener() {
+                @Override
+                public void onMessage(String roomId, String eventId, String sender,
+                        String senderDisplayName, String body, String trust) {}
+
+                @Override
+                public void onSecurityEvent(String kind, String roomId, String userId,
+                        String detail) {}
+
+                @Override
+                public void onSyncState(String state, String errorCode) {
+                    states.add(state + ":" + errorCode);
+                }
+            });
+            assertTrue(java.nio.file.Files.exists(phoneDir.toPath().resolve("vault.bin")));
+            laptop.logOutDevices(Collections.singletonList(phoneDevice), victor.password());
+            String last = null;
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            while (System.nanoTime() < deadline) {
+                String state = states.poll(1, java.util.concurrent.TimeUnit.SECONDS);
+                if (state != null && state.startsWith("failed:")) {
+                    last = state;
+                    break;
+                }
+            }
+            assertEquals("failed:account_shredded", last);
+            String[] left = phoneDir.list();
+            assertTrue("nothing left in the data directory: " + java.util.Arrays.toString(left),
+                    left == null || left.length == 0);
+            assertEquals("wiped", expectFailure(phone::accountLock));
+        }
+    }
 }

@@ -16,6 +16,7 @@ import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
 import org.junit.BeforeClass;
 import org.junit.Test;
 
@@ -58,6 +59,19 @@ public class NotificationTest {
         }
     }
 
+    /** Kate's store knows leo joined: her room key goes to his device with the message. */
+    private static void awaitJoined(SecureClient a, String roomId) throws Exception {
+        TestEnv.await("kate sees leo joined", TIMEOUT_SECONDS, () -> {
+            a.syncOnce(0);
+            for (Room r : a.rooms()) {
+                if (r.roomId().equals(roomId) && r.joinedMembers() == 2) {
+                    return true;
+                }
+            }
+            return false;
+        });
+    }
+
     private interface Call {
         void run() throws Exception;
     }
@@ -74,15 +88,7 @@ public class NotificationTest {
             String roomId = a.createRoom("Notifications JVM", b.session().userId());
             b.join(roomId);
             // Kate's store knows leo joined: her room key goes to his device with the message.
-            TestEnv.await("kate sees leo joined", TIMEOUT_SECONDS, () -> {
-                a.syncOnce(0);
-                for (Room r : a.rooms()) {
-                    if (r.roomId().equals(roomId) && r.joinedMembers() == 2) {
-                        return true;
-                    }
-                }
-                return false;
-            });
+            awaitJoined(a, roomId);
             // Leo's phone synced once before going to the background (its first sync uploads
             // its one-time keys, without which no room key can reach it).
             b.syncOnce(0);
@@ -187,15 +193,7 @@ public class NotificationTest {
                 SecureClient b = login(leo, "notif-sync-leo")) {
             String roomId = a.createRoom(null, b.session().userId());
             b.join(roomId);
-            TestEnv.await("kate sees leo joined", TIMEOUT_SECONDS, () -> {
-                a.syncOnce(0);
-                for (Room r : a.rooms()) {
-                    if (r.roomId().equals(roomId) && r.joinedMembers() == 2) {
-                        return true;
-                    }
-                }
-                return false;
-            });
+            awaitJoined(a, roomId);
             b.syncOnce(0); // uploads leo's one-time keys before kate sends
             NotifiedListener listener = new NotifiedListener();
             b.startSync(listener);
@@ -211,6 +209,77 @@ public class NotificationTest {
             assertTrue("a direct message notifies: " + n, n.notifies());
             assertFalse("no mention, no keyword: " + n, n.highlight());
             assertEquals("default", n.sound());
+            assertTrue(listener.problems.toString(), listener.problems.isEmpty());
+        }
+    }
+
+    /**
+     * A push while the same client's sync thread long-polls (persistent mode: a 60 s poll):
+     * {@link SecureClient#notification} does not wait for the poll (the client lock is not held
+     * during it), decrypts the message, and the sync thread still delivers it once.
+     */
+    @Test
+    public void aNotificationIsAnsweredWhileTheSameClientsSyncThreadLongPolls() throws Exception {
+        TestEnv.User kate = TestEnv.users().get(10);
+        TestEnv.User leo = TestEnv.users().get(11);
+        try (SecureClient a = login(kate, "notif-poll-kate");
+                SecureClient b = login(leo, "notif-poll-leo")) {
+            String roomId = a.createRoom(null, b.session().userId());
+            b.join(roomId);
+            awaitJoined(a, roomId);
+            b.syncOnce(0);
+            NotifiedListener listener = new NotifiedListener();
+            java.util.List<String> delivered =
+                    java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+            Listener counting = new Listener() {
+                @Override
+                public void onMessage(String roomId, String eventId, String sender,
+                        String senderDisplayName, String body, String trust) {
+                    delivered.add(eventId);
+                    listener.onMessage(roomId, eventId, sender, senderDisplayName, body, trust);
+                }
+
+                @Override
+                public void onSecurityEvent(String kind, String roomId, String userId,
+                        String detail) {}
+
+                @Override
+                public void onSyncState(String state, String errorCode) {
+                    listener.onSyncState(state, errorCode);
+                }
+            };
+            b.startSync(counting, SyncMode.PERSISTENT);
+            try {
+                // Let the thread enter its long poll.
+                Thread.sleep(1_000);
+                String text = "Pendant la longue attente " + System.nanoTime();
+                String eventId = a.send(roomId, text);
+                java.util.concurrent.ExecutorService pool =
+                        java.util.concurrent.Executors.newSingleThreadExecutor();
+                try {
+                    java.util.concurrent.Future<Notification> answer =
+                            pool.submit(() -> b.notification(roomId, eventId));
+                    // Well inside the 60 s poll: the notification path does not queue behind it.
+                    Notification n = answer.get(30, TimeUnit.SECONDS);
+                    assertEquals(text, n.body());
+                    assertEquals(kate.localpart, n.senderName());
+                } finally {
+                    pool.shutdownNow();
+                }
+                TestEnv.await("the sync thread delivers it", TIMEOUT_SECONDS,
+                        () -> delivered.contains(eventId) ? true : null);
+                // A little longer: a second delivery would show here.
+                Thread.sleep(2_000);
+                int times = 0;
+                for (String id : new java.util.ArrayList<>(delivered)) {
+                    if (id.equals(eventId)) {
+                        times++;
+                    }
+                }
+                assertEquals("delivered once", 1, times);
+            } finally {
+                b.stopSync();
+            }
             assertTrue(listener.problems.toString(), listener.problems.isEmpty());
         }
     }
