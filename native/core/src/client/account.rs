@@ -320,8 +320,109 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::config::Config;
+    use tchap_secure_hsm::soft::SoftVault;
+
+    pub(crate) fn config(extra: &str) -> Config {
+        let json = format!(
+            r#"{{"homeserver_url": "https://localhost:8448", "server_name": "secure.tchap.test",
+                "trust_anchors_pem": {}, "spki_pins_sha256":
+                ["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+                 "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="]{extra}}}"#,
+            serde_json::to_string(include_str!("../../testdata/anchor.pem")).unwrap()
+        );
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn expired() -> Error {
+        Error::Api(ApiError::ExpiredAccount)
+    }
+
+    fn revoked() -> Error {
+        Error::Api(ApiError::UnknownToken { soft_logout: false })
+    }
+
+    #[test]
+    fn a_lock_refuses_every_read_and_send_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SoftVault::new().unwrap();
+        let client = Client::open(config(""), dir.path(), &backend).unwrap();
+        assert_eq!(client.account_lock(), None);
+        assert!(client.ensure_unlocked().is_ok());
+        // Another failure passes through and locks nothing.
+        let other = client.judge_failure(Error::NotLoggedIn);
+        assert_eq!(other.code(), "no_session");
+        let soft = client.judge_failure(Error::Api(ApiError::UnknownToken { soft_logout: true }));
+        assert_eq!(soft.code(), "soft_logout");
+        assert_eq!(client.account_lock(), None);
+
+        let e = client.judge_failure(expired());
+        assert_eq!(e.code(), "account_expired");
+        assert_eq!(client.account_lock(), Some(AccountLock::Expired));
+        assert!(!client.must_shred());
+        assert_eq!(
+            client.ensure_unlocked().unwrap_err().code(),
+            "account_expired"
+        );
+        assert_eq!(
+            client.messages("!r:s", 5).unwrap_err().code(),
+            "account_expired"
+        );
+        assert_eq!(client.rooms().unwrap_err().code(), "account_expired");
+        assert_eq!(
+            client.members("!r:s").unwrap_err().code(),
+            "account_expired"
+        );
+        assert_eq!(
+            client.check_sendable_room("!r:s").unwrap_err().code(),
+            "account_expired"
+        );
+        drop(client);
+        let client = Client::open(config(""), dir.path(), &backend).unwrap();
+        assert_eq!(client.account_lock(), Some(AccountLock::Expired));
+
+        // Revoked is final: an expiry reported later does not soften it.
+        assert_eq!(client.judge_failure(revoked()).code(), "account_revoked");
+        assert!(client.must_shred(), "shred is the default");
+        assert_eq!(client.judge_failure(expired()).code(), "account_revoked");
+        assert_eq!(client.account_lock(), Some(AccountLock::Revoked));
+        client.clear_lock().unwrap();
+        assert_eq!(client.account_lock(), None);
+        drop(client);
+        let client = Client::open(config(""), dir.path(), &backend).unwrap();
+        assert_eq!(client.account_lock(), None);
+        assert!(client.rooms().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_directory_is_shredded_at_open_unless_the_policy_says_lock() {
+        let backend = SoftVault::new().unwrap();
+        // Under `lock`: it opens, locked, its files kept.
+        let dir = tempfile::tempdir().unwrap();
+        let lock = config(r#", "on_account_revoked": "lock""#);
+        let client = Client::open(lock.clone(), dir.path(), &backend).unwrap();
+        client.judge_failure(revoked());
+        assert!(!client.must_shred());
+        drop(client);
+        let client = Client::open(lock, dir.path(), &backend).unwrap();
+        assert_eq!(client.account_lock(), Some(AccountLock::Revoked));
+        drop(client);
+        assert!(dir.path().join(tchap_secure_hsm::VAULT_FILE).exists());
+        // Under `shred` (the process died before the wipe): shredded at the next open.
+        let e = Client::open(config(""), dir.path(), &backend).unwrap_err();
+        assert_eq!(e.code(), "account_revoked");
+        assert!(!dir.path().join(tchap_secure_hsm::VAULT_FILE).exists());
+        assert!(!dir.path().join(crate::store::DATABASE_FILE).exists());
+        // An expired directory is never shredded at open.
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::open(config(""), dir.path(), &backend).unwrap();
+        client.judge_failure(expired());
+        drop(client);
+        let client = Client::open(config(""), dir.path(), &backend).unwrap();
+        assert_eq!(client.account_lock(), Some(AccountLock::Expired));
+    }
 
     #[test]
     fn only_an_expiry_a_hard_token_revocation_or_a_deactivation_lock() {

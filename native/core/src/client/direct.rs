@@ -157,6 +157,65 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_direct_chat_is_reused_only_where_both_are_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = tchap_secure_hsm::soft::SoftVault::new().unwrap();
+        let mut client = Client::open(
+            super::super::account::tests::config(""),
+            dir.path(),
+            &backend,
+        )
+        .unwrap();
+        let bob = "@bob:s";
+        assert_eq!(client.direct_room_with(bob).unwrap(), None);
+        client
+            .store
+            .transaction(|tx| {
+                use crate::store::rooms::{upsert_member, upsert_room};
+                // !left: Bob left. !invited: we are only invited. !ok and !newer: usable.
+                upsert_room(tx, "!left:s", "join")?;
+                upsert_member(tx, "!left:s", bob, "leave", None)?;
+                upsert_room(tx, "!invited:s", "invite")?;
+                upsert_member(tx, "!invited:s", bob, "join", None)?;
+                upsert_room(tx, "!ok:s", "join")?;
+                upsert_member(tx, "!ok:s", bob, "join", None)?;
+                upsert_room(tx, "!pending:s", "join")?;
+                upsert_member(tx, "!pending:s", bob, "invite", None)?;
+                upsert_room(tx, "!other:s", "join")?;
+                upsert_member(tx, "!other:s", "@carol:s", "join", None)?;
+                apply_direct(
+                    tx,
+                    &json!({bob: ["!ok:s", "!pending:s", "!left:s", "!invited:s", "!unknown:s"],
+                            "@carol:s": ["!other:s"]}),
+                )
+                .map(|_| ())
+            })
+            .unwrap();
+        // The latest usable entry: Bob invited in !pending counts, the later ones do not.
+        assert_eq!(
+            client.direct_room_with(bob).unwrap().as_deref(),
+            Some("!pending:s")
+        );
+        // A room m.direct lists for someone else is not a direct chat with Bob.
+        assert_eq!(client.direct_room_with("@dave:s").unwrap(), None);
+        client
+            .store
+            .transaction(|tx| apply_direct(tx, &json!({bob: ["!ok:s"]})).map(|_| ()))
+            .unwrap();
+        assert_eq!(
+            client.direct_room_with(bob).unwrap().as_deref(),
+            Some("!ok:s")
+        );
+        // A malformed content leaves what was stored.
+        let kept = client
+            .store
+            .transaction(|tx| apply_direct(tx, &json!("nonsense")))
+            .unwrap();
+        assert!(!kept);
+        assert_eq!(client.direct_rooms().unwrap()[bob], ["!ok:s"]);
+    }
+
+    #[test]
     fn a_hostile_m_direct_keeps_only_user_ids_mapped_to_room_ids() {
         let content = json!({
             "@bob:s": ["!a:s", 3, "not a room", "!b:s"],
