@@ -127,6 +127,17 @@ group_identity() {
         -- --lib -- client::
 }
 
+group_push_rules() {
+    # Issue 17's push-rule evaluator, its deciding part: a condition holds or not (event_match
+    # globs on words or whole values, the display name, member counts, the sender's power
+    # level, mentions), a rule matches, the first matching rule decides; against the
+    # evaluator's own unit and property tests. (The rules' parsing — from_account_data,
+    # Actions::parse, Condition::try_parse — is checked by the same tests but not mutated here.)
+    run push_rules -p tchap-secure-core --file native/core/src/push_rules.rs \
+        --re 'Condition::holds|Rule::matches|PushRules::evaluate|Glob::matches_words|Glob::matches_whole|starts_word|is_word_char|notification_level|parse_member_count|Scalar::equals_json|Path::is' \
+        -- --lib -- push_rules
+}
+
 group_pinning() {
     # The pin check inside the verified-path callback, pin expiry (per handshake and per
     # request), anchor pins, no resumption. Killed by the end-to-end transport and bad-input
