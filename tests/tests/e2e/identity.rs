@@ -392,6 +392,16 @@ fn a_direct_chat_with_someone_is_reused_from_every_device() {
         rt.block_on(alice.open_direct_room(&bob_id)).unwrap(),
         (room.clone(), false)
     );
+    // Bob joined it as a direct chat (the invitation said so): his side reuses it too.
+    let alice_id = alice.session().unwrap().user_id;
+    assert_eq!(
+        bob.direct_rooms().unwrap()[&alice_id],
+        std::slice::from_ref(&room)
+    );
+    assert_eq!(
+        rt.block_on(bob.open_direct_room(&alice_id)).unwrap(),
+        (room.clone(), false)
+    );
     assert_eq!(
         alice.direct_rooms().unwrap()[&bob_id],
         std::slice::from_ref(&room)

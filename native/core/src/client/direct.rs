@@ -66,6 +66,46 @@ pub(crate) fn apply_direct(tx: &Connection, content: &Value) -> Result<bool, Sto
     Ok(true)
 }
 
+/// The `kv` key prefix of a direct invitation not joined yet: `{state_key, inviter}`.
+const DIRECT_INVITE_PREFIX: &str = "direct_invite.";
+
+/// Remembers, from an invited room's stripped state, an invitation marked `is_direct` (inside
+/// the sync's transaction), for [`Client::join`] to record the room in `m.direct`.
+pub(crate) fn note_direct_invite(
+    tx: &Connection,
+    room_id: &str,
+    raw: &Value,
+) -> Result<(), StoreError> {
+    let field = |name: &str| raw.get(name).and_then(Value::as_str);
+    let content = raw.get("content");
+    let direct = field("type") == Some("m.room.member")
+        && content
+            .and_then(|c| c.get("membership"))
+            .and_then(Value::as_str)
+            == Some("invite")
+        && content
+            .and_then(|c| c.get("is_direct"))
+            .and_then(Value::as_bool)
+            == Some(true);
+    let (Some(state_key), Some(inviter)) = (field("state_key"), field("sender")) else {
+        return Ok(());
+    };
+    if !direct || !super::rooms::is_user_id(inviter) || !is_room_id(room_id) {
+        return Ok(());
+    }
+    let value = serde_json::json!({ "state_key": state_key, "inviter": inviter });
+    crate::store::kv_set(
+        tx,
+        &format!("{DIRECT_INVITE_PREFIX}{room_id}"),
+        value.to_string().as_bytes(),
+    )
+}
+
+/// Forgets a noted direct invitation to `room_id` (declined or left).
+pub(crate) fn forget_direct_invite(tx: &Connection, room_id: &str) -> Result<(), StoreError> {
+    crate::store::kv_delete(tx, &format!("{DIRECT_INVITE_PREFIX}{room_id}"))
+}
+
 /// The stored `m.direct` map (empty if the server never sent one).
 pub(crate) fn stored_direct(conn: &Connection) -> Result<DirectRooms, StoreError> {
     Ok(crate::store::kv_get(conn, DIRECT_KEY)?
@@ -105,6 +145,60 @@ impl Client {
         Ok(None)
     }
 
+    /// After joining `room_id`: if we were invited to it as a direct chat, it becomes our
+    /// direct chat with the inviter in `m.direct` (the account data written, then stored).
+    pub(crate) async fn record_direct_invite(&mut self, room_id: &str) -> Result<(), Error> {
+        let key = format!("{DIRECT_INVITE_PREFIX}{room_id}");
+        let Some(bytes) = crate::store::kv_get(self.store.conn(), &key)? else {
+            return Ok(());
+        };
+        let (ours, _) = self.own_ids()?;
+        let noted: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let inviter = noted
+            .get("inviter")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let for_us = noted.get("state_key").and_then(Value::as_str) == Some(ours.as_str());
+        if let (Some(inviter), true) = (inviter, for_us) {
+            let mut direct = stored_direct(self.store.conn())?;
+            let rooms = direct.entry(inviter).or_default();
+            if !rooms.iter().any(|r| r == room_id) {
+                rooms.push(room_id.to_owned());
+                self.put_direct(&ours, &direct).await?;
+            }
+        }
+        self.store
+            .transaction(|tx| forget_direct_invite(tx, room_id))?;
+        Ok(())
+    }
+
+    /// Writes `m.direct` on the server, then here.
+    async fn put_direct(&mut self, ours: &str, direct: &DirectRooms) -> Result<(), Error> {
+        let content = serde_json::to_value(direct).map_err(|e| Error::InvalidArgument {
+            what: format!("m.direct: {e}"),
+        })?;
+        let body = super::e2ee::json_body(&content);
+        let _: crate::api::types::Empty = self
+            .authed(
+                Method::PUT,
+                "/account_data/m.direct",
+                &[
+                    "_matrix",
+                    "client",
+                    "v3",
+                    "user",
+                    ours,
+                    "account_data",
+                    "m.direct",
+                ],
+                Some(body),
+            )
+            .await?;
+        self.store
+            .transaction(|tx| apply_direct(tx, &content).map(|_| ()))?;
+        Ok(())
+    }
+
     /// The direct chat with `user_id`: the existing one ([`Client::direct_room_with`]) or a
     /// new encrypted room, marked direct, with them invited and recorded in `m.direct`.
     /// Returns the room and whether it was created now.
@@ -125,28 +219,7 @@ impl Client {
             .entry(user_id.to_owned())
             .or_default()
             .push(room_id.clone());
-        let content = serde_json::to_value(&direct).map_err(|e| Error::InvalidArgument {
-            what: format!("m.direct: {e}"),
-        })?;
-        let body = super::e2ee::json_body(&content);
-        let _: crate::api::types::Empty = self
-            .authed(
-                Method::PUT,
-                "/account_data/m.direct",
-                &[
-                    "_matrix",
-                    "client",
-                    "v3",
-                    "user",
-                    &ours,
-                    "account_data",
-                    "m.direct",
-                ],
-                Some(body),
-            )
-            .await?;
-        self.store
-            .transaction(|tx| apply_direct(tx, &content).map(|_| ()))?;
+        self.put_direct(&ours, &direct).await?;
         Ok((room_id, true))
     }
 }
@@ -155,6 +228,49 @@ impl Client {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_an_invitation_marked_direct_by_a_user_is_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = tchap_secure_hsm::soft::SoftVault::new().unwrap();
+        let mut client = Client::open(
+            super::super::account::tests::config(""),
+            dir.path(),
+            &backend,
+        )
+        .unwrap();
+        let invite = |sender: &str, membership: &str, is_direct: Value| {
+            json!({"type": "m.room.member", "state_key": "@me:s", "sender": sender,
+                   "content": {"membership": membership, "is_direct": is_direct}})
+        };
+        let cases = [
+            ("!a:s", invite("@bob:s", "invite", json!(true)), true),
+            ("!b:s", invite("@bob:s", "invite", json!(false)), false),
+            ("!c:s", invite("@bob:s", "invite", json!("true")), false),
+            ("!d:s", invite("@bob:s", "join", json!(true)), false),
+            ("!e:s", invite("not a user", "invite", json!(true)), false),
+            ("not a room", invite("@bob:s", "invite", json!(true)), false),
+            (
+                "!f:s",
+                json!({"type": "m.room.name", "sender": "@bob:s", "state_key": "",
+                             "content": {"membership": "invite", "is_direct": true}}),
+                false,
+            ),
+        ];
+        for (room, raw, noted) in cases {
+            client
+                .store
+                .transaction(|tx| note_direct_invite(tx, room, &raw))
+                .unwrap();
+            let key = format!("{DIRECT_INVITE_PREFIX}{room}");
+            let stored = crate::store::kv_get(client.store.conn(), &key).unwrap();
+            assert_eq!(stored.is_some(), noted, "{room}: {raw}");
+            if let Some(bytes) = stored {
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(v, json!({"state_key": "@me:s", "inviter": "@bob:s"}));
+            }
+        }
+    }
 
     #[test]
     fn a_direct_chat_is_reused_only_where_both_are_members() {

@@ -122,7 +122,13 @@ impl Client {
     pub async fn join(&mut self, room_id: &str) -> Result<(), Error> {
         self.room_action(room_id, "join", Zeroizing::new(b"{}".to_vec()))
             .await?;
-        self.learn_joined_room(room_id).await
+        self.learn_joined_room(room_id).await?;
+        // An invitation to a direct chat: the room becomes our direct chat with the inviter
+        // (`m.direct`), so that neither side opens a second one. The join stands either way.
+        if let Err(e) = self.record_direct_invite(room_id).await {
+            tracing::warn!(code = e.code(), "direct chat not recorded in m.direct");
+        }
+        Ok(())
     }
 
     /// Leaves `room_id`. Messages still queued for it are cancelled (`failed`, `left_room`)
@@ -132,6 +138,8 @@ impl Client {
             .await?;
         let updates = self.store.transaction(|tx| {
             crate::store::rooms::upsert_room(tx, room_id, "leave")?;
+            // A direct invitation declined is forgotten.
+            super::direct::forget_direct_invite(tx, room_id)?;
             crate::store::crypto::discard_outbound_session(tx, room_id)?;
             super::outbox::cancel_lane(tx, room_id, "left_room")
         })?;

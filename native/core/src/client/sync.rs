@@ -371,6 +371,8 @@ pub(crate) fn apply(
             if let Some(candidate) = invitation(room_id, raw) {
                 decrypted.push_candidate(candidate);
             }
+            // An invitation to a direct chat, for `Client::join` to record in `m.direct`.
+            super::direct::note_direct_invite(tx, room_id, raw)?;
         }
         let events = room.invite_state.events.iter();
         apply_events(
