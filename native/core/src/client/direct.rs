@@ -229,16 +229,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn only_an_invitation_marked_direct_by_a_user_is_noted() {
+    /// A client on a fresh data directory and a soft vault (no session, no network).
+    fn open_client() -> (tempfile::TempDir, Client) {
         let dir = tempfile::tempdir().unwrap();
         let backend = tchap_secure_hsm::soft::SoftVault::new().unwrap();
-        let mut client = Client::open(
+        let client = Client::open(
             super::super::account::tests::config(""),
             dir.path(),
             &backend,
         )
         .unwrap();
+        (dir, client)
+    }
+
+    #[test]
+    fn only_an_invitation_marked_direct_by_a_user_is_noted() {
+        let (_dir, mut client) = open_client();
         let invite = |sender: &str, membership: &str, is_direct: Value| {
             json!({"type": "m.room.member", "state_key": "@me:s", "sender": sender,
                    "content": {"membership": membership, "is_direct": is_direct}})
@@ -274,14 +280,7 @@ mod tests {
 
     #[test]
     fn a_direct_chat_is_reused_only_where_both_are_members() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = tchap_secure_hsm::soft::SoftVault::new().unwrap();
-        let mut client = Client::open(
-            super::super::account::tests::config(""),
-            dir.path(),
-            &backend,
-        )
-        .unwrap();
+        let (_dir, mut client) = open_client();
         let bob = "@bob:s";
         assert_eq!(client.direct_room_with(bob).unwrap(), None);
         client
