@@ -16,24 +16,13 @@ use tchap_secure_core::client::directory::DirectoryUser;
 use tchap_secure_core::display_name::ParsedName;
 use tchap_secure_core::store::Member;
 
-use crate::client::ClientHandle;
 use crate::convert::{self, bool_cell};
 use crate::error::BridgeError;
 use crate::funnel::run_ffi_safe;
-use crate::handle;
-use crate::native::name_issues_cell;
+use crate::native::{name_issues_cell, with_client};
 
 type StringArray<'local> = JObjectArray<'local, JString<'local>>;
 type StringTable<'local> = JObjectArray<'local, StringArray<'local>>;
-
-fn with_client<T>(
-    client: jlong,
-    f: impl FnOnce(&mut tchap_secure_core::Client, &tokio::runtime::Runtime) -> Result<T, BridgeError>,
-) -> Result<T, BridgeError> {
-    handle::borrow::<ClientHandle>(client)?
-        .core()
-        .with_client(f)
-}
 
 /// The three cells of a parsed name: `name, organisation|null, issues` (one per line).
 fn name_cells(name: &ParsedName) -> [Option<String>; 3] {

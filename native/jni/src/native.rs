@@ -44,7 +44,7 @@ type StringArray<'local> = JObjectArray<'local, JString<'local>>;
 type StringTable<'local> = JObjectArray<'local, StringArray<'local>>;
 
 /// Runs `f` with the client behind `client`, under its lock.
-fn with_client<T>(
+pub(crate) fn with_client<T>(
     client: jlong,
     f: impl FnOnce(&mut tchap_secure_core::Client, &tokio::runtime::Runtime) -> Result<T, BridgeError>,
 ) -> Result<T, BridgeError> {
